@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "SnapFS",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "snapfs", targets: ["snapfs"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+    ],
+    targets: [
+        // The store and its rules: catalog, references, checked delete and move, recovery. No FUSE, no Flink.
+        .target(name: "SnapStore", dependencies: [
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // The embedded engine: snapshots of a live state directory on this machine.
+        .target(name: "LocalEngine", dependencies: ["SnapStore", .product(name: "Logging", package: "swift-log")]),
+        // Flink's `_metadata` format, decoded. Pure Swift, no dependencies.
+        .target(name: "FlinkMetadata"),
+        // The Flink engine: imports a Flink store into the catalog, triggers through REST.
+        .target(name: "FlinkEngine", dependencies: ["SnapStore", "FlinkMetadata", .product(name: "Logging", package: "swift-log")]),
+        // What every file operation means, in pure Swift: tests drive it without a kernel.
+        .target(name: "SnapFileOps", dependencies: ["SnapStore", .product(name: "Logging", package: "swift-log")]),
+        .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        // The kernel-facing adapter: libfuse3's low-level API over SnapFileOps.
+        .target(name: "SnapFUSE", dependencies: ["CFuse3", "SnapFileOps", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "snapfs", dependencies: [
+            "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "SnapFileOps", "SnapFUSE",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "SnapStoreTests", dependencies: ["SnapStore"]),
+        .testTarget(name: "LocalEngineTests", dependencies: ["LocalEngine", "SnapStore"]),
+        .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata"]),
+        .testTarget(name: "FlinkEngineTests", dependencies: ["FlinkEngine", "FlinkMetadata", "SnapStore"]),
+        .testTarget(name: "SnapFileOpsTests", dependencies: ["SnapFileOps", "SnapStore", "LocalEngine"]),
+        .testTarget(name: "MountTests", dependencies: ["SnapStore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

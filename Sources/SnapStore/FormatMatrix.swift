@@ -1,0 +1,55 @@
+/// The format matrix of SPEC §3, as data: served at `.snapfs/formats` and printed by `snapfs formats`.
+public struct FormatProperties: Codable, Sendable {
+    public var format: SnapshotFormat
+    public var whatIsWritten: String
+    public var costToTake: String
+    public var dependsOnOtherSnapshots: Bool
+    public var selfContained: Bool
+    public var relocatable: String
+    public var importable: String
+    public var local: String
+    public var flink: String
+}
+
+public enum FormatMatrix {
+    public static let rows: [FormatProperties] = [
+        .init(format: .nativeIncremental,
+              whatIsWritten: "only what changed since the previous snapshot; the rest is referenced",
+              costToTake: "least", dependsOnOtherSnapshots: true, selfContained: false,
+              relocatable: "no", importable: "no",
+              local: "new or changed state files become new objects; unchanged ones are shared with the base snapshot",
+              flink: "incremental checkpoint (checkpointType INCREMENTAL): taken on the job's interval; Flink refuses to trigger one explicitly (FLINK-33723), so a trigger fails with that reason"),
+        .init(format: .nativeFull,
+              whatIsWritten: "every file, anew", costToTake: "more", dependsOnOtherSnapshots: false, selfContained: false,
+              relocatable: "no (store layout)", importable: "same engine only",
+              local: "every state file copied to a new object of its own",
+              flink: "full checkpoint (checkpointType FULL) or NATIVE savepoint"),
+        .init(format: .canonical,
+              whatIsWritten: "every file, in a portable self-describing layout", costToTake: "most",
+              dependsOnOtherSnapshots: false, selfContained: true,
+              relocatable: "yes: plain files plus a manifest with checksums; readable with no SnapFS installed",
+              importable: "yes",
+              local: "canonical/<id>/files plus MANIFEST.json and SHA256SUMS",
+              flink: "CANONICAL savepoint (formatType CANONICAL)"),
+    ]
+
+    public static var table: String {
+        var out = "property                    | native-incremental | native-full | canonical\n"
+        out += "----------------------------|--------------------|-------------|----------\n"
+        func row(_ title: String, _ f: (FormatProperties) -> String) {
+            out += title.padding(toLength: 28, withPad: " ", startingAt: 0) + "| " + rows.map(f).joined(separator: " | ") + "\n"
+        }
+        row("time and space to take") { $0.costToTake }
+        row("depends on other snapshots") { $0.dependsOnOtherSnapshots ? "yes" : "no" }
+        row("self-contained") { $0.selfContained ? "yes" : "no" }
+        row("relocatable outside store") { $0.relocatable }
+        row("importable elsewhere") { $0.importable }
+        out += "\n"
+        for r in rows {
+            out += "\(r.format.rawValue):\n  written: \(r.whatIsWritten)\n  local:   \(r.local)\n  flink:   \(r.flink)\n"
+        }
+        return out
+    }
+}
+
+import Foundation

@@ -1,0 +1,109 @@
+import Foundation
+
+/// Who asked for a snapshot: the system on its interval, or a person or script.
+/// Only checkpoints are subject to retention; user-induced snapshots are never removed automatically.
+public enum SnapshotKind: String, Codable, Sendable, CaseIterable {
+    case checkpoint
+    case user
+}
+
+/// How a snapshot's bytes are laid out in the store (SPEC §3).
+public enum SnapshotFormat: String, Codable, Sendable, CaseIterable {
+    case nativeIncremental = "native-incremental"
+    case nativeFull = "native-full"
+    case canonical
+
+    /// Parses a format name as users type it; `default` is resolved by the engine, not here.
+    public init(userInput: String) throws(StoreError) {
+        guard let f = SnapshotFormat(rawValue: userInput) else {
+            throw .badInput("unknown format '\(userInput)': expected one of native-incremental, native-full, canonical, default")
+        }
+        self = f
+    }
+}
+
+/// A snapshot's life: written, then complete. Rows in `writing` whose writer died are rolled back on open.
+public enum SnapshotState: String, Codable, Sendable {
+    case writing
+    case complete
+}
+
+public typealias SnapshotID = Int64
+public typealias ObjectID = Int64
+
+/// One complete, immutable state image.
+public struct Snapshot: Codable, Sendable, Hashable {
+    public var id: SnapshotID
+    public var name: String
+    public var kind: SnapshotKind
+    public var format: SnapshotFormat
+    public var state: SnapshotState
+    public var engine: String
+    public var job: String?
+    /// Seconds since 1970.
+    public var createdAt: Double
+    public var completedAt: Double?
+    /// A directory (relative to the store root) that belongs to this snapshot alone; removed once empty after a delete.
+    public var directory: String?
+    /// An engine's own identifier, e.g. a Flink checkpoint id.
+    public var externalID: String?
+}
+
+/// What a snapshot's directory entry is.
+public enum EntryType: String, Codable, Sendable {
+    case file
+    case directory
+    case symlink
+}
+
+/// One entry of a snapshot, at its logical path (relative, no leading slash, `/`-separated).
+public struct SnapshotEntry: Codable, Sendable, Hashable {
+    public var path: String
+    public var type: EntryType
+    public var size: Int64
+    /// Permission bits and type bits as `st_mode` would hold them.
+    public var mode: UInt32
+    /// Nanoseconds since 1970.
+    public var mtimeNanos: Int64
+    /// The stored bytes of a file; nil for directories and symlinks.
+    public var object: ObjectID?
+    /// Where the object lives, relative to the store root.
+    public var objectPath: String?
+    public var sha256: String?
+    public var symlinkTarget: String?
+    /// How many snapshot entries hold the same stored object: the file's `st_nlink`.
+    public var links: Int
+    /// Files the store keeps with a snapshot but that are not part of its logical tree (a canonical manifest).
+    public var hidden: Bool
+
+    public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64,
+                object: ObjectID? = nil, objectPath: String? = nil, sha256: String? = nil,
+                symlinkTarget: String? = nil, links: Int = 1, hidden: Bool = false) {
+        self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
+        self.object = object; self.objectPath = objectPath; self.sha256 = sha256
+        self.symlinkTarget = symlinkTarget; self.links = links; self.hidden = hidden
+    }
+}
+
+/// Stored bytes, referenced by one or more snapshot entries.
+public struct StoredObject: Codable, Sendable, Hashable {
+    public var id: ObjectID
+    public var path: String
+    public var size: Int64
+    public var sha256: String?
+}
+
+/// The job whose state the store holds, as the delete rule needs it.
+public struct JobStatus: Codable, Sendable, Hashable {
+    public var running: Bool
+    /// The snapshot the job would restart from; protected from delete while the job runs.
+    public var recoveryPoint: String?
+    public var detail: String?
+
+    public init(running: Bool, recoveryPoint: String?, detail: String? = nil) {
+        self.running = running; self.recoveryPoint = recoveryPoint; self.detail = detail
+    }
+}
+
+/// Reports long work to whoever shows progress (a terminal bar, a log line, nothing).
+public typealias ProgressHandler = @Sendable (_ done: Int64, _ total: Int64, _ what: String) -> Void

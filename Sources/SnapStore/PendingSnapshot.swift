@@ -1,0 +1,158 @@
+import Foundation
+import GRDB
+
+/// An entry as an engine hands it to the store when committing a snapshot.
+public struct NewEntry: Sendable {
+    public var path: String
+    public var type: EntryType
+    public var size: Int64
+    public var mode: UInt32
+    public var mtimeNanos: Int64
+    public var object: ObjectID?
+    public var symlinkTarget: String?
+    public var hidden: Bool
+
+    public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64,
+                object: ObjectID? = nil, symlinkTarget: String? = nil, hidden: Bool = false) {
+        self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
+        self.object = object; self.symlinkTarget = symlinkTarget; self.hidden = hidden
+    }
+}
+
+/// A snapshot being written. Its row exists (state `writing`, owned by this process) before any byte is written, and
+/// every object is recorded before its bytes exist, so a crash at any instant leaves only work that `recover`
+/// rolls back. Not shared across threads.
+public final class PendingSnapshot {
+    public let store: Store
+    public private(set) var snapshot: Snapshot
+    private var finished = false
+
+    init(store: Store, snapshot: Snapshot) {
+        self.store = store
+        self.snapshot = snapshot
+    }
+
+    deinit {
+        if !finished { abort("writer went away without committing") }
+    }
+
+    /// Records new objects at the given store-relative paths before their bytes are written.
+    public func reserveObjects(_ paths: [(path: String, size: Int64)]) throws(StoreError) -> [ObjectID] {
+        for p in paths where !Store.isSafeRelativePath(p.path) { throw .badInput("object path '\(p.path)' would leave the store") }
+        do {
+            return try store.db.write { db in
+                let now = Date().timeIntervalSince1970
+                var ids: [ObjectID] = []
+                ids.reserveCapacity(paths.count)
+                let stmt = try db.makeStatement(sql: "INSERT INTO objects(path, size, pending_snapshot, created_at) VALUES (?, ?, ?, ?)")
+                for p in paths {
+                    try stmt.execute(arguments: [p.path, p.size, snapshot.id, now])
+                    ids.append(db.lastInsertedRowID)
+                }
+                return ids
+            }
+        } catch let e as DatabaseError where e.resultCode == .SQLITE_CONSTRAINT {
+            throw .corrupt("an object path is already in the catalog: \(e.message ?? "")")
+        } catch { throw .wrap(error, "cannot record objects") }
+    }
+
+    /// Records files that already exist in the store (a Flink engine's files) as objects, or finds the ones already recorded.
+    public func adoptObjects(_ files: [(path: String, size: Int64)]) throws(StoreError) -> [ObjectID] {
+        for p in files where !Store.isSafeRelativePath(p.path) { throw .badInput("object path '\(p.path)' would leave the store") }
+        do {
+            return try store.db.write { db in
+                let now = Date().timeIntervalSince1970
+                var ids: [ObjectID] = []
+                for f in files {
+                    if let id = try ObjectID.fetchOne(db, sql: "SELECT id FROM objects WHERE path = ?", arguments: [f.path]) {
+                        ids.append(id)
+                    } else {
+                        try db.execute(sql: "INSERT INTO objects(path, size, pending_snapshot, created_at) VALUES (?, ?, ?, ?)",
+                                       arguments: [f.path, f.size, snapshot.id, now])
+                        ids.append(db.lastInsertedRowID)
+                    }
+                }
+                return ids
+            }
+        } catch { throw .wrap(error, "cannot record objects") }
+    }
+
+    /// Makes the snapshot complete and listed, with its entries, in one transaction.
+    /// `checksums` gives the final size and SHA-256 of objects this snapshot wrote.
+    public func commit(entries: [NewEntry], checksums: [ObjectID: (size: Int64, sha256: String)]) throws(StoreError) -> Snapshot {
+        var seen = Set<String>()
+        for e in entries {
+            guard Store.isSafeRelativePath(e.path) else { throw .badInput("entry path '\(e.path)' is not a relative path inside the snapshot") }
+            guard seen.insert(e.path).inserted else { throw .badInput("entry path '\(e.path)' appears twice") }
+        }
+        let now = Date().timeIntervalSince1970
+        do {
+            snapshot = try store.db.write { db in
+                let upd = try db.makeStatement(sql: "UPDATE objects SET size = ?, sha256 = ? WHERE id = ?")
+                for (id, c) in checksums { try upd.execute(arguments: [c.size, c.sha256, id]) }
+                let ins = try db.makeStatement(sql: """
+                    INSERT INTO entries(snapshot_id, path, type, size, mode, mtime_ns, object_id, symlink_target, hidden)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """)
+                for e in entries {
+                    try ins.execute(arguments: [snapshot.id, e.path, e.type.rawValue, e.size, Int64(e.mode), e.mtimeNanos,
+                                                e.object, e.symlinkTarget, e.hidden ? 1 : 0])
+                }
+                try db.execute(sql: "UPDATE objects SET pending_snapshot = NULL WHERE pending_snapshot = ?", arguments: [snapshot.id])
+                try db.execute(sql: "UPDATE snapshots SET state = 'complete', completed_at = ?, owner = NULL WHERE id = ?", arguments: [now, snapshot.id])
+                try store.insertEvent(db, "snapshot", snapshot.name, "\(snapshot.kind.rawValue) snapshot complete: format \(snapshot.format.rawValue), \(entries.count) entries, \(checksums.count) objects written")
+                try db.bumpGeneration()
+                return try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE id = ?", arguments: [snapshot.id])!
+            }
+        } catch { throw .wrap(error, "cannot commit snapshot \(snapshot.name)") }
+        finished = true
+        return snapshot
+    }
+
+    /// Rolls the snapshot back: its row, its entries and every object only it wrote.
+    public func abort(_ why: String) {
+        guard !finished else { return }
+        finished = true
+        do {
+            try store.db.write { db in
+                let sum = try store.removeSnapshotRows(db, snapshot)
+                try store.insertEvent(db, "snapshot-failed", snapshot.name, "\(why); rolled back (\(sum.removedObjects) objects removed)")
+                try db.bumpGeneration()
+            }
+        } catch { store.logger.error("cannot roll back snapshot \(snapshot.name): \(error); the next open will") }
+        store.drainRemovals()
+    }
+}
+
+extension Store {
+    /// Starts a snapshot. Without a label, a checkpoint is named `chk-<id>` and a user snapshot `sp-<id>`.
+    public func beginSnapshot(label: String?, kind: SnapshotKind, format: SnapshotFormat, job: String? = nil,
+                              engine: String? = nil, externalID: String? = nil,
+                              directory: ((SnapshotID) -> String)? = nil) throws(StoreError) -> PendingSnapshot {
+        if let label { try SnapshotName.validateLabel(label) }
+        let engine = engine ?? engineName
+        do {
+            let s = try db.write { db -> Snapshot in
+                if let label, try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM snapshots WHERE name = ?)", arguments: [label]) == true {
+                    throw StoreError.alreadyExists(label)
+                }
+                let temp = "writing-\(UUID().uuidString)"
+                try db.execute(sql: """
+                    INSERT INTO snapshots(name, kind, format, state, engine, job, created_at, external_id, owner)
+                    VALUES (?, ?, ?, 'writing', ?, ?, ?, ?, ?)
+                    """, arguments: [temp, kind.rawValue, format.rawValue, engine, job, Date().timeIntervalSince1970, externalID, owner.token])
+                let id = db.lastInsertedRowID
+                var name = label ?? (kind == .checkpoint ? "chk-\(id)" : "sp-\(id)")
+                if label == nil, try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM snapshots WHERE name = ?)", arguments: [name]) == true {
+                    name += "-\(UInt32.random(in: 0...UInt32.max))"
+                }
+                let dir = directory?(id)
+                if let dir, !Store.isSafeRelativePath(dir) { throw StoreError.badInput("snapshot directory '\(dir)' would leave the store") }
+                try db.execute(sql: "UPDATE snapshots SET name = ?, directory = ? WHERE id = ?", arguments: [name, dir, id])
+                try db.bumpGeneration()
+                return try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE id = ?", arguments: [id])!
+            }
+            return PendingSnapshot(store: self, snapshot: s)
+        } catch let e as StoreError { throw e } catch { throw .wrap(error, "cannot start snapshot") }
+    }
+}

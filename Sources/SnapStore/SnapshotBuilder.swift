@@ -1,0 +1,197 @@
+import Foundation
+import Crypto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes a snapshot from a source into the store in one of the three formats (SPEC §3):
+/// - native-incremental: only files new or changed since the base snapshot get new objects; the rest are referenced;
+/// - native-full: every file gets a new object of its own, so the snapshot depends on no other;
+/// - canonical: a plain tree under `canonical/<id>/files` plus `MANIFEST.json` and `SHA256SUMS`, readable without SnapFS.
+public struct SnapshotBuilder {
+    public let store: Store
+    /// How often a snapshot is retried from a fresh scan when a source file vanishes or will not hold still.
+    public var attempts = 3
+
+    public init(store: Store) { self.store = store }
+
+    public func build(from source: some SnapshotSource, format: SnapshotFormat, kind: SnapshotKind, label: String?,
+                      job: String? = nil, base: Snapshot? = nil, progress: ProgressHandler? = nil) throws(StoreError) -> Snapshot {
+        var lastProblem = ""
+        for attempt in 1...max(1, attempts) {
+            do {
+                return try buildOnce(source, format: format, kind: kind, label: label, job: job, base: base, progress: progress)
+            } catch let p as SourceProblem {
+                switch p {
+                case .vanished(let path): lastProblem = "state file '\(path)' vanished while the snapshot was being taken"
+                case .changing(let path): lastProblem = "state file '\(path)' kept changing while it was copied"
+                case .checksumMismatch(let path, let want, let got):
+                    throw .snapshotFailed("'\(path)' does not match its checksum (expected \(want), found \(got))")
+                case .unreadable(let path, let e):
+                    throw .snapshotFailed("cannot read \(path): \(String(cString: strerror(e)))")
+                }
+                store.logger.notice("snapshot attempt \(attempt) failed: \(lastProblem)")
+            } catch let e as StoreError {
+                if case .snapshotFailed = e { throw e }
+                if case .alreadyExists = e { throw e }
+                if case .badInput = e { throw e }
+                throw .snapshotFailed("\(e)")
+            } catch {
+                throw .snapshotFailed("\(error)")
+            }
+        }
+        throw .snapshotFailed("\(lastProblem) (\(attempts) attempts); the store is unchanged")
+    }
+
+    private func buildOnce(_ source: some SnapshotSource, format: SnapshotFormat, kind: SnapshotKind, label: String?,
+                           job: String?, base: Snapshot?, progress: ProgressHandler?) throws -> Snapshot {
+        let scanned = try source.scan()
+        var reusable: [String: SnapshotEntry] = [:]
+        if format == .nativeIncremental, source.allowsReuse, let base {
+            for e in try store.entries(of: base.id) where e.type == .file && e.sha256 != nil { reusable[e.path] = e }
+        }
+        let pending = try store.beginSnapshot(label: label, kind: kind, format: format, job: job,
+                                              directory: format == .canonical ? { "\(Store.canonicalDirectory)/\($0)" } : nil)
+        do {
+            let snap = try write(scanned, reusable: reusable, into: pending, source: source, progress: progress)
+            return snap
+        } catch {
+            pending.abort("\(error)")
+            throw error
+        }
+    }
+
+    private func objectPath(for pending: PendingSnapshot, _ e: SourceEntry, _ n: Int) -> String {
+        switch pending.snapshot.format {
+        case .canonical:
+            return "\(Store.canonicalDirectory)/\(pending.snapshot.id)/files/\(e.path)"
+        case .nativeFull, .nativeIncremental:
+            let r = UInt64.random(in: 0...UInt64.max), r2 = UInt64.random(in: 0...UInt64.max)
+            let hex = String(format: "%016llx%016llx", r, r2)
+            return "\(Store.objectsDirectory)/\(hex.prefix(2))/\(hex)"
+        }
+    }
+
+    private func write(_ scanned: [SourceEntry], reusable: [String: SnapshotEntry], into pending: PendingSnapshot,
+                       source: some SnapshotSource, progress: ProgressHandler?) throws -> Snapshot {
+        var toCopy: [Int] = []
+        var entries: [NewEntry] = []
+        entries.reserveCapacity(scanned.count + 2)
+        for (i, e) in scanned.enumerated() {
+            var ne = NewEntry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, symlinkTarget: e.symlinkTarget)
+            if e.type == .file {
+                if let b = reusable[e.path], b.size == e.size, b.mtimeNanos == e.mtimeNanos, let obj = b.object {
+                    ne.object = obj
+                } else {
+                    toCopy.append(i)
+                }
+            }
+            entries.append(ne)
+        }
+        let paths = toCopy.enumerated().map { (n, i) in (path: objectPath(for: pending, scanned[i], n), size: scanned[i].size) }
+        let ids = try pending.reserveObjects(paths)
+        let totalBytes = toCopy.reduce(Int64(0)) { $0 + scanned[$1].size }
+        var copied: Int64 = 0
+        var checksums: [ObjectID: (size: Int64, sha256: String)] = [:]
+        var createdDirs = Set<String>()
+        for (n, i) in toCopy.enumerated() {
+            let abs = store.root.path + "/" + paths[n].path
+            let parent = (abs as NSString).deletingLastPathComponent
+            if createdDirs.insert(parent).inserted { try makeDirectories(parent) }
+            let (real, sha) = try copy(scanned[i], from: source, to: abs) { copied += Int64($0); progress?(copied, totalBytes, scanned[i].path) }
+            checksums[ids[n]] = (real.size, sha)
+            entries[i].object = ids[n]
+            entries[i].size = real.size
+            entries[i].mode = real.mode
+            entries[i].mtimeNanos = real.mtimeNanos
+        }
+        if pending.snapshot.format == .canonical {
+            try writeManifest(pending: pending, entries: entries, checksums: checksums, into: &entries)
+        }
+        try syncStore()
+        progress?(totalBytes, totalBytes, "done")
+        let snap = try pending.commit(entries: entries, checksums: checksums)
+        store.logger.info("snapshot complete", metadata: ["name": .string(snap.name), "format": .string(snap.format.rawValue),
+                                                         "entries": .stringConvertible(entries.count), "copied": .stringConvertible(toCopy.count)])
+        return snap
+    }
+
+    /// Copies one file, hashing as it goes; a file that changes under the copy is copied again, twice at most.
+    private func copy(_ e: SourceEntry, from source: some SnapshotSource, to abs: String,
+                      progress: (Int) -> Void) throws -> (SourceEntry, String) {
+        var tries = 0
+        while true {
+            tries += 1
+            let fd = open(abs, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw StoreError.io(path: abs, errno: errno, what: "cannot create object") }
+            var hasher = SHA256()
+            do {
+                defer { close(fd) }
+                let real = try source.read(e) { chunk in
+                    hasher.update(bufferPointer: chunk)
+                    var off = 0
+                    while off < chunk.count {
+                        let n = Glibc.write(fd, chunk.baseAddress! + off, chunk.count - off)
+                        if n < 0 { if errno == EINTR { continue }; throw StoreError.io(path: abs, errno: errno, what: "cannot write object") }
+                        off += n
+                    }
+                    progress(chunk.count)
+                }
+                return (real, hasher.finalize().hexString)
+            } catch SourceProblem.changing(let p) where tries < 3 {
+                store.logger.debug("\(p) changed during copy; copying again")
+                continue
+            }
+        }
+    }
+
+    private func writeManifest(pending: PendingSnapshot, entries: [NewEntry], checksums: [ObjectID: (size: Int64, sha256: String)],
+                               into all: inout [NewEntry]) throws {
+        let manifest = CanonicalManifest(snapshot: pending.snapshot, entries: entries.map { e in
+            CanonicalManifest.Entry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos,
+                                    sha256: e.object.flatMap { checksums[$0]?.sha256 } , target: e.symlinkTarget)
+        })
+        let dir = "\(Store.canonicalDirectory)/\(pending.snapshot.id)"
+        let files: [(String, Data)] = [
+            ("\(dir)/\(CanonicalManifest.fileName)", try manifest.encoded()),
+            ("\(dir)/\(CanonicalManifest.sumsFileName)", Data(manifest.sha256sums().utf8)),
+        ]
+        let ids = try pending.reserveObjects(files.map { ($0.0, Int64($0.1.count)) })
+        for (n, f) in files.enumerated() {
+            try writeFile(store.root.path + "/" + f.0, f.1)
+            all.append(NewEntry(path: ".snapfs-canonical/" + (f.0 as NSString).lastPathComponent, type: .file, size: Int64(f.1.count),
+                                mode: UInt32(S_IFREG) | 0o444, mtimeNanos: Int64(Date().timeIntervalSince1970 * 1e9), object: ids[n], hidden: true))
+        }
+    }
+
+    private func makeDirectories(_ path: String) throws {
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+        catch { throw StoreError.io(path: path, errno: Int32((error as NSError).code == 0 ? Int(EIO) : (error as NSError).code), what: "cannot create directory") }
+    }
+
+    private func writeFile(_ path: String, _ data: Data) throws {
+        try makeDirectories((path as NSString).deletingLastPathComponent)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw StoreError.io(path: path, errno: errno, what: "cannot create") }
+        defer { close(fd) }
+        try data.withUnsafeBytes { b in
+            var off = 0
+            while off < b.count {
+                let n = Glibc.write(fd, b.baseAddress! + off, b.count - off)
+                if n < 0 { if errno == EINTR { continue }; throw StoreError.io(path: path, errno: errno, what: "cannot write") }
+                off += n
+            }
+        }
+    }
+
+    /// Makes every written byte durable before the snapshot is declared complete.
+    private func syncStore() throws {
+        let fd = open(store.root.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw StoreError.io(path: store.root.path, errno: errno, what: "cannot open store") }
+        defer { close(fd) }
+        if c_syncfs(fd) != 0 { throw StoreError.io(path: store.root.path, errno: errno, what: "cannot flush store to disk") }
+    }
+}
+
+/// glibc's syncfs(2), which the Glibc module does not export: flushes one filesystem instead of all of them.
+@_silgen_name("syncfs") private func c_syncfs(_ fd: Int32) -> Int32

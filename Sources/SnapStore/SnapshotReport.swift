@@ -1,0 +1,71 @@
+import Foundation
+import GRDB
+
+/// Everything a user asks about one snapshot (`snapfs show`, `.snapfs/snapshots/S.json`).
+public struct SnapshotReport: Codable, Sendable {
+    public var id: SnapshotID
+    public var name: String
+    public var kind: SnapshotKind
+    public var format: SnapshotFormat
+    public var state: SnapshotState
+    public var engine: String
+    public var job: String?
+    public var createdAt: Double
+    public var completedAt: Double?
+    public var externalID: String?
+    /// Files in the snapshot's logical tree and their total size.
+    public var files: Int
+    public var size: Int64
+    /// Stored objects it references; how many only it references, and their bytes (what a delete frees).
+    public var objects: Int
+    public var exclusiveObjects: Int
+    public var exclusiveBytes: Int64
+    /// Older snapshots whose stored files this one uses, and newer ones that use files this one holds.
+    public var references: [String]
+    public var referencedBy: [String]
+    public var recoveryPoint: Bool
+    public var deletable: Bool
+    /// Why a delete would be refused now.
+    public var notDeletableBecause: String?
+    /// The last refusal of an operation on it, as written to `.snapfs/events`.
+    public var lastRefusal: String?
+}
+
+extension Store {
+    public func report(_ name: String) throws(StoreError) -> SnapshotReport {
+        let s = try snapshot(named: name)
+        let job = jobStatus()
+        do {
+            return try db.read { db in
+                let counts = try Row.fetchOne(db, sql: """
+                    SELECT COUNT(*) AS files, COALESCE(SUM(size), 0) AS bytes FROM entries WHERE snapshot_id = ? AND hidden = 0 AND type = 'file'
+                    """, arguments: [s.id])!
+                let objs = try Row.fetchOne(db, sql: """
+                    SELECT COUNT(*) AS n,
+                           COALESCE(SUM(CASE WHEN others = 0 THEN 1 ELSE 0 END), 0) AS excl,
+                           COALESCE(SUM(CASE WHEN others = 0 THEN size ELSE 0 END), 0) AS exclBytes
+                    FROM (SELECT o.id, o.size,
+                                 (SELECT COUNT(*) FROM entries e2 WHERE e2.object_id = o.id AND e2.snapshot_id <> ?) AS others
+                          FROM objects o WHERE o.id IN (SELECT object_id FROM entries WHERE snapshot_id = ? AND object_id IS NOT NULL))
+                    """, arguments: [s.id, s.id])!
+                let sharers = try Row.fetchAll(db, sql: """
+                    SELECT DISTINCT s2.id, s2.name FROM entries e
+                    JOIN entries e2 ON e2.object_id = e.object_id AND e2.snapshot_id <> e.snapshot_id
+                    JOIN snapshots s2 ON s2.id = e2.snapshot_id
+                    WHERE e.snapshot_id = ? AND e.object_id IS NOT NULL ORDER BY s2.id
+                    """, arguments: [s.id])
+                let why = try refusalReason(s, db, job: job)
+                return SnapshotReport(
+                    id: s.id, name: s.name, kind: s.kind, format: s.format, state: s.state, engine: s.engine, job: s.job,
+                    createdAt: s.createdAt, completedAt: s.completedAt, externalID: s.externalID,
+                    files: counts["files"], size: counts["bytes"],
+                    objects: objs["n"], exclusiveObjects: objs["excl"], exclusiveBytes: objs["exclBytes"],
+                    references: sharers.filter { ($0["id"] as Int64) < s.id }.map { $0["name"] },
+                    referencedBy: sharers.filter { ($0["id"] as Int64) > s.id }.map { $0["name"] },
+                    recoveryPoint: job.running && job.recoveryPoint == s.name,
+                    deletable: why == nil, notDeletableBecause: why,
+                    lastRefusal: lastRefusal(of: s.name)?.detail)
+            }
+        } catch { throw .wrap(error, "cannot read catalog") }
+    }
+}

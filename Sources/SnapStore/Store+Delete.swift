@@ -1,0 +1,269 @@
+import Foundation
+import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a delete did.
+public struct DeleteSummary: Codable, Sendable, Hashable {
+    public var snapshot: String
+    /// Objects only this snapshot referenced, now removed.
+    public var removedObjects: Int
+    public var removedBytes: Int64
+    /// Objects this snapshot shared with others, kept for them.
+    public var keptShared: Int
+}
+
+/// Whether a snapshot may be deleted now, and if not, why (shown in `.snapfs/snapshots/S.json`).
+public enum Deletability: Sendable, Hashable {
+    case deletable
+    case refused(String)
+}
+
+extension Store {
+    /// The reason a snapshot may not be deleted now, or nil. The order is the SPEC's (§5).
+    func refusalReason(_ s: Snapshot, _ db: Database, job: JobStatus) throws -> String? {
+        if s.state == .writing { return "still being written" }
+        if job.running, job.recoveryPoint == s.name { return "recovery point: newer snapshot needed first" }
+        let pins = try Row.fetchAll(db, sql: "SELECT owner, what FROM pins WHERE snapshot_id = ?", arguments: [s.id])
+        for p in pins where p["owner"] as String == owner.token || OwnerLock.isAlive(p["owner"], in: runDir) {
+            return "operation in flight: \(p["what"] as String)"
+        }
+        return nil
+    }
+
+    public func deletability(of name: String) -> Deletability {
+        let job = jobStatus()
+        do {
+            return try db.read { db in
+                guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
+                    return .refused("no such snapshot")
+                }
+                return try refusalReason(s, db, job: job).map(Deletability.refused) ?? .deletable
+            }
+        } catch { return .refused("catalog unreadable: \(error)") }
+    }
+
+    /// Deletes a snapshot (SPEC §5). The decision — which objects no remaining snapshot references — is one
+    /// transaction; the files follow from the removal journal, which `open` replays if the process dies first.
+    @discardableResult
+    public func delete(_ name: String, reason: String = "user request") throws(StoreError) -> DeleteSummary {
+        let job = jobStatus()
+        let summary: DeleteSummary
+        do {
+            summary = try db.write { db -> DeleteSummary in
+                guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
+                    throw StoreError.noSuchSnapshot(name)
+                }
+                if let why = try refusalReason(s, db, job: job) { throw StoreError.busy(snapshot: name, reason: why) }
+                let r = try removeSnapshotRows(db, s)
+                try insertEvent(db, reason == "retention" ? "retention" : "delete", name,
+                                "deleted (\(reason)): \(r.removedObjects) objects removed (\(r.removedBytes) bytes), \(r.keptShared) shared objects kept")
+                try db.bumpGeneration()
+                return r
+            }
+        } catch let e as StoreError {
+            if case .busy(_, let why) = e { recordEvent("refusal", snapshot: name, "delete refused: \(why)") }
+            throw e
+        } catch { throw .wrap(error, "cannot delete \(name)") }
+        logger.info("deleted", metadata: ["snapshot": .string(name), "objects": .stringConvertible(summary.removedObjects)])
+        drainRemovals()
+        return summary
+    }
+
+    /// Removes a snapshot's rows and journals the objects no other snapshot references. Runs inside a write transaction.
+    func removeSnapshotRows(_ db: Database, _ s: Snapshot) throws -> DeleteSummary {
+        let now = Date().timeIntervalSince1970
+        // Objects this snapshot references or was writing, with how many entries of other snapshots hold them.
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT o.id, o.path, o.size,
+                   (SELECT COUNT(*) FROM entries e2 WHERE e2.object_id = o.id AND e2.snapshot_id <> ?) AS others
+            FROM objects o
+            WHERE o.id IN (SELECT object_id FROM entries WHERE snapshot_id = ? AND object_id IS NOT NULL)
+               OR o.pending_snapshot = ?
+            """, arguments: [s.id, s.id, s.id])
+        var removed = 0, kept = 0
+        var bytes: Int64 = 0
+        try db.execute(sql: "DELETE FROM entries WHERE snapshot_id = ?", arguments: [s.id])
+        for r in rows {
+            if (r["others"] as Int) > 0 {
+                kept += 1
+                try db.execute(sql: "UPDATE objects SET pending_snapshot = NULL WHERE id = ? AND pending_snapshot = ?", arguments: [r["id"] as Int64, s.id])
+                continue
+            }
+            removed += 1
+            bytes += r["size"] as Int64
+            try db.execute(sql: "DELETE FROM objects WHERE id = ?", arguments: [r["id"] as Int64])
+            try db.execute(sql: "INSERT OR REPLACE INTO removals(path, is_directory, queued_at) VALUES (?, 0, ?)", arguments: [r["path"] as String, now])
+        }
+        if let dir = s.directory {
+            try db.execute(sql: "INSERT OR REPLACE INTO removals(path, is_directory, queued_at) VALUES (?, 1, ?)", arguments: [dir, now])
+        }
+        try db.execute(sql: "DELETE FROM pins WHERE snapshot_id = ?", arguments: [s.id])
+        try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [s.id])
+        return DeleteSummary(snapshot: s.name, removedObjects: removed, removedBytes: bytes, keptShared: kept)
+    }
+
+    /// Does the physical half of decided deletes. Idempotent, so two processes draining at once, or a replay after
+    /// a crash, is harmless. A path the catalog has since taken back as an object is left alone.
+    public func drainRemovals() {
+        let rows: [Row]
+        do { rows = try db.read { try Row.fetchAll($0, sql: "SELECT path, is_directory FROM removals ORDER BY is_directory, length(path) DESC") } }
+        catch { logger.error("cannot read removal journal: \(error)"); return }
+        var done: [String] = []
+        for r in rows {
+            let rel: String = r["path"]
+            guard Store.isSafeRelativePath(rel) else { done.append(rel); continue }
+            let abs = root.appendingPathComponent(rel).path
+            if (r["is_directory"] as Int) != 0 {
+                Store.removeEmptyDirectories(abs)
+            } else {
+                let inUse = (try? db.read { try Bool.fetchOne($0, sql: "SELECT EXISTS(SELECT 1 FROM objects WHERE path = ?)", arguments: [rel]) }) ?? true
+                if inUse == true { done.append(rel); continue }
+                if unlink(abs) != 0 && errno != ENOENT {
+                    logger.error("cannot remove \(abs): \(String(cString: strerror(errno)))")
+                    continue
+                }
+            }
+            done.append(rel)
+        }
+        if done.isEmpty { return }
+        do {
+            try db.write { db in
+                for p in done { try db.execute(sql: "DELETE FROM removals WHERE path = ?", arguments: [p]) }
+            }
+        } catch { logger.error("cannot update removal journal: \(error)") }
+    }
+
+    /// Removes `path` and its subdirectories bottom-up where they are empty; never a file.
+    static func removeEmptyDirectories(_ path: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return }
+        for n in names {
+            let p = path + "/" + n
+            var st = stat()
+            if lstat(p, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { removeEmptyDirectories(p) }
+        }
+        rmdir(path)
+    }
+
+    /// A path relative to the store that cannot leave it: no leading `/`, no `..`, no empty component.
+    public static func isSafeRelativePath(_ p: String) -> Bool {
+        if p.isEmpty || p.hasPrefix("/") || p.contains("\0") { return false }
+        for c in p.split(separator: "/", omittingEmptySubsequences: false) where c.isEmpty || c == "." || c == ".." { return false }
+        return true
+    }
+
+    // MARK: move
+
+    /// Renames a snapshot (SPEC §4 `mv S T`). Never replaces an existing snapshot.
+    public func rename(_ name: String, to newName: String) throws(StoreError) {
+        do {
+            try SnapshotName.validateLabel(newName)
+        } catch {
+            recordEvent("refusal", snapshot: name, "move to '\(SnapshotName.printable(newName))' refused: \(error)")
+            throw error
+        }
+        if name == newName { _ = try snapshot(named: name); return }
+        let s = try snapshot(named: name)
+        do {
+            try hooks.checkMove(s, to: newName, in: self)
+        } catch {
+            recordEvent("refusal", snapshot: name, "move refused: \(error)")
+            throw error
+        }
+        do {
+            try db.write { db in
+                guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
+                    throw StoreError.noSuchSnapshot(name)
+                }
+                if s.state != .complete { throw StoreError.busy(snapshot: name, reason: "still being written") }
+                if try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM snapshots WHERE name = ?)", arguments: [newName]) == true {
+                    throw StoreError.alreadyExists(newName)
+                }
+                try db.execute(sql: "UPDATE snapshots SET name = ? WHERE id = ?", arguments: [newName, s.id])
+                try insertEvent(db, "move", newName, "renamed '\(name)' to '\(newName)'")
+                try db.bumpGeneration()
+            }
+        } catch let e as StoreError {
+            recordEvent("refusal", snapshot: name, "move to '\(newName)' refused: \(e)")
+            throw e
+        } catch { throw .wrap(error, "cannot rename \(name)") }
+    }
+
+    // MARK: pins
+
+    /// Holds a snapshot against delete while `body` reads it (export, convert), across processes.
+    public func withPin<T>(_ name: String, what: String, _ body: (Snapshot) throws -> T) throws -> T {
+        let s: Snapshot
+        do {
+            s = try db.write { db -> Snapshot in
+                guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
+                    throw StoreError.noSuchSnapshot(name)
+                }
+                guard s.state == .complete else { throw StoreError.busy(snapshot: name, reason: "still being written") }
+                try db.execute(sql: "INSERT INTO pins(snapshot_id, owner, what) VALUES (?, ?, ?)", arguments: [s.id, owner.token, what])
+                return s
+            }
+        } catch let e as StoreError { throw e } catch { throw StoreError.wrap(error, "cannot pin \(name)") }
+        defer {
+            _ = try? db.write { db in
+                try db.execute(sql: "DELETE FROM pins WHERE rowid = (SELECT rowid FROM pins WHERE snapshot_id = ? AND owner = ? AND what = ? LIMIT 1)",
+                               arguments: [s.id, owner.token, what])
+            }
+        }
+        return try body(s)
+    }
+
+    // MARK: retention
+
+    /// Deletes system checkpoints beyond the newest `keep`, through the checked path. User snapshots are never touched.
+    @discardableResult
+    public func applyRetention(keep: Int) -> [DeleteSummary] {
+        guard keep >= 1, let all = try? snapshots() else { return [] }
+        let checkpoints = all.filter { $0.kind == .checkpoint }.sorted { ($0.completedAt ?? 0, $0.id) > ($1.completedAt ?? 0, $1.id) }
+        var out: [DeleteSummary] = []
+        for s in checkpoints.dropFirst(keep) {
+            do { out.append(try delete(s.name, reason: "retention")) }
+            catch { logger.info("retention skipped \(s.name): \(error)") }
+        }
+        return out
+    }
+
+    // MARK: recovery
+
+    /// Finishes or rolls back what dead processes left: snapshots they were writing are rolled back, their pins and
+    /// requests released, and every journalled removal done. Safe to call at any time from any process.
+    public func recover() throws(StoreError) {
+        do {
+            let writing = try db.read { db in
+                try Row.fetchAll(db, sql: "SELECT id, owner FROM snapshots WHERE state = 'writing'")
+            }
+            for r in writing {
+                let who: String? = r["owner"]
+                if let who, who == owner.token || OwnerLock.isAlive(who, in: runDir) { continue }
+                try db.write { db in
+                    guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE id = ? AND state = 'writing'", arguments: [r["id"] as Int64]) else { return }
+                    let sum = try removeSnapshotRows(db, s)
+                    try insertEvent(db, "rollback", s.name, "snapshot interrupted while being written; rolled back (\(sum.removedObjects) objects removed)")
+                    try db.bumpGeneration()
+                }
+                logger.notice("rolled back interrupted snapshot", metadata: ["id": .stringConvertible(r["id"] as Int64)])
+            }
+            let pinOwners = try db.read { try String.fetchAll($0, sql: "SELECT DISTINCT owner FROM pins") }
+            for o in pinOwners where o != owner.token && !OwnerLock.isAlive(o, in: runDir) {
+                try db.write { try $0.execute(sql: "DELETE FROM pins WHERE owner = ?", arguments: [o]) }
+            }
+            let reqOwners = try db.read { try String.fetchAll($0, sql: "SELECT DISTINCT owner FROM requests WHERE state IN ('pending','running') AND owner IS NOT NULL") }
+            for o in reqOwners where o != owner.token && !OwnerLock.isAlive(o, in: runDir) {
+                try db.write { db in
+                    try db.execute(sql: """
+                        UPDATE requests SET state = 'failed', error = 'the process serving this request stopped before it finished', finished_at = ?
+                        WHERE owner = ? AND state IN ('pending','running')
+                        """, arguments: [Date().timeIntervalSince1970, o])
+                    try db.bumpGeneration()
+                }
+            }
+        } catch let e as StoreError { throw e } catch { throw .wrap(error, "cannot recover store") }
+        drainRemovals()
+    }
+}

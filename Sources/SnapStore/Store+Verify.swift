@@ -1,0 +1,142 @@
+import Foundation
+import GRDB
+import Crypto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `verify` found.
+public struct VerifyReport: Codable, Sendable {
+    public struct Problem: Codable, Sendable, Hashable {
+        /// The snapshots that need the object.
+        public var snapshots: [String]
+        public var path: String
+        public var problem: String
+    }
+    public var snapshots: Int
+    public var objectsChecked: Int
+    public var bytesChecked: Int64
+    public var problems: [Problem]
+    /// Files under the store's object directories that no snapshot references: `gc` removes them.
+    public var unreferenced: [String]
+    /// Removals decided but not yet done on disk (finished by the next open or `gc`).
+    public var pendingRemovals: Int
+    public var clean: Bool { problems.isEmpty && unreferenced.isEmpty }
+}
+
+/// What `gc` removed.
+public struct GCReport: Codable, Sendable {
+    public var removedFiles: [String]
+    public var removedBytes: Int64
+    public var keptYoungerThanGrace: [String]
+}
+
+extension Store {
+    /// Directories (relative to the root) whose every file must be a catalogued object.
+    public var managedRoots: [String] {
+        if let s = try? meta("managed_roots"), let d = s.data(using: .utf8), let a = try? JSONDecoder().decode([String].self, from: d) { return a }
+        return [Store.objectsDirectory, Store.canonicalDirectory]
+    }
+
+    /// Checks every referenced object: present, the recorded size, and (with `checksums`) the recorded SHA-256.
+    public func verify(checksums: Bool = true, progress: ProgressHandler? = nil) throws(StoreError) -> VerifyReport {
+        drainRemovals()
+        let rows: [Row]
+        let snapCount: Int
+        let pending: Int
+        do {
+            (rows, snapCount, pending) = try db.read { db in
+                (try Row.fetchAll(db, sql: """
+                    SELECT o.path, o.size, o.sha256, GROUP_CONCAT(DISTINCT s.name) AS names
+                    FROM objects o JOIN entries e ON e.object_id = o.id JOIN snapshots s ON s.id = e.snapshot_id
+                    WHERE s.state = 'complete' GROUP BY o.id ORDER BY o.path
+                    """),
+                 try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM snapshots WHERE state = 'complete'") ?? 0,
+                 try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM removals") ?? 0)
+            }
+        } catch { throw .wrap(error, "cannot read catalog") }
+        var problems: [VerifyReport.Problem] = []
+        let total = rows.reduce(Int64(0)) { $0 + ($1["size"] as Int64) }
+        var done: Int64 = 0
+        for r in rows {
+            let path: String = r["path"], size: Int64 = r["size"]
+            let names = ((r["names"] as String?) ?? "").split(separator: ",").map(String.init).sorted()
+            var st = stat()
+            if stat(root.path + "/" + path, &st) != 0 {
+                problems.append(.init(snapshots: names, path: path, problem: "missing"))
+                continue
+            }
+            if Int64(st.st_size) != size {
+                problems.append(.init(snapshots: names, path: path, problem: "size \(st.st_size), expected \(size)"))
+                continue
+            }
+            if checksums, let want = r["sha256"] as String? {
+                let got = Self.sha256(ofFile: root.path + "/" + path)
+                if got != want { problems.append(.init(snapshots: names, path: path, problem: "checksum \(got ?? "unreadable"), expected \(want)")) }
+            }
+            done += size
+            progress?(done, total, path)
+        }
+        return VerifyReport(snapshots: snapCount, objectsChecked: rows.count, bytesChecked: done, problems: problems,
+                            unreferenced: try unreferencedFiles().map(\.path), pendingRemovals: pending)
+    }
+
+    /// Files on disk under the managed roots that the catalog does not know, with their ages.
+    func unreferencedFiles() throws(StoreError) -> [(path: String, age: TimeInterval, size: Int64)] {
+        let known: Set<String>
+        do {
+            known = try db.read { db in
+                Set(try String.fetchAll(db, sql: "SELECT path FROM objects UNION SELECT path FROM removals"))
+            }
+        } catch { throw .wrap(error, "cannot read catalog") }
+        var out: [(String, TimeInterval, Int64)] = []
+        let now = Date().timeIntervalSince1970
+        for top in managedRoots {
+            guard let en = FileManager.default.enumerator(atPath: root.path + "/" + top) else { continue }
+            while let rel = en.nextObject() as? String {
+                let p = top + "/" + rel
+                var st = stat()
+                guard lstat(root.path + "/" + p, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR else { continue }
+                if !known.contains(p) { out.append((p, now - Double(st.st_mtim.tv_sec), Int64(st.st_size))) }
+            }
+        }
+        return out.sorted { $0.0 < $1.0 }
+    }
+
+    /// Removes files no snapshot references once they are older than `grace` (a younger one may belong to a writer).
+    public func gc(grace: TimeInterval) throws(StoreError) -> GCReport {
+        drainRemovals()
+        var report = GCReport(removedFiles: [], removedBytes: 0, keptYoungerThanGrace: [])
+        for f in try unreferencedFiles() {
+            if f.age < grace { report.keptYoungerThanGrace.append(f.path); continue }
+            if unlink(root.path + "/" + f.path) == 0 {
+                report.removedFiles.append(f.path)
+                report.removedBytes += f.size
+            }
+        }
+        for top in managedRoots {
+            guard let subs = try? FileManager.default.contentsOfDirectory(atPath: root.path + "/" + top) else { continue }
+            for s in subs { Self.removeEmptyDirectories(root.path + "/" + top + "/" + s) }
+        }
+        if !report.removedFiles.isEmpty {
+            recordEvent("gc", snapshot: nil, "removed \(report.removedFiles.count) unreferenced files (\(report.removedBytes) bytes)")
+        }
+        return report
+    }
+
+    public static func sha256(ofFile path: String) -> String? {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var h = SHA256()
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buf.deallocate() }
+        while true {
+            let n = read(fd, buf.baseAddress, buf.count)
+            if n < 0 { if errno == EINTR { continue }; return nil }
+            if n == 0 { break }
+            h.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+        }
+        return h.finalize().hexString
+    }
+}

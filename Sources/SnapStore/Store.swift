@@ -1,0 +1,204 @@
+import Foundation
+import GRDB
+import Logging
+import Synchronization
+
+/// What an engine lets the store ask it: whether the job runs and which snapshot it would restart from, and whether
+/// a move is possible. The store applies the rules; the engine supplies the facts.
+public protocol EngineHooks: Sendable {
+    func jobStatus(of store: Store) -> JobStatus
+    /// Throws to refuse a move the engine cannot perform (e.g. a snapshot that is not relocatable).
+    func checkMove(_ snapshot: Snapshot, to newName: String, in store: Store) throws(StoreError)
+}
+
+/// The rule when no engine says otherwise: a job whose store has `job_state = running` restarts from its newest
+/// complete snapshot of either kind.
+public struct DefaultHooks: EngineHooks {
+    public init() {}
+    public func jobStatus(of store: Store) -> JobStatus {
+        let running = (try? store.meta("job_state")) == "running"
+        return JobStatus(running: running, recoveryPoint: (try? store.newestComplete())?.name)
+    }
+    public func checkMove(_ snapshot: Snapshot, to newName: String, in store: Store) throws(StoreError) {}
+}
+
+/// A snapshot store: a directory holding the catalog, the stored objects and the journal of decided work.
+/// Safe to open from several processes at once (a daemon and the command line); every multi-step change is
+/// recorded in the catalog before it touches a file, and `open` finishes or rolls back what a crash interrupted.
+public final class Store: Sendable {
+    public static let runDirectory = "run"
+    public static let objectsDirectory = "objects"
+    public static let canonicalDirectory = "canonical"
+
+    public let root: URL
+    let db: DatabasePool
+    let owner: OwnerLock
+    public let logger: Logger
+    private let hooksBox: Mutex<any EngineHooks>
+
+    public var hooks: any EngineHooks {
+        get { hooksBox.withLock { $0 } }
+    }
+    public func setHooks(_ h: any EngineHooks) { hooksBox.withLock { $0 = h } }
+
+    var runDir: URL { root.appendingPathComponent(Store.runDirectory) }
+
+    private init(root: URL, db: DatabasePool, logger: Logger) throws {
+        self.root = root
+        self.db = db
+        self.logger = logger
+        self.owner = try OwnerLock(directory: root.appendingPathComponent(Store.runDirectory))
+        self.hooksBox = Mutex(DefaultHooks())
+    }
+
+    /// Creates an empty store. Refuses a directory that holds anything but an empty store.
+    public static func create(at root: URL, engine: String, settings: [String: String] = [:]) throws(StoreError) -> Store {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: root.path, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw .badInput("\(root.path) exists and is not a directory") }
+            if fm.fileExists(atPath: root.appendingPathComponent(Catalog.fileName).path) {
+                throw .alreadyExists("store at \(root.path)")
+            }
+        }
+        do {
+            try fm.createDirectory(at: root, withIntermediateDirectories: true)
+        } catch {
+            throw .io(path: root.path, errno: (error as NSError).code == 0 ? EIO : Int32((error as NSError).code), what: "cannot create store")
+        }
+        let store = try open(at: root, creating: true)
+        do {
+            try store.db.write { db in
+                try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('engine', ?)", arguments: [engine])
+                for (k, v) in settings {
+                    try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", arguments: [k, v])
+                }
+            }
+        } catch { throw StoreError.wrap(error, "cannot write store settings") }
+        return store
+    }
+
+    /// Opens an existing store and finishes or rolls back whatever an interrupted process left undone.
+    public static func open(at root: URL, logger: Logger = Logger(label: "snapfs.store")) throws(StoreError) -> Store {
+        try open(at: root, creating: false, logger: logger)
+    }
+
+    private static func open(at root: URL, creating: Bool, logger: Logger = Logger(label: "snapfs.store")) throws(StoreError) -> Store {
+        let catalogURL = root.appendingPathComponent(Catalog.fileName)
+        if !creating && !FileManager.default.fileExists(atPath: catalogURL.path) {
+            throw .badInput("\(root.path) is not a SnapFS store (no \(Catalog.fileName)); create one with `snapfs init`")
+        }
+        let store: Store
+        do {
+            let pool = try Catalog.open(at: catalogURL)
+            store = try Store(root: root.standardizedFileURL, db: pool, logger: logger)
+        } catch let e as StoreError {
+            throw e
+        } catch {
+            throw .corrupt("cannot open catalog \(catalogURL.path): \(error)")
+        }
+        try store.recover()
+        return store
+    }
+
+    // MARK: settings
+
+    public func meta(_ key: String) throws(StoreError) -> String? {
+        do { return try db.read { try String.fetchOne($0, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) } }
+        catch { throw .wrap(error, "cannot read catalog") }
+    }
+
+    public func setMeta(_ key: String, _ value: String?) throws(StoreError) {
+        do {
+            try db.write { db in
+                if let value {
+                    try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", arguments: [key, value])
+                } else {
+                    try db.execute(sql: "DELETE FROM meta WHERE key = ?", arguments: [key])
+                }
+                try db.bumpGeneration()
+            }
+        } catch { throw .wrap(error, "cannot write catalog") }
+    }
+
+    public var engineName: String { (try? meta("engine")) ?? "local" }
+
+    /// Grows by one with every committed change; a daemon polls it to see changes another process made.
+    public func generation() -> Int64 {
+        (try? db.read { try Int64.fetchOne($0, sql: "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'") } ?? 0) ?? 0
+    }
+
+    // MARK: queries
+
+    /// Complete snapshots, oldest first.
+    public func snapshots(includingWriting: Bool = false) throws(StoreError) -> [Snapshot] {
+        do {
+            return try db.read { db in
+                try Snapshot.fetchAll(db, sql: "SELECT \(Snapshot.columns) FROM snapshots \(includingWriting ? "" : "WHERE state = 'complete'") ORDER BY id")
+            }
+        } catch { throw .wrap(error, "cannot read catalog") }
+    }
+
+    public func snapshot(named name: String) throws(StoreError) -> Snapshot {
+        let s: Snapshot?
+        do {
+            s = try db.read { db in
+                try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name])
+            }
+        } catch { throw .wrap(error, "cannot read catalog") }
+        guard let s else { throw .noSuchSnapshot(name) }
+        return s
+    }
+
+    public func newestComplete() throws(StoreError) -> Snapshot? {
+        do {
+            return try db.read { db in
+                try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE state = 'complete' ORDER BY completed_at DESC, id DESC LIMIT 1")
+            }
+        } catch { throw .wrap(error, "cannot read catalog") }
+    }
+
+    /// Every entry of a snapshot, with each file's stored object and how many entries share it.
+    public func entries(of id: SnapshotID, includeHidden: Bool = false) throws(StoreError) -> [SnapshotEntry] {
+        do {
+            return try db.read { db in
+                let rows = try Row.fetchCursor(db, sql: """
+                    SELECT e.path, e.type, e.size, e.mode, e.mtime_ns, e.object_id, e.symlink_target, e.hidden,
+                           o.path AS opath, o.sha256,
+                           CASE WHEN e.object_id IS NULL THEN 1
+                                ELSE (SELECT COUNT(*) FROM entries e2 WHERE e2.object_id = e.object_id AND e2.hidden = 0) END AS links
+                    FROM entries e LEFT JOIN objects o ON o.id = e.object_id
+                    WHERE e.snapshot_id = ? \(includeHidden ? "" : "AND e.hidden = 0")
+                    ORDER BY e.path
+                    """, arguments: [id])
+                var out: [SnapshotEntry] = []
+                while let r = try rows.next() {
+                    let t: String = r["type"]
+                    guard let type = EntryType(rawValue: t) else {
+                        throw StoreError.corrupt("catalog entry '\(r["path"] as String? ?? "?")' of snapshot \(id) has type '\(t)'")
+                    }
+                    out.append(SnapshotEntry(path: r["path"], type: type, size: r["size"], mode: UInt32(truncatingIfNeeded: r["mode"] as Int64),
+                                             mtimeNanos: r["mtime_ns"], object: r["object_id"], objectPath: r["opath"],
+                                             sha256: r["sha256"], symlinkTarget: r["symlink_target"],
+                                             links: max(1, r["links"] as Int), hidden: (r["hidden"] as Int) != 0))
+                }
+                return out
+            }
+        } catch { throw .wrap(error, "cannot read catalog") }
+    }
+
+    /// The absolute path of an object's bytes.
+    public func url(ofObjectPath p: String) -> URL { root.appendingPathComponent(p) }
+
+    public func objects() throws(StoreError) -> [StoredObject] {
+        do {
+            return try db.read { db in
+                try Row.fetchAll(db, sql: "SELECT id, path, size, sha256 FROM objects WHERE pending_snapshot IS NULL ORDER BY id").map {
+                    StoredObject(id: $0["id"], path: $0["path"], size: $0["size"], sha256: $0["sha256"])
+                }
+            }
+        } catch { throw .wrap(error, "cannot read catalog") }
+    }
+
+    public func jobStatus() -> JobStatus { hooks.jobStatus(of: self) }
+}
