@@ -32,7 +32,7 @@ let package = Package(
         // The kernel-facing adapter: libfuse3's low-level API over SnapFileOps.
         .target(name: "SnapFUSE", dependencies: ["CFuse3", "SnapFileOps", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "snapfs", dependencies: [
-            "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "SnapFileOps", "SnapFUSE",
+            "SnapStore", "LocalEngine", "SnapFileOps", "SnapFUSE",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -35,6 +35,7 @@ extension Store {
     public func report(_ name: String) throws(StoreError) -> SnapshotReport {
         let s = try snapshot(named: name)
         let job = jobStatus()
+        let refusal = lastRefusal(of: s.name)?.detail
         do {
             return try db.read { db in
                 let counts = try Row.fetchOne(db, sql: """
@@ -64,7 +65,45 @@ extension Store {
                     referencedBy: sharers.filter { ($0["id"] as Int64) > s.id }.map { $0["name"] },
                     recoveryPoint: job.running && job.recoveryPoint == s.name,
                     deletable: why == nil, notDeletableBecause: why,
-                    lastRefusal: lastRefusal(of: s.name)?.detail)
+                    lastRefusal: refusal)
+            }
+        } catch { throw .wrap(error, "cannot read catalog") }
+    }
+}
+
+/// One row of `snapfs list`.
+public struct SnapshotSummary: Codable, Sendable {
+    public var id: SnapshotID
+    public var name: String
+    public var kind: SnapshotKind
+    public var format: SnapshotFormat
+    public var state: SnapshotState
+    public var createdAt: Double
+    public var completedAt: Double?
+    public var files: Int
+    public var size: Int64
+    public var recoveryPoint: Bool
+}
+
+extension Store {
+    /// Every snapshot with its file count and size, in one query.
+    public func summaries(includingWriting: Bool = false) throws(StoreError) -> [SnapshotSummary] {
+        let job = jobStatus()
+        do {
+            return try db.read { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT s.id, s.name, s.kind, s.format, s.state, s.created_at, s.completed_at,
+                           COUNT(e.path) AS files, COALESCE(SUM(e.size), 0) AS bytes
+                    FROM snapshots s LEFT JOIN entries e ON e.snapshot_id = s.id AND e.type = 'file' AND e.hidden = 0
+                    \(includingWriting ? "" : "WHERE s.state = 'complete'")
+                    GROUP BY s.id ORDER BY s.id
+                    """).map { r in
+                    SnapshotSummary(id: r["id"], name: r["name"], kind: SnapshotKind(rawValue: r["kind"]) ?? .user,
+                                    format: SnapshotFormat(rawValue: r["format"]) ?? .nativeFull,
+                                    state: SnapshotState(rawValue: r["state"]) ?? .writing,
+                                    createdAt: r["created_at"], completedAt: r["completed_at"], files: r["files"], size: r["bytes"],
+                                    recoveryPoint: job.running && job.recoveryPoint == (r["name"] as String))
+                }
             }
         } catch { throw .wrap(error, "cannot read catalog") }
     }

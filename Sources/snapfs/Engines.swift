@@ -1,0 +1,32 @@
+import Foundation
+import LocalEngine
+import SnapStore
+
+/// What the daemon runs beside the mount to take system checkpoints.
+protocol CheckpointScheduling {
+    func start()
+    func stop()
+}
+
+extension CheckpointScheduler: CheckpointScheduling {}
+
+/// The engine a store was created for (`engine` in its catalog).
+func makeEngine(store: Store, stateOverride: String?) throws -> any SnapshotEngine {
+    try CLI.run { () throws(StoreError) -> any SnapshotEngine in
+        switch store.engineName {
+        case "local":
+            return try LocalEngine.forStore(store, stateOverride: stateOverride)
+        default:
+            throw .badInput("the store at \(store.root.path) uses engine '\(store.engineName)', which this build does not know")
+        }
+    }
+}
+
+/// A checkpoint scheduler when the engine takes its own system checkpoints (local), with the store's settings unless overridden.
+func makeScheduler(store: Store, engine: any SnapshotEngine, interval: Double?, retain: Int?) -> CheckpointScheduling? {
+    guard engine is LocalEngine else { return nil }
+    let every = interval ?? (try? store.meta("checkpoint_interval")).flatMap { $0.flatMap(Double.init) } ?? 0
+    guard every > 0 else { return nil }
+    let keep = retain ?? (try? store.meta("retain")).flatMap { $0.flatMap(Int.init) } ?? 5
+    return CheckpointScheduler(store: store, engine: engine, interval: every, retain: keep)
+}

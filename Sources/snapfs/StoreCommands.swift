@@ -1,0 +1,216 @@
+import ArgumentParser
+import Foundation
+import SnapStore
+
+struct InitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "init", abstract: "Create an empty store for the local engine's state directory.")
+
+    @Argument(help: "The store directory to create.") var store: String
+    @Option(help: "The live state directory whose snapshots the store keeps.") var state: String
+    @Option(help: "What `default` means: native-incremental, native-full or canonical.") var defaultFormat = "native-incremental"
+    @Option(help: "Seconds between system checkpoints while mounted (0: none).") var checkpointInterval: Double = 0
+    @Option(help: "System checkpoints to keep; older ones are deleted through the checked path.") var retain = 5
+
+    func run() throws {
+        CLI.bootstrapLogging(verbose: false)
+        _ = try CLI.run { () throws(StoreError) in try SnapshotFormat(userInput: defaultFormat) }
+        guard retain >= 1 else { CLI.fail(.badInput("--retain must be at least 1")); throw ExitCode(2) }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: state, isDirectory: &isDir), isDir.boolValue else {
+            CLI.fail(.badInput("state directory \(state) does not exist")); throw ExitCode(2)
+        }
+        let stateDir = URL(fileURLWithPath: state).standardizedFileURL.path
+        let s = try CLI.run { () throws(StoreError) in
+            try Store.create(at: URL(fileURLWithPath: store), engine: "local", settings: [
+                "state_dir": stateDir, "default_format": defaultFormat, "job_state": "running",
+                "checkpoint_interval": String(checkpointInterval), "retain": String(retain),
+            ])
+        }
+        print("created store \(s.root.path) for state \(stateDir)")
+    }
+}
+
+struct ListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List snapshots, oldest first.")
+    @OptionGroup var options: StoreOptions
+    @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Include snapshots still being written.") var all = false
+
+    func run() throws {
+        let store = try options.open()
+        let rows = try CLI.run { () throws(StoreError) in try store.summaries(includingWriting: all) }
+        if json { CLI.printJSON(rows); return }
+        print("NAME".padding(toLength: 24, withPad: " ", startingAt: 0) + " KIND        FORMAT              CREATED (UTC)        FILES  SIZE")
+        for r in rows {
+            let mark = r.recoveryPoint ? " (recovery point)" : r.state == .writing ? " (writing)" : ""
+            print(r.name.padding(toLength: 24, withPad: " ", startingAt: 0) + " "
+                  + r.kind.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0) + " "
+                  + r.format.rawValue.padding(toLength: 19, withPad: " ", startingAt: 0) + " "
+                  + CLI.date(r.createdAt) + "  " + String(r.files).padding(toLength: 6, withPad: " ", startingAt: 0) + " "
+                  + CLI.bytes(r.size) + mark)
+        }
+    }
+}
+
+struct ShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show one snapshot: references, whether it may be deleted and why.")
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "Snapshot name.") var name: String
+    @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "List the snapshot's files too.") var files = false
+
+    func run() throws {
+        let store = try options.open()
+        let r = try CLI.run { () throws(StoreError) in try store.report(name) }
+        if json { CLI.printJSON(r) } else {
+            print("""
+            name:          \(r.name) (id \(r.id))
+            kind:          \(r.kind.rawValue)
+            format:        \(r.format.rawValue)
+            created:       \(CLI.date(r.createdAt)) UTC
+            files:         \(r.files), \(CLI.bytes(r.size))
+            objects:       \(r.objects), of which \(r.exclusiveObjects) only here (\(CLI.bytes(r.exclusiveBytes)) freed by a delete)
+            references:    \(r.references.isEmpty ? "-" : r.references.joined(separator: ", "))
+            referenced by: \(r.referencedBy.isEmpty ? "-" : r.referencedBy.joined(separator: ", "))
+            deletable:     \(r.deletable ? "yes" : "no: \(r.notDeletableBecause ?? "")")
+            """)
+        }
+        if files {
+            let s = try CLI.run { () throws(StoreError) in try store.snapshot(named: name) }
+            for e in try CLI.run({ () throws(StoreError) in try store.entries(of: s.id) }) {
+                print("\(e.type == .directory ? "d" : e.type == .symlink ? "l" : "-") \(String(e.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(e.sha256 ?? "-") \(e.path)")
+            }
+        }
+    }
+}
+
+struct DeleteCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete snapshots, checked: files other snapshots need stay.")
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "Snapshot names.") var names: [String]
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let store = try options.open()
+        var done: [DeleteSummary] = []
+        var firstError: StoreError?
+        for n in names {
+            do { done.append(try store.delete(n)) } catch {
+                CLI.fail(error)
+                firstError = firstError ?? error
+            }
+        }
+        if json { CLI.printJSON(done) } else {
+            for d in done { print("deleted \(d.snapshot): \(d.removedObjects) objects removed (\(CLI.bytes(d.removedBytes))), \(d.keptShared) shared objects kept") }
+        }
+        if let firstError { throw ExitCode(firstError.exitCode) }
+    }
+}
+
+struct MoveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "move", abstract: "Rename a snapshot; never replaces an existing one.")
+    @OptionGroup var options: StoreOptions
+    @Argument(help: "Current name.") var from: String
+    @Argument(help: "New name.") var to: String
+
+    func run() throws {
+        let store = try options.open()
+        try CLI.run { () throws(StoreError) in try store.rename(from, to: to) }
+        print("moved \(from) to \(to)")
+    }
+}
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "verify", abstract: "Check every referenced file: present, right size, right checksum; list unreferenced files.")
+    @OptionGroup var options: StoreOptions
+    @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Check sizes only, not checksums.") var noChecksums = false
+
+    func run() throws {
+        let store = try options.open()
+        let p = TerminalProgress("verify")
+        let r = try CLI.run { () throws(StoreError) in try store.verify(checksums: !noChecksums, progress: p.handler) }
+        p.finish()
+        if json { CLI.printJSON(r) } else {
+            print("\(r.snapshots) snapshots, \(r.objectsChecked) objects, \(CLI.bytes(r.bytesChecked)) checked")
+            for x in r.problems { print("PROBLEM \(x.path): \(x.problem) (needed by \(x.snapshots.joined(separator: ", ")))") }
+            for u in r.unreferenced { print("UNREFERENCED \(u)") }
+            print(r.clean ? "clean" : "\(r.problems.count) problems, \(r.unreferenced.count) unreferenced files (run `snapfs gc`)")
+        }
+        if !r.clean { throw ExitCode(10) }
+    }
+}
+
+struct GCCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "gc", abstract: "Remove files no snapshot references.")
+    @OptionGroup var options: StoreOptions
+    @Option(help: "Keep unreferenced files younger than this many seconds (they may belong to a writer).") var grace: Double = 3600
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let store = try options.open()
+        let r = try CLI.run { () throws(StoreError) in try store.gc(grace: grace) }
+        if json { CLI.printJSON(r) } else {
+            print("removed \(r.removedFiles.count) unreferenced files (\(CLI.bytes(r.removedBytes))); kept \(r.keptYoungerThanGrace.count) younger than \(Int(grace)) s")
+        }
+    }
+}
+
+struct FormatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "formats", abstract: "Print the format matrix.")
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        if json { CLI.printJSON(FormatMatrix.rows) } else { print(FormatMatrix.table, terminator: "") }
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Engine, job state, recovery point, retention, requests in flight.")
+    @OptionGroup var options: StoreOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Status: Codable {
+        var engine: String
+        var job: JobStatus
+        var snapshots: Int
+        var retain: String?
+        var checkpointInterval: String?
+        var requestsInFlight: [SnapshotRequest]
+    }
+
+    func run() throws {
+        let store = try options.open()
+        let st = try CLI.run { () throws(StoreError) in
+            Status(engine: store.engineName, job: store.jobStatus(), snapshots: try store.snapshots().count,
+                   retain: try store.meta("retain"), checkpointInterval: try store.meta("checkpoint_interval"),
+                   requestsInFlight: try store.requests().filter { $0.state == .pending || $0.state == .running })
+        }
+        if json { CLI.printJSON(st); return }
+        print("""
+        engine:          \(st.engine)
+        job:             \(st.job.running ? "running" : "not running")\(st.job.detail.map { " (\($0))" } ?? "")
+        recovery point:  \(st.job.recoveryPoint ?? "-")
+        snapshots:       \(st.snapshots)
+        retain:          \(st.retain ?? "-") checkpoints, every \(st.checkpointInterval ?? "-") s
+        in flight:       \(st.requestsInFlight.count) requests
+        """)
+    }
+}
+
+struct EventsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Print the event log: triggers, deletes, moves, retention, refusals.")
+    @OptionGroup var options: StoreOptions
+    @Flag(help: "Print JSON lines.") var json = false
+
+    func run() throws {
+        let store = try options.open()
+        let evs = try CLI.run { () throws(StoreError) in try store.events() }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        for e in evs {
+            if json { print(String(decoding: (try? enc.encode(e)) ?? Data(), as: UTF8.self)) }
+            else { print("\(CLI.date(e.time)) \(e.type.padding(toLength: 16, withPad: " ", startingAt: 0)) \(e.snapshot ?? "-") \(e.detail)") }
+        }
+    }
+}
