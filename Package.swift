@@ -36,12 +36,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "SnapStoreTests", dependencies: ["SnapStore"]),
+        .testTarget(name: "SnapStoreTests", dependencies: ["SnapStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "LocalEngineTests", dependencies: ["LocalEngine", "SnapStore"]),
         .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata"]),
         .testTarget(name: "FlinkEngineTests", dependencies: ["FlinkEngine", "FlinkMetadata", "SnapStore"]),
         .testTarget(name: "SnapFileOpsTests", dependencies: ["SnapFileOps", "SnapStore", "LocalEngine"]),
         .testTarget(name: "MountTests", dependencies: ["SnapStore"]),
+        // The command line driven as a user would, including SIGKILL crash tests; depends on `snapfs` so it is built.
+        .testTarget(name: "CLITests", dependencies: ["SnapStore", "snapfs"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,1 +1,1 @@
-import XCTest
+// Tests are added with the engine's test suite.
