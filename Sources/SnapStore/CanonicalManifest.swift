@@ -1,7 +1,7 @@
 import Foundation
 
 /// The self-description of a canonical snapshot: enough to check and restore it with no SnapFS installed
-/// (`cd files && sha256sum -c ../SHA256SUMS`), and for `snapfs import` to bring it into any store.
+/// (`sha256sum -c SHA256SUMS` beside `files/`), and for `snapfs import` to bring it into any store.
 public struct CanonicalManifest: Codable, Sendable {
     public static let fileName = "MANIFEST.json"
     public static let sumsFileName = "SHA256SUMS"
@@ -40,7 +40,7 @@ public struct CanonicalManifest: Codable, Sendable {
     }
 
     public func sha256sums() -> String {
-        entries.filter { $0.type == .file && $0.sha256 != nil }.map { "\($0.sha256!)  \($0.path)\n" }.joined()
+        entries.filter { $0.type == .file && $0.sha256 != nil }.map { "\($0.sha256!)  \(Self.filesDirectory)/\($0.path)\n" }.joined()
     }
 
     /// Reads and checks a manifest; the error says which field of which entry is wrong.

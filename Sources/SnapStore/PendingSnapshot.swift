@@ -26,6 +26,8 @@ public final class PendingSnapshot {
     public let store: Store
     public private(set) var snapshot: Snapshot
     private var finished = false
+    /// Paths of objects this writer created (not adopted ones), so a rollback can free their space first.
+    private var reservedPaths: [String] = []
 
     init(store: Store, snapshot: Snapshot) {
         self.store = store
@@ -40,7 +42,7 @@ public final class PendingSnapshot {
     public func reserveObjects(_ paths: [(path: String, size: Int64)]) throws(StoreError) -> [ObjectID] {
         for p in paths where !Store.isSafeRelativePath(p.path) { throw .badInput("object path '\(p.path)' would leave the store") }
         do {
-            return try store.db.write { db in
+            let ids = try store.db.write { db in
                 let now = Date().timeIntervalSince1970
                 var ids: [ObjectID] = []
                 ids.reserveCapacity(paths.count)
@@ -51,6 +53,8 @@ public final class PendingSnapshot {
                 }
                 return ids
             }
+            reservedPaths.append(contentsOf: paths.map(\.path))
+            return ids
         } catch let e as DatabaseError where e.resultCode == .SQLITE_CONSTRAINT {
             throw .corrupt("an object path is already in the catalog: \(e.message ?? "")")
         } catch { throw .wrap(error, "cannot record objects") }
@@ -113,6 +117,9 @@ public final class PendingSnapshot {
     public func abort(_ why: String) {
         guard !finished else { return }
         finished = true
+        // Free the space of what this writer wrote before touching the catalog: when the disk is full, SQLite can
+        // record the rollback only once that space is back. The removal journal below makes this idempotent.
+        for p in reservedPaths { _ = unlink(store.root.path + "/" + p) }
         do {
             try store.db.write { db in
                 let sum = try store.removeSnapshotRows(db, snapshot)

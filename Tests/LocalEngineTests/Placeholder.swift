@@ -1,1 +1,0 @@
-// Tests are added with the engine's test suite.
