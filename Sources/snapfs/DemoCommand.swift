@@ -31,6 +31,7 @@ struct DemoCommand: ParsableCommand {
         workload.start(period: period)
         defer { workload.stop() }
         let m = mnt.path
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "snapfs"
         print("""
         SnapFS demo: a key-value store's state in \(state.path) changes every \(period) s;
         a checkpoint is taken every \(Int(checkpointInterval)) s and the newest \(retain) are kept.
@@ -48,7 +49,8 @@ struct DemoCommand: ParsableCommand {
           rm -rf \(m)/renamed                         # a checked delete
           rm -rf \(m)/latest/                         # refused: the recovery point (EBUSY)
           tail \(m)/.snapfs/events
-          snapfs list \(storeDir.path); snapfs verify \(storeDir.path)
+          \(me) list \(storeDir.path)
+          \(me) verify \(storeDir.path)
 
         Press Ctrl-C here to unmount and stop.
 
