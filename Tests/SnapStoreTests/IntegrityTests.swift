@@ -50,8 +50,8 @@ final class IntegrityTests: XCTestCase {
         _ = try w.store.export(s.name, to: out)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-        p.arguments = ["-c", "--quiet", "../SHA256SUMS"]
-        p.currentDirectoryURL = out.appendingPathComponent("files")
+        p.arguments = ["-c", "--quiet", "SHA256SUMS"]
+        p.currentDirectoryURL = out
         try p.run(); p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 0, "sha256sum -c accepts the export")
 
