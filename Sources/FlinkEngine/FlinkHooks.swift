@@ -34,7 +34,9 @@ public struct FlinkHooks: EngineHooks {
             return JobStatus(running: running, recoveryPoint: all.last?.name,
                              detail: "no Flink job configured: the store's newest snapshot stands for the recovery point")
         }
-        let newest = all.last { $0.job == job }?.name
+        // Flink numbers a job's checkpoints and savepoints from one counter, so the highest id is the newest; the
+        // catalog's own order only reflects when snapshots were found.
+        let newest = all.filter { $0.job == job }.max { (Int64($0.externalID ?? "") ?? -1, $0.id) < (Int64($1.externalID ?? "") ?? -1, $1.id) }?.name
         guard let rest = settings.restURL else {
             let stopped = (try? store.meta(FlinkStoreSettings.Key.jobState)) == "stopped"
             return JobStatus(running: !stopped, recoveryPoint: newest,
