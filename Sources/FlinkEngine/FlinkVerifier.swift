@@ -32,8 +32,17 @@ public struct FlinkVerifyReport: Codable, Sendable {
     public var unreferenced: [String]
     public var pendingRemovals: Int
 
-    public var notRestorable: [String] { snapshots.filter { !$0.restorable }.map(\.name) }
+    /// Names of the snapshots Flink could not restore (also in `snapshots`), so scripts need not filter.
+    public var notRestorable: [String]
     public var clean: Bool { notRestorable.isEmpty && unreadable.isEmpty && unreferenced.isEmpty }
+
+    public init(snapshots: [SnapshotResult], unreadable: [UnreadableSnapshot], unreferenced: [String], pendingRemovals: Int) {
+        self.snapshots = snapshots
+        self.unreadable = unreadable
+        self.unreferenced = unreferenced
+        self.pendingRemovals = pendingRemovals
+        self.notRestorable = snapshots.filter { !$0.restorable }.map(\.name)
+    }
 }
 
 /// Models Flink's restore: a snapshot is restorable when every file its `_metadata` names, resolved as Flink

@@ -89,8 +89,9 @@ struct HTTPClient: Sendable {
     private func send(_ fd: Int32, _ data: Data) throws(Failure) {
         var sent = 0
         let result: Failure? = data.withUnsafeBytes { buffer -> Failure? in
+            guard let base = buffer.baseAddress else { return nil }
             while sent < buffer.count {
-                let n = Glibc.send(fd, buffer.baseAddress! + sent, buffer.count - sent, Int32(MSG_NOSIGNAL))
+                let n = Glibc.send(fd, base + sent, buffer.count - sent, Int32(MSG_NOSIGNAL))
                 if n < 0 {
                     if errno == EINTR { continue }
                     return Failure(description: "cannot send to \(host):\(port): \(String(cString: strerror(errno)))")
