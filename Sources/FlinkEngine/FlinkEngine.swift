@@ -85,6 +85,17 @@ public final class FlinkEngine: SnapshotEngine {
         }
     }
 
+    /// Removes files no snapshot needs, as `Store.gc` does, but only when every snapshot directory decodes: the
+    /// files of a snapshot whose `_metadata` cannot be read are unknown, so any unreferenced file might be one of
+    /// them. Such a snapshot must be repaired or deleted by hand first.
+    public func gc(grace: TimeInterval) throws(StoreError) -> GCReport {
+        let report = try importer.refresh()
+        if let first = report.unreadable.first {
+            throw .busy(snapshot: first.directory, reason: "its _metadata cannot be read (\(first.error)), so the files it needs are unknown; gc removes nothing until it is repaired or removed (\(report.unreadable.count) such directories)")
+        }
+        return try store.gc(grace: grace)
+    }
+
     /// Polls until Flink reports the operation done, failed, or the store's trigger timeout passes.
     private func poll<T: Sendable>(_ what: String, progress: ProgressHandler?,
                                    _ status: () throws(StoreError) -> FlinkREST.Outcome<T>) throws(StoreError) -> T {

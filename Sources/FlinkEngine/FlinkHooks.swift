@@ -9,6 +9,12 @@ import SnapStore
 /// (`GET /jobs/:id/checkpoints`, `latest.completed`) whenever the JobManager answers. When it does not, the job
 /// may well still be running, so the newest complete snapshot of the job is protected instead: refusing a delete
 /// that would have been safe costs a retry, allowing one that was not costs the job's state.
+///
+/// Why protecting the recovery point is enough while the job keeps checkpointing: RocksDB's files are immutable
+/// and never return to the live set once compacted away, so any file a future incremental checkpoint can reuse is
+/// live now and therefore named by the newest completed checkpoint. If that checkpoint completed after the last
+/// refresh, it is not in the catalog yet, and the newest known snapshot of the job is protected instead (see
+/// `jobStatus`); `refresh` runs right before every delete to keep that window small.
 public struct FlinkHooks: EngineHooks {
     public let settings: FlinkStoreSettings
     let logger: Logger

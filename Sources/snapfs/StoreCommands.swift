@@ -239,7 +239,9 @@ struct GCCommand: ParsableCommand {
 
     func run() throws {
         let store = try options.open()
-        let r = try CLI.run { () throws(StoreError) in try store.gc(grace: grace) }
+        let r = try CLI.run { () throws(StoreError) in
+            store.engineName == FlinkStoreSettings.engineName ? try FlinkEngine.forStore(store).gc(grace: grace) : try store.gc(grace: grace)
+        }
         if json { CLI.printJSON(r) } else {
             print("removed \(r.removedFiles.count) unreferenced files (\(CLI.bytes(r.removedBytes))); kept \(r.keptYoungerThanGrace.count) younger than \(Int(grace)) s")
         }

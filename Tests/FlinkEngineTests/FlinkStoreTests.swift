@@ -119,6 +119,18 @@ final class FlinkImportTests: XCTestCase {
         XCTAssertEqual(report.added.count, 13)
         XCTAssertEqual(report.unreadable.map(\.directory), ["checkpoints/c4f302458e6451f29e233030dfe8535c/chk-12"])
         XCTAssertTrue(report.unreadable[0].error.contains("at byte"), report.unreadable[0].error)
+        // gc cannot know which files the damaged snapshot needs, so it removes nothing.
+        let orphan = "checkpoints/c4f302458e6451f29e233030dfe8535c/shared/orphan"
+        try Data("x".utf8).write(to: w.root.appendingPathComponent(orphan))
+        XCTAssertThrowsError(try FlinkEngine(store: w.store, settings: w.settings).gc(grace: 0))
+        XCTAssertTrue(w.exists(orphan))
+        XCTAssertTrue(w.exists("checkpoints/c4f302458e6451f29e233030dfe8535c/chk-12/_metadata"))
+        // Once the damaged directory is gone, the orphan is collected and every snapshot still verifies.
+        try FileManager.default.removeItem(at: w.root.appendingPathComponent("checkpoints/c4f302458e6451f29e233030dfe8535c/chk-12"))
+        let gc = try FlinkEngine(store: w.store, settings: w.settings).gc(grace: 0)
+        XCTAssertTrue(gc.removedFiles.contains(orphan), "\(gc.removedFiles)")
+        let verify = try FlinkVerifier(store: w.store, settings: w.settings).verify()
+        XCTAssertEqual(verify.notRestorable, ["savepoint-c4f302-ffe50290a9b7"])
     }
 }
 
