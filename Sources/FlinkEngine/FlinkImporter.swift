@@ -239,7 +239,7 @@ public struct FlinkImporter: Sendable {
         var outside: [String: Int64] = [:]
         let rootPrefix = store.root.path.hasSuffix("/") ? store.root.path : store.root.path + "/"
         for ref in metadata.referencedFiles(metadataDirectory: absoluteDirectory, pathMap: settings.metadataPathMap) {
-            if ref.path.hasPrefix(rootPrefix), Store.isSafeRelativePath(String(ref.path.dropFirst(rootPrefix.count))) {
+            if ref.path.hasPrefix(rootPrefix), Self.isAdoptable(String(ref.path.dropFirst(rootPrefix.count))) {
                 let rel = String(ref.path.dropFirst(rootPrefix.count))
                 // One path at two sizes cannot both be right; the larger is what a reader would need to find.
                 inside[rel] = max(inside[rel] ?? 0, ref.size)
@@ -249,6 +249,15 @@ public struct FlinkImporter: Sendable {
         }
         return (inside.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
                 outside.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+    }
+
+    /// Whether a store-relative path may become an object, i.e. be removed by a checked delete one day. The
+    /// catalog and the store's run directory never may: a damaged or hostile `_metadata` naming them must not be
+    /// able to make a delete remove the store's own files. Such references are kept as outside files instead.
+    static func isAdoptable(_ relative: String) -> Bool {
+        guard Store.isSafeRelativePath(relative) else { return false }
+        let first = relative.split(separator: "/").first.map(String.init) ?? relative
+        return first != Store.runDirectory && !first.hasPrefix("catalog.sqlite")
     }
 
     private func record(directory: String, metadata: CheckpointMetadata, metadataSize: Int, name: String?,

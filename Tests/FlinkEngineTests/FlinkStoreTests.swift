@@ -134,6 +134,28 @@ final class FlinkImportTests: XCTestCase {
     }
 }
 
+extension FlinkImportTests {
+    /// A `_metadata` edited to name the store's own catalog as a state file: deleting that snapshot must not
+    /// remove the catalog.
+    func testMetadataNamingTheCatalogCannotMakeADeleteRemoveIt() throws {
+        let w = try FlinkWorkspace(store: 1)
+        let dir = "checkpoints/c4f302458e6451f29e233030dfe8535c/chk-13"
+        let url = w.root.appendingPathComponent(dir + "/_metadata")
+        var bytes = [UInt8](try Data(contentsOf: url))
+        let old = Array("file:/srv/flink-store/checkpoints/c4f302458e6451f29e233030dfe8535c/shared/18fd084f-bd82-4508-8d89-36a706935e63".utf8)
+        let new = Array("file:/srv/flink-store/catalog.sqlite".utf8)
+        let at = try XCTUnwrap((0...(bytes.count - old.count)).first { bytes[$0..<($0 + old.count)].elementsEqual(old) })
+        bytes.replaceSubrange((at - 2)..<(at + old.count), with: [0, UInt8(new.count)] + new)
+        try Data(bytes).write(to: url)
+        try w.importer.refresh()
+        let s = try w.snapshot(directory: dir)
+        XCTAssertFalse(try w.store.entries(of: s.id).contains { $0.path == "catalog.sqlite" })
+        try w.store.delete(s.name)
+        XCTAssertTrue(w.exists("catalog.sqlite"))
+        XCTAssertNoThrow(try Store.open(at: w.root).snapshots())
+    }
+}
+
 final class FlinkVerifyTests: XCTestCase {
     func testStore1OnlyTheClaimedNativeSavepointIsNotRestorable() throws {
         let w = try FlinkWorkspace(store: 1)
