@@ -177,7 +177,7 @@ snapfs list "$STORE"
 b_checkpoints() { snapfs list "$STORE" --json | json "' '.join(s['name'] for s in d if s['name'].startswith('${B:0:6}-chk-'))"; }
 a_snapshots() { snapfs list "$STORE" --json | json "' '.join(s['name'] for s in d if s['name'].startswith('${A:0:6}-chk-') or s['name'].startswith('savepoint-${A:0:6}-'))"; }
 B_NEWEST=$(b_checkpoints | tr ' ' '\n' | tail -1)
-CROSS=$(snapfs show "$STORE" "$B_NEWEST" --files | grep -c " checkpoints/$A/" || true)
+CROSS=$(snapfs show "$STORE" "$B_NEWEST" --files | grep -c "^- .* checkpoints/$A/" || true)
 log "the CLAIM scenario: B's newest checkpoint $B_NEWEST needs $CROSS files in A's directory"
 
 log "trigger: canonical and native-full snapshots of B through snapfs"
@@ -228,7 +228,7 @@ AFTER_OK=$(grep "^RESTORABLE" "$WORK/verify-after.txt" | awk '{print $2}' | sort
 
 B_LAST=$(newest_checkpoint_dir "$B")
 B_LAST_NAME=$(snapfs list "$STORE" --json | json "[s['name'] for s in d if s['name'] == '${B:0:6}-$(basename "$B_LAST")'][0]")
-READS_A=$(snapfs show "$STORE" "$B_LAST_NAME" --files | grep -c " checkpoints/$A/" || true)
+READS_A=$(snapfs show "$STORE" "$B_LAST_NAME" --files | grep -c "^- .* checkpoints/$A/" || true)
 log "restore a new job from B's newest checkpoint $B_LAST ($B_LAST_NAME, which reads $READS_A files in A's directory)"
 C=$(run_job -s "file://$B_LAST"); [ -n "$C" ] || die "job C did not start"
 log "job C = $C"

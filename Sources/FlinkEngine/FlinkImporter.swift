@@ -34,6 +34,9 @@ public struct FlinkImportReport: Codable, Sendable {
 /// a file referenced by several snapshots, of one job or of several (after NO_CLAIM or CLAIM restores), is one
 /// object, so the store's checked delete removes it only with the last snapshot that needs it. Files already gone
 /// are still recorded, with the size Flink recorded, so `verify` can say which snapshot they break.
+///
+/// Every delete and move runs a pass first (`FlinkHooks.refresh`), and so does every `snapfs` command; a daemon
+/// serving the store runs one on a short timer so that new checkpoints appear and subsumed ones vanish.
 public struct FlinkImporter: Sendable {
     public let store: Store
     public let settings: FlinkStoreSettings
@@ -77,7 +80,7 @@ public struct FlinkImporter: Sendable {
         let jobs = jobDirectories(onDisk)
         for c in candidates {
             do {
-                let s = try record(directory: c.directory, metadata: c.metadata, metadataSize: c.bytes, name: nil, jobs: jobs)
+                let s = try record(directory: c.directory, metadata: c.metadata, metadataSize: c.bytes, mtime: c.mtime, name: nil, jobs: jobs)
                 report.added.append(s.name)
             } catch StoreError.alreadyExists {
                 continue  // another process recorded it meanwhile
@@ -103,8 +106,8 @@ public struct FlinkImporter: Sendable {
     @discardableResult
     public func recordDirectory(_ directory: String, name: String?) throws(StoreError) -> Snapshot {
         if let existing = try store.snapshots(includingWriting: false).first(where: { $0.directory == directory }) { return existing }
-        let (metadata, size, _) = try readMetadata(directory)
-        return try record(directory: directory, metadata: metadata, metadataSize: size, name: name, jobs: jobDirectories(scan()))
+        let (metadata, size, mtime) = try readMetadata(directory)
+        return try record(directory: directory, metadata: metadata, metadataSize: size, mtime: mtime, name: name, jobs: jobDirectories(scan()))
     }
 
     // MARK: - Scanning
@@ -260,7 +263,8 @@ public struct FlinkImporter: Sendable {
         return first != Store.runDirectory && !first.hasPrefix("catalog.sqlite")
     }
 
-    private func record(directory: String, metadata: CheckpointMetadata, metadataSize: Int, name: String?,
+    /// `mtime` is when Flink finished writing `_metadata`, i.e. when the snapshot completed.
+    private func record(directory: String, metadata: CheckpointMetadata, metadataSize: Int, mtime: Double, name: String?,
                         jobs: Set<String>) throws(StoreError) -> Snapshot {
         let last = directory.split(separator: "/").last.map(String.init) ?? directory
         let (kind, format) = Self.classify(metadata, directoryName: last)
@@ -301,7 +305,7 @@ public struct FlinkImporter: Sendable {
                 entries.append(NewEntry(path: ".external/\(index)", type: .symlink, size: file.size, mode: UInt32(S_IFLNK) | 0o777,
                                         mtimeNanos: 0, symlinkTarget: file.path, hidden: true))
             }
-            return try pending.commit(entries: entries, checksums: [:])
+            return try pending.commit(entries: entries, checksums: [:], takenAt: mtime)
         } catch {
             pending.abort("import of \(directory) failed: \(error)")
             throw error
