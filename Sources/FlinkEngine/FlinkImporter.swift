@@ -102,10 +102,15 @@ public struct FlinkImporter: Sendable {
     }
 
     /// Records one snapshot directory now, under `name` if given (a triggered snapshot with a user's label).
-    /// Returns the existing snapshot if the directory is already recorded.
+    /// If another process (a daemon's periodic pass) recorded the directory first under its default name, the
+    /// snapshot is renamed to the label the user asked for.
     @discardableResult
     public func recordDirectory(_ directory: String, name: String?) throws(StoreError) -> Snapshot {
-        if let existing = try store.snapshots(includingWriting: false).first(where: { $0.directory == directory }) { return existing }
+        if let existing = try store.snapshots(includingWriting: false).first(where: { $0.directory == directory }) {
+            guard let name, existing.name != name else { return existing }
+            try store.rename(existing.name, to: name)
+            return try store.snapshot(named: name)
+        }
         let (metadata, size, mtime) = try readMetadata(directory)
         return try record(directory: directory, metadata: metadata, metadataSize: size, mtime: mtime, name: name, jobs: jobDirectories(scan()))
     }

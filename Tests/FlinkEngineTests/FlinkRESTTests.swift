@@ -63,6 +63,11 @@ final class FlinkRESTTests: XCTestCase {
         XCTAssertEqual(s.directory, savepoint)
         XCTAssertEqual(try w.store.entries(of: s.id).filter { $0.type == .file }.count, 3)
         XCTAssertGreaterThanOrEqual(polls.withLock { $0 }, 3)
+        // Recording the same directory again with the label is a no-op; a pass that got there first under the
+        // default name is corrected to the label.
+        XCTAssertEqual(try engine.importer.recordDirectory(savepoint, name: "pre-upgrade").id, s.id)
+        try w.store.rename("pre-upgrade", to: "savepoint-c4f302-a3c72ffbb47e")
+        XCTAssertEqual(try engine.importer.recordDirectory(savepoint, name: "pre-upgrade").name, "pre-upgrade")
         XCTAssertTrue(fake.seen.contains("POST /jobs/\(job)/savepoints"))
     }
 
