@@ -154,7 +154,7 @@ extension Store {
         return true
     }
 
-    /// Drops a snapshot that its engine already removed (e.g. a checkpoint Flink subsumed) from the catalog, touching
+    /// Drops a snapshot that its engine already removed (e.g. a checkpoint its own retention subsumed) from the catalog, touching
     /// no file: the engine owned the removal, and a file it kept may belong to something the catalog does not know yet.
     /// Objects no remaining snapshot references leave the catalog, so `verify` lists any leftover file as unreferenced.
     public func forget(_ name: String, reason: String) throws(StoreError) {
