@@ -64,6 +64,13 @@ public struct FlinkHooks: EngineHooks {
                 } else {
                     detail += " (not yet in the catalog; protecting the newest known snapshot)"
                 }
+                // Flink writes `_metadata`, adds the checkpoint to the store it recovers from, and only then updates
+                // its statistics; a checkpoint already on disk with a higher id is what the job would restart from.
+                let ahead = all.filter { $0.job == job && $0.kind == .checkpoint && (Int64($0.externalID ?? "") ?? -1) > latest.id }
+                if let newest = ahead.max(by: { (Int64($0.externalID ?? "") ?? -1) < (Int64($1.externalID ?? "") ?? -1) }) {
+                    point = newest.name
+                    detail += "; \(newest.name) is complete on disk but not yet in Flink's statistics"
+                }
             }
             return JobStatus(running: running, recoveryPoint: point, detail: detail)
         } catch {

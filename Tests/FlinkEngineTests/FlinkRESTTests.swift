@@ -52,7 +52,9 @@ final class FlinkRESTTests: XCTestCase {
         workspaceBox.withLock { $0 = w.root }
         let engine = FlinkEngine(store: w.store, settings: w.settings, pollInterval: 0.01)
         try engine.importer.refresh()
-        XCTAssertEqual(w.store.jobStatus().recoveryPoint, "dd758e-chk-16", "latest.completed decides, not the newest id")
+        // Flink's statistics lag behind its store: chk-17 is complete on disk though latest.completed says 16.
+        XCTAssertEqual(w.store.jobStatus().recoveryPoint, "dd758e-chk-17")
+        XCTAssertTrue(w.store.jobStatus().detail?.contains("not yet in Flink's statistics") == true)
 
         let (request, result) = try w.store.requestSnapshot(engine: engine, format: .canonical, label: "pre-upgrade", source: "test")
         let s = try result.get()
@@ -69,6 +71,29 @@ final class FlinkRESTTests: XCTestCase {
         try w.store.rename("pre-upgrade", to: "savepoint-c4f302-a3c72ffbb47e")
         XCTAssertEqual(try engine.importer.recordDirectory(savepoint, name: "pre-upgrade").name, "pre-upgrade")
         XCTAssertTrue(fake.seen.contains("POST /jobs/\(job)/savepoints"))
+    }
+
+    /// The JobManager decides whether the job runs: a cancelled job's newest checkpoint is not protected, and a
+    /// running job's recovery point is the checkpoint Flink names.
+    func testJobStateAndLatestCheckpointComeFromTheJobManager() throws {
+        let job = "dd758ebfe2c5e0335122d7ddaf752ba0"
+        let state = Mutex("RUNNING")
+        let fake = try FakeFlink { method, path, _ in
+            switch (method, path) {
+            case ("GET", "/jobs/\(job)"): return (200, #"{"state":"\#(state.withLock { $0 })"}"#)
+            case ("GET", "/jobs/\(job)/checkpoints"):
+                return (200, #"{"latest":{"completed":{"id":17,"is_savepoint":false,"external_path":"file:/srv/flink-store/checkpoints/\#(job)/chk-17"}}}"#)
+            default: return (404, #"{"errors":["Not found"]}"#)
+            }
+        }
+        defer { fake.stop() }
+        let w = try FlinkWorkspace(store: 1, job: job, rest: fake.url)
+        try w.importer.refresh()
+        XCTAssertEqual(w.store.jobStatus().recoveryPoint, "dd758e-chk-17")
+        XCTAssertThrowsError(try w.store.delete("dd758e-chk-17"))
+        state.withLock { $0 = "CANCELED" }
+        XCTAssertFalse(w.store.jobStatus().running)
+        XCTAssertNoThrow(try w.store.delete("dd758e-chk-17"))
     }
 
     /// Flink's failure cause reaches the request record; the catalog is unchanged.
