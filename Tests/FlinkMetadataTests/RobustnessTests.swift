@@ -75,7 +75,8 @@ final class RobustnessTests: XCTestCase {
     /// whose offset lies inside the input. Scripts/fuzz-metadata runs far more in release mode.
     func testMutatedFilesDecodeOrFailCleanly() throws {
         let iterations = ProcessInfo.processInfo.environment["SNAPFS_FUZZ_ITERATIONS"].flatMap(Int.init) ?? 2000
-        let corpus = try corpus().map(\.bytes)
+        // The real files, plus one holding the handle types they lack (changelog, file merging, channel state).
+        let corpus = try corpus().map(\.bytes) + [try HandleLayoutTests.synthetic()]
         var mutator = MetadataMutator(seed: 0x5EED)
         var rejected = 0
         for iteration in 0..<iterations {
