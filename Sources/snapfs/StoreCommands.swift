@@ -64,7 +64,12 @@ struct InitCommand: ParsableCommand {
         }
         let report = try CLI.run { () throws(StoreError) -> (Store, FlinkImportReport) in
             let settings = FlinkStoreSettings(
-                restURL: rest, jobID: job, pathMap: try pathMap.map { r throws(StoreError) in try FlinkStoreSettings.parsePathMapRule(r) },
+                restURL: rest, jobID: job, pathMap: try pathMap.map { r throws(StoreError) in
+                    // A relative TO means "relative to here", as any path a user types; the catalog keeps it absolute.
+                    let rule = try FlinkStoreSettings.parsePathMapRule(r)
+                    let absolute = rule.to.hasPrefix("/") || rule.to.contains(":")
+                    return (rule.from, absolute ? rule.to : URL(fileURLWithPath: rule.to).standardizedFileURL.path)
+                },
                 savepointDirectory: savepointDir, defaultFormat: try SnapshotFormat(userInput: defaultFormat ?? "canonical"),
                 triggerTimeout: triggerTimeout)
             guard Store.isSafeRelativePath(savepointDir) else { throw .badInput("--savepoint-dir must be a path inside the store") }
