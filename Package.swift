@@ -24,6 +24,10 @@ let package = Package(
         .target(name: "LocalEngine", dependencies: ["SnapStore", .product(name: "Logging", package: "swift-log")]),
         // Flink's `_metadata` format, decoded. Pure Swift, no dependencies.
         .target(name: "FlinkMetadata"),
+        // Mutations of real `_metadata` files, shared by the fuzz test and the long-running fuzz tool.
+        .target(name: "FlinkMetadataFuzzing", dependencies: ["FlinkMetadata"]),
+        // Feeds hundreds of thousands of mutated `_metadata` files to the reader (Scripts/fuzz-metadata).
+        .executableTarget(name: "flink-metadata-fuzz", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing"]),
         // The Flink engine: imports a Flink store into the catalog, triggers through REST.
         .target(name: "FlinkEngine", dependencies: ["SnapStore", "FlinkMetadata", .product(name: "Logging", package: "swift-log")]),
         // What every file operation means, in pure Swift: tests drive it without a kernel.
@@ -32,13 +36,13 @@ let package = Package(
         // The kernel-facing adapter: libfuse3's low-level API over SnapFileOps.
         .target(name: "SnapFUSE", dependencies: ["CFuse3", "SnapFileOps", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "snapfs", dependencies: [
-            "SnapStore", "LocalEngine", "SnapFileOps", "SnapFUSE",
+            "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "SnapFileOps", "SnapFUSE",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SnapStoreTests", dependencies: ["SnapStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "LocalEngineTests", dependencies: ["LocalEngine", "SnapStore"]),
-        .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata"]),
+        .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing"]),
         .testTarget(name: "FlinkEngineTests", dependencies: ["FlinkEngine", "FlinkMetadata", "SnapStore"]),
         .testTarget(name: "SnapFileOpsTests", dependencies: ["SnapFileOps", "SnapStore", "LocalEngine"]),
         .testTarget(name: "MountTests", dependencies: ["SnapStore"]),

@@ -152,6 +152,11 @@ struct JavaObjectStream {
             _ = assign(.value(value))
             return value
         case TC.reset:
+            // ObjectOutputStream only resets between top-level objects. Inside an object, a reset would
+            // invalidate the handles of everything still being read, so it is a corrupt stream.
+            guard depth == 0, handles.isEmpty || !handles.contains(where: { if case .pending = $0 { true } else { false } }) else {
+                throw reader.error(at: start, "a Java object (a stream reset is only valid between top-level objects)", found: "0x79 (reset)")
+            }
             handles.removeAll()
             return try content(&reader, depth: depth + 1)
         default:

@@ -23,7 +23,7 @@ public enum FormatMatrix {
               whatIsWritten: "every file, anew", costToTake: "more", dependsOnOtherSnapshots: false, selfContained: false,
               relocatable: "no (store layout)", importable: "same engine only",
               local: "every state file copied to a new object of its own",
-              flink: "full checkpoint (checkpointType FULL) or NATIVE savepoint"),
+              flink: "user request: NATIVE savepoint (formatType NATIVE; never subsumed by Flink); system checkpoint: full checkpoint (checkpointType FULL), subject to Flink's retention"),
         .init(format: .canonical,
               whatIsWritten: "every file, in a portable self-describing layout", costToTake: "most",
               dependsOnOtherSnapshots: false, selfContained: true,
@@ -48,6 +48,7 @@ public enum FormatMatrix {
         for r in rows {
             out += "\(r.format.rawValue):\n  written: \(r.whatIsWritten)\n  local:   \(r.local)\n  flink:   \(r.flink)\n"
         }
+        out += "default: the store's configured format (local: native-incremental unless set; flink: canonical, Flink's default savepoint format, unless set)\n"
         return out
     }
 }

@@ -82,8 +82,9 @@ public final class PendingSnapshot {
     }
 
     /// Makes the snapshot complete and listed, with its entries, in one transaction.
-    /// `checksums` gives the final size and SHA-256 of objects this snapshot wrote.
-    public func commit(entries: [NewEntry], checksums: [ObjectID: (size: Int64, sha256: String)]) throws(StoreError) -> Snapshot {
+    /// `checksums` gives the final size and SHA-256 of objects this snapshot wrote. `takenAt` is for engines that
+    /// record snapshots someone else wrote earlier: when it was really taken, so listings show that, not the import.
+    public func commit(entries: [NewEntry], checksums: [ObjectID: (size: Int64, sha256: String)], takenAt: Double? = nil) throws(StoreError) -> Snapshot {
         var seen = Set<String>()
         for e in entries {
             guard Store.isSafeRelativePath(e.path) else { throw .badInput("entry path '\(e.path)' is not a relative path inside the snapshot") }
@@ -103,7 +104,8 @@ public final class PendingSnapshot {
                                                 e.object, e.symlinkTarget, e.hidden ? 1 : 0])
                 }
                 try db.execute(sql: "UPDATE objects SET pending_snapshot = NULL WHERE pending_snapshot = ?", arguments: [snapshot.id])
-                try db.execute(sql: "UPDATE snapshots SET state = 'complete', completed_at = ?, owner = NULL WHERE id = ?", arguments: [now, snapshot.id])
+                try db.execute(sql: "UPDATE snapshots SET state = 'complete', completed_at = ?, created_at = COALESCE(?, created_at), owner = NULL WHERE id = ?",
+                               arguments: [takenAt ?? now, takenAt, snapshot.id])
                 try store.insertEvent(db, "snapshot", snapshot.name, "\(snapshot.kind.rawValue) snapshot complete: format \(snapshot.format.rawValue), \(entries.count) entries, \(checksums.count) objects written")
                 try db.bumpGeneration()
                 return try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE id = ?", arguments: [snapshot.id])!

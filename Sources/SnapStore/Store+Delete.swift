@@ -48,6 +48,7 @@ extension Store {
     /// transaction; the files follow from the removal journal, which `open` replays if the process dies first.
     @discardableResult
     public func delete(_ name: String, reason: String = "user request") throws(StoreError) -> DeleteSummary {
+        try hooks.refresh(self)
         let job = jobStatus()
         let summary: DeleteSummary
         do {
@@ -153,6 +154,32 @@ extension Store {
         return true
     }
 
+    /// Drops a snapshot that its engine already removed (e.g. a checkpoint its own retention subsumed) from the catalog, touching
+    /// no file: the engine owned the removal, and a file it kept may belong to something the catalog does not know yet.
+    /// Objects no remaining snapshot references leave the catalog, so `verify` lists any leftover file as unreferenced.
+    public func forget(_ name: String, reason: String) throws(StoreError) {
+        do {
+            try db.write { db in
+                guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
+                    throw StoreError.noSuchSnapshot(name)
+                }
+                let held = try ObjectID.fetchAll(db, sql: "SELECT object_id FROM entries WHERE snapshot_id = ? AND object_id IS NOT NULL", arguments: [s.id])
+                try db.execute(sql: "DELETE FROM entries WHERE snapshot_id = ?", arguments: [s.id])
+                for id in held {
+                    try db.execute(sql: """
+                        DELETE FROM objects WHERE id = ? AND (pending_snapshot IS NULL OR pending_snapshot = ?)
+                          AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.object_id = objects.id)
+                        """, arguments: [id, s.id])
+                }
+                try db.execute(sql: "DELETE FROM objects WHERE pending_snapshot = ?", arguments: [s.id])
+                try db.execute(sql: "DELETE FROM pins WHERE snapshot_id = ?", arguments: [s.id])
+                try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [s.id])
+                try insertEvent(db, "forget", name, "removed from the catalog (\(reason)); no file touched")
+                try db.bumpGeneration()
+            }
+        } catch let e as StoreError { throw e } catch { throw .wrap(error, "cannot forget \(name)") }
+    }
+
     // MARK: move
 
     /// Renames a snapshot (SPEC §4 `mv S T`). Never replaces an existing snapshot.
@@ -164,6 +191,7 @@ extension Store {
             throw error
         }
         if name == newName { _ = try snapshot(named: name); return }
+        try hooks.refresh(self)
         let s = try snapshot(named: name)
         do {
             try hooks.checkMove(s, to: newName, in: self)

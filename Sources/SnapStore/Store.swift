@@ -9,6 +9,14 @@ public protocol EngineHooks: Sendable {
     func jobStatus(of store: Store) -> JobStatus
     /// Throws to refuse a move the engine cannot perform (e.g. a snapshot that is not relocatable).
     func checkMove(_ snapshot: Snapshot, to newName: String, in store: Store) throws(StoreError)
+    /// Brings the catalog up to date with snapshots someone else writes (an external engine), before a delete or move
+    /// relies on it: a file is only as safe as the catalog's knowledge of who references it.
+    func refresh(_ store: Store) throws(StoreError)
+}
+
+extension EngineHooks {
+    /// Engines whose snapshots only the store writes have nothing to catch up on.
+    public func refresh(_ store: Store) throws(StoreError) {}
 }
 
 /// The rule when no engine says otherwise: a job whose store has `job_state = running` restarts from its newest

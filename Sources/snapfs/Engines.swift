@@ -1,3 +1,4 @@
+import FlinkEngine
 import Foundation
 import LocalEngine
 import SnapStore
@@ -16,6 +17,8 @@ func makeEngine(store: Store, stateOverride: String?) throws -> any SnapshotEngi
         switch store.engineName {
         case "local":
             return try LocalEngine.forStore(store, stateOverride: stateOverride)
+        case FlinkStoreSettings.engineName:
+            return try FlinkEngine.forStore(store)
         default:
             throw .badInput("the store at \(store.root.path) uses engine '\(store.engineName)', which this build does not know")
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FlinkEngine
 import Logging
 import SnapStore
 
@@ -17,7 +18,7 @@ struct SnapFS: ParsableCommand {
         subcommands: [
             InitCommand.self, ListCommand.self, ShowCommand.self, TriggerCommand.self, DeleteCommand.self,
             MoveCommand.self, ConvertCommand.self, ExportCommand.self, ImportCommand.self, VerifyCommand.self,
-            GCCommand.self, FormatsCommand.self, StatusCommand.self, EventsCommand.self, MountCommand.self,
+            GCCommand.self, RefreshCommand.self, FormatsCommand.self, StatusCommand.self, EventsCommand.self, MountCommand.self,
             DemoCommand.self, StressCommand.self,
         ]
     )
@@ -31,9 +32,18 @@ struct StoreOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Log what happens (to stderr).")
     var verbose = false
 
-    func open() throws -> Store {
+    /// Opens the store. A Flink store gets its engine's rules (recovery point, move) and, unless `refresh` is
+    /// false, is caught up with what Flink wrote or removed since the last command.
+    func open(refresh: Bool = true) throws -> Store {
         CLI.bootstrapLogging(verbose: verbose)
-        return try CLI.run { () throws(StoreError) in try Store.open(at: URL(fileURLWithPath: store)) }
+        return try CLI.run { () throws(StoreError) in
+            let s = try Store.open(at: URL(fileURLWithPath: store))
+            if s.engineName == FlinkStoreSettings.engineName {
+                let engine = try FlinkEngine.forStore(s)
+                if refresh { try engine.importer.refresh() }
+            }
+            return s
+        }
     }
 }
 

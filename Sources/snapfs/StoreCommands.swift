@@ -1,20 +1,45 @@
 import ArgumentParser
 import Foundation
+import FlinkEngine
 import SnapStore
 
 struct InitCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "init", abstract: "Create an empty store for the local engine's state directory.")
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create a store: for the local engine's state directory, or over an existing Flink store directory.",
+        discussion: """
+        local: snapfs init STORE --state DIR
+        flink: snapfs init FLINK_STORE_DIR --engine flink [--rest http://HOST:PORT --job JOB_ID] [--path-map file:/srv/flink-store=/here]
+               The catalog is created inside the Flink store directory; Flink's files stay where they are and every
+               checkpoint (<dir>/<job-id>/chk-N) and savepoint (savepoint-*) below it is recorded.
+        """)
 
-    @Argument(help: "The store directory to create.") var store: String
-    @Option(help: "The live state directory whose snapshots the store keeps.") var state: String
-    @Option(help: "What `default` means: native-incremental, native-full or canonical.") var defaultFormat = "native-incremental"
-    @Option(help: "Seconds between system checkpoints while mounted (0: none).") var checkpointInterval: Double = 0
-    @Option(help: "System checkpoints to keep; older ones are deleted through the checked path.") var retain = 5
+    @Argument(help: "The store directory to create (for flink: the existing Flink store directory).") var store: String
+    @Option(help: "local or flink.") var engine = "local"
+    @Option(help: "local: the live state directory whose snapshots the store keeps.") var state: String?
+    @Option(help: "What `default` means: native-incremental, native-full or canonical (flink: canonical unless set).") var defaultFormat: String?
+    @Option(help: "local: seconds between system checkpoints while mounted (0: none).") var checkpointInterval: Double = 0
+    @Option(help: "local: system checkpoints to keep; older ones are deleted through the checked path.") var retain = 5
+    @Option(help: "flink: the JobManager's REST address, e.g. http://127.0.0.1:8081.") var rest: String?
+    @Option(help: "flink: the job whose recovery point is protected and through which snapshots are triggered.") var job: String?
+    @Option(help: "flink: FROM=TO, where Flink wrote the store and where it is now (repeatable).") var pathMap: [String] = []
+    @Option(help: "flink: where triggered savepoints go, relative to the store.") var savepointDir = "savepoints"
+    @Option(help: "flink: seconds a triggered snapshot may take.") var triggerTimeout: Double = 300
 
     func run() throws {
         CLI.bootstrapLogging(verbose: false)
+        switch engine {
+        case "local": try runLocal()
+        case FlinkStoreSettings.engineName: try runFlink()
+        default: CLI.fail(.badInput("unknown engine '\(engine)': expected local or flink")); throw ExitCode(2)
+        }
+    }
+
+    private func runLocal() throws {
+        let defaultFormat = self.defaultFormat ?? "native-incremental"
         _ = try CLI.run { () throws(StoreError) in try SnapshotFormat(userInput: defaultFormat) }
         guard retain >= 1 else { CLI.fail(.badInput("--retain must be at least 1")); throw ExitCode(2) }
+        guard let state else { CLI.fail(.badInput("the local engine needs --state DIR")); throw ExitCode(2) }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: state, isDirectory: &isDir), isDir.boolValue else {
             CLI.fail(.badInput("state directory \(state) does not exist")); throw ExitCode(2)
@@ -27,6 +52,53 @@ struct InitCommand: ParsableCommand {
             ])
         }
         print("created store \(s.root.path) for state \(stateDir)")
+    }
+
+    private func runFlink() throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: store, isDirectory: &isDir), isDir.boolValue else {
+            CLI.fail(.badInput("Flink store directory \(store) does not exist")); throw ExitCode(2)
+        }
+        if (rest == nil) != (job == nil) {
+            CLI.fail(.badInput("--rest and --job go together: the job is reached through that REST address")); throw ExitCode(2)
+        }
+        let report = try CLI.run { () throws(StoreError) -> (Store, FlinkImportReport) in
+            let settings = FlinkStoreSettings(
+                restURL: rest, jobID: job, pathMap: try pathMap.map { r throws(StoreError) in
+                    // A relative TO means "relative to here", as any path a user types; the catalog keeps it absolute.
+                    let rule = try FlinkStoreSettings.parsePathMapRule(r)
+                    let absolute = rule.to.hasPrefix("/") || rule.to.contains(":")
+                    return (rule.from, absolute ? rule.to : URL(fileURLWithPath: rule.to).standardizedFileURL.path)
+                },
+                savepointDirectory: savepointDir, defaultFormat: try SnapshotFormat(userInput: defaultFormat ?? "canonical"),
+                triggerTimeout: triggerTimeout)
+            guard Store.isSafeRelativePath(savepointDir) else { throw .badInput("--savepoint-dir must be a path inside the store") }
+            let s = try Store.create(at: URL(fileURLWithPath: store), engine: FlinkStoreSettings.engineName, settings: settings.metaRows)
+            let engine = try FlinkEngine.forStore(s)
+            return (s, try engine.importer.refresh())
+        }
+        print("created Flink store \(report.0.root.path): \(report.1.added.count) snapshots recorded"
+              + (report.1.unreadable.isEmpty ? "" : ", \(report.1.unreadable.count) unreadable"))
+        for u in report.1.unreadable { print("UNREADABLE \(u.directory): \(u.error)") }
+    }
+}
+
+struct RefreshCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "refresh", abstract: "Flink stores: record new checkpoints and savepoints now, forget the ones Flink removed.")
+    @OptionGroup var options: StoreOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let store = try options.open(refresh: false)
+        guard store.engineName == FlinkStoreSettings.engineName else {
+            CLI.fail(.badInput("refresh applies to Flink stores; this one uses engine '\(store.engineName)'")); throw ExitCode(2)
+        }
+        let r = try CLI.run { () throws(StoreError) in try FlinkEngine.forStore(store).importer.refresh() }
+        if json { CLI.printJSON(r); return }
+        for n in r.added { print("added \(n)") }
+        for n in r.forgotten { print("forgotten \(n) (removed by Flink)") }
+        for u in r.unreadable { print("UNREADABLE \(u.directory): \(u.error)") }
+        print("\(r.added.count) added, \(r.forgotten.count) forgotten, \(r.unchanged) unchanged, \(r.unreadable.count) unreadable")
     }
 }
 
@@ -128,6 +200,7 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         let store = try options.open()
+        if store.engineName == FlinkStoreSettings.engineName { return try verifyFlink(store) }
         let p = TerminalProgress("verify")
         let r = try CLI.run { () throws(StoreError) in try store.verify(checksums: !noChecksums, progress: p.handler) }
         p.finish()
@@ -141,6 +214,28 @@ struct VerifyCommand: ParsableCommand {
     }
 }
 
+extension VerifyCommand {
+    /// Flink stores: whether Flink could restore each snapshot, as Flink would resolve its files.
+    func verifyFlink(_ store: Store) throws {
+        let r = try CLI.run { () throws(StoreError) in try FlinkVerifier(store: store, settings: try FlinkStoreSettings.load(from: store)).verify() }
+        if json { CLI.printJSON(r) } else {
+            for s in r.snapshots {
+                if s.restorable {
+                    print("RESTORABLE     \(s.name) (\(s.kind.rawValue), \(s.format.rawValue), \(s.files) files)")
+                } else {
+                    print("NOT RESTORABLE \(s.name) (\(s.kind.rawValue), \(s.format.rawValue)): \(s.problems.count) of \(s.files) files missing or wrong")
+                    for p in s.problems { print("    \(p.path): \(p.problem)") }
+                }
+            }
+            for u in r.unreadable { print("UNREADABLE     \(u.directory): \(u.error)") }
+            for u in r.unreferenced { print("UNREFERENCED   \(u)") }
+            print("\(r.snapshots.count) snapshots: \(r.snapshots.count - r.notRestorable.count) restorable, \(r.notRestorable.count) not restorable"
+                  + ", \(r.unreadable.count) unreadable, \(r.unreferenced.count) unreferenced files" + (r.unreferenced.isEmpty ? "" : " (run `snapfs gc`)"))
+        }
+        if !r.clean { throw ExitCode(10) }
+    }
+}
+
 struct GCCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gc", abstract: "Remove files no snapshot references.")
     @OptionGroup var options: StoreOptions
@@ -149,7 +244,9 @@ struct GCCommand: ParsableCommand {
 
     func run() throws {
         let store = try options.open()
-        let r = try CLI.run { () throws(StoreError) in try store.gc(grace: grace) }
+        let r = try CLI.run { () throws(StoreError) in
+            store.engineName == FlinkStoreSettings.engineName ? try FlinkEngine.forStore(store).gc(grace: grace) : try store.gc(grace: grace)
+        }
         if json { CLI.printJSON(r) } else {
             print("removed \(r.removedFiles.count) unreferenced files (\(CLI.bytes(r.removedBytes))); kept \(r.keptYoungerThanGrace.count) younger than \(Int(grace)) s")
         }

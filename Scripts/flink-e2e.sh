@@ -1,0 +1,246 @@
+#!/bin/bash
+# End to end with a real Flink 2.3.0 cluster on 127.0.0.1: RocksDB incremental checkpoints, a CLAIM restore that
+# makes one job read another job's files, checked delete of the older job's snapshots through `snapfs`, a
+# canonical savepoint triggered through `snapfs`, and finally a real Flink job restored from the newer job's
+# newest checkpoint, checked to run and checkpoint.
+#
+# usage: Scripts/flink-e2e.sh
+# env:   SNAPFS_E2E_DIR    work directory (default /var/tmp/snapfs-flink-e2e; the store is $SNAPFS_E2E_DIR/store)
+#        SNAPFS_FLINK_CACHE where the PyPI wheels are kept between runs (default /var/tmp/snapfs-flink-cache)
+#        SNAPFS_E2E_PORT   REST port (default 18181; RPC uses PORT-2000)
+#        SNAPFS_E2E_VIA    cli (default) or mount: how snapshots are deleted and triggered. The mount steps are
+#                          the FUSE daemon's (rm -rf through the mount, trigger files) and are added with it.
+# Needs: java 17+, javac, jar, pip, curl, python3, unzip. Stops the cluster it started on exit.
+set -euo pipefail
+T0=$(date +%s)
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${SNAPFS_E2E_DIR:-/var/tmp/snapfs-flink-e2e}
+CACHE=${SNAPFS_FLINK_CACHE:-/var/tmp/snapfs-flink-cache}
+PORT=${SNAPFS_E2E_PORT:-18181}
+VIA=${SNAPFS_E2E_VIA:-cli}
+TOOLS=${SNAPFS_FLINK_TOOLS:-/work/shared/tools/flink}
+REST=http://127.0.0.1:$PORT
+STORE=$WORK/store
+FLINK_HOME=$WORK/flink/pyflink
+export FLINK_HOME
+FAILURES=0
+
+log() { echo "[$(date +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*"; }
+fail() { log "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
+die() { log "FATAL: $*"; exit 1; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# ---- Flink from PyPI -------------------------------------------------------------------------------------------
+get_flink() {
+  mkdir -p "$CACHE" "$WORK"
+  if ! ls "$CACHE"/apache_flink-2.3.0-*.whl >/dev/null 2>&1 || ! ls "$CACHE"/apache_flink_libraries-2.3.0-*.whl >/dev/null 2>&1; then
+    log "downloading apache-flink 2.3.0 wheels from PyPI"
+    pip download --no-deps apache-flink==2.3.0 apache-flink-libraries==2.3.0 -d "$CACHE" >/dev/null
+  fi
+  if [ ! -x "$FLINK_HOME/bin/start-cluster.sh" ]; then
+    log "unpacking Flink"
+    rm -rf "$WORK/flink"; mkdir -p "$WORK/flink"
+    for w in "$CACHE"/apache_flink-2.3.0-*.whl "$CACHE"/apache_flink_libraries-2.3.0-*.whl; do unzip -qo "$w" -d "$WORK/flink"; done
+    chmod +x "$FLINK_HOME"/bin/*
+  fi
+}
+
+configure_flink() {
+  mkdir -p "$WORK/log" "$WORK/tmp"
+  # The tools' config, with this run's ports, directories and store.
+  sed -e "s/port: 18081/port: $PORT/" -e "s/port: 16123/port: $((PORT - 2000))/" \
+      -e "s#file:///srv/flink-store#file://$STORE#" "$TOOLS/config.yaml" > "$FLINK_HOME/conf/config.yaml"
+  cat >> "$FLINK_HOME/conf/config.yaml" <<YAML
+io:
+  tmp:
+    dirs: $WORK/tmp
+YAML
+  # RocksDB compacts the few small SST files of the demo job as soon as a restored job opens them, so a restored
+  # job would at once stop reading the files it claimed. Without compaction (SNAPFS_E2E_COMPACTION=NONE, the
+  # default here) the restored job's checkpoints keep referencing the older job's shared/ files, as large jobs do
+  # for a long time; LEVEL gives Flink's default behaviour.
+  cat >> "$FLINK_HOME/conf/config.yaml" <<YAML
+state.backend.rocksdb.compaction.style: ${SNAPFS_E2E_COMPACTION:-NONE}
+YAML
+  echo "env.log.dir: $WORK/log" >> "$FLINK_HOME/conf/config.yaml"
+  python3 - "$FLINK_HOME/conf/config.yaml" <<'PY'
+import sys
+# env.log.dir belongs under the existing `env:` map: move the flat line there.
+p = sys.argv[1]; lines = open(p).read().splitlines()
+log = [l for l in lines if l.startswith("env.log.dir:")][0].split(": ", 1)[1]
+lines = [l for l in lines if not l.startswith("env.log.dir:")]
+i = lines.index("env:"); lines.insert(i + 1, "  log:\n    dir: " + log)
+open(p, "w").write("\n".join(lines) + "\n")
+PY
+  if [ ! -f "$WORK/statejob.jar" ]; then
+    log "building the state job"
+    rm -rf "$WORK/classes"; mkdir -p "$WORK/classes"
+    javac -cp "$FLINK_HOME/lib/*" -d "$WORK/classes" "$TOOLS/StateJob.java"
+    jar cf "$WORK/statejob.jar" -C "$WORK/classes" .
+  fi
+}
+
+CLUSTER_STARTED=0
+start_cluster() {
+  if curl -sf "$REST/overview" >/dev/null 2>&1; then die "something already answers on $REST"; fi
+  log "starting the Flink cluster on $REST"
+  "$FLINK_HOME/bin/start-cluster.sh" >/dev/null
+  CLUSTER_STARTED=1
+  for _ in $(seq 1 120); do
+    if curl -sf "$REST/overview" 2>/dev/null | json "d['taskmanagers']" 2>/dev/null | grep -q '^[1-9]'; then log "cluster up"; return; fi
+    sleep 1
+  done
+  die "the cluster did not come up within 120 s (logs in $WORK/log)"
+}
+
+stop_cluster() {
+  if [ "$CLUSTER_STARTED" = 1 ]; then
+    log "stopping the Flink cluster"
+    "$FLINK_HOME/bin/stop-cluster.sh" >/dev/null 2>&1 || true
+    CLUSTER_STARTED=0
+  fi
+}
+
+finish() {
+  local rc=$?
+  stop_cluster
+  log "runtime $(( $(date +%s) - T0 )) s; failures: $FAILURES; exit $rc"
+}
+trap finish EXIT
+
+# ---- Flink jobs ------------------------------------------------------------------------------------------------
+run_job() { # extra flink-run arguments… → job id
+  "$FLINK_HOME/bin/flink" run -d "$@" -c demo.StateJob "$WORK/statejob.jar" 2>&1 | grep -o 'JobID [0-9a-f]*' | cut -d' ' -f2
+}
+completed_checkpoints() { curl -sf "$REST/jobs/$1/checkpoints" | json "d['counts']['completed']"; }
+wait_checkpoints() { # job count
+  for _ in $(seq 1 180); do
+    local n; n=$(completed_checkpoints "$1" 2>/dev/null || echo 0)
+    [ "${n:-0}" -ge "$2" ] && { log "job $1: $n checkpoints completed"; return; }
+    sleep 1
+  done
+  die "job $1 did not complete $2 checkpoints within 180 s"
+}
+job_state() { curl -sf "$REST/jobs/$1" | json "d['state']"; }
+cancel_job() {
+  curl -sf -XPATCH "$REST/jobs/$1?mode=cancel" >/dev/null
+  for _ in $(seq 1 60); do [ "$(job_state "$1")" = CANCELED ] && return; sleep 1; done
+  die "job $1 was not cancelled within 60 s"
+}
+newest_checkpoint_dir() { # job → its highest-numbered chk-N directory
+  ls -d "$STORE/checkpoints/$1"/chk-* 2>/dev/null | awk -F/chk- '{print $NF" "$0}' | sort -n | tail -1 | cut -d' ' -f2
+}
+
+# ---- SnapFS operations: the CLI now; the mount's equivalents are added with the daemon -----------------------
+SNAPFS=""
+build_snapfs() {
+  log "building snapfs"
+  (cd "$HERE" && swift build --product snapfs >/dev/null)
+  SNAPFS="$(cd "$HERE" && swift build --show-bin-path)/snapfs"
+}
+snapfs() { "$SNAPFS" "$@"; }
+delete_snapshot() { # name → exit status of the delete
+  case "$VIA" in
+    cli) snapfs delete "$STORE" "$1" ;;
+    mount) die "mount steps (rm -rf MOUNT/$1) come with the FUSE daemon" ;;
+  esac
+}
+trigger_snapshot() { # format label → exit status
+  case "$VIA" in
+    cli) snapfs trigger "$STORE" --format "$1" ${2:+--label "$2"} ;;
+    mount) die "mount steps (echo LABEL > MOUNT/.snapfs/trigger/FORMAT) come with the FUSE daemon" ;;
+  esac
+}
+
+# ---- the scenario ----------------------------------------------------------------------------------------------
+get_flink
+configure_flink
+build_snapfs
+rm -rf "$STORE"; mkdir -p "$STORE/savepoints"
+start_cluster
+
+A=$(run_job); [ -n "$A" ] || die "job A did not start"
+log "job A = $A (RocksDB, incremental checkpoints every 3 s)"
+wait_checkpoints "$A" 4
+cancel_job "$A"
+A_LAST=$(newest_checkpoint_dir "$A")
+log "A cancelled; its checkpoints are retained; newest: $A_LAST"
+
+B=$(run_job -s "file://$A_LAST" -cm claim); [ -n "$B" ] || die "job B did not start"
+log "job B = $B restored from $A_LAST in CLAIM mode"
+# B's first checkpoints reuse the SST files it restored, which live in A's shared/ directory.
+wait_checkpoints "$B" 1
+
+log "snapfs init --engine flink (job B)"
+snapfs init "$STORE" --engine flink --rest "$REST" --job "$B"
+snapfs list "$STORE"
+b_checkpoints() { snapfs list "$STORE" --json | json "' '.join(s['name'] for s in d if s['name'].startswith('${B:0:6}-chk-'))"; }
+a_snapshots() { snapfs list "$STORE" --json | json "' '.join(s['name'] for s in d if s['name'].startswith('${A:0:6}-chk-') or s['name'].startswith('savepoint-${A:0:6}-'))"; }
+B_NEWEST=$(b_checkpoints | tr ' ' '\n' | tail -1)
+CROSS=$(snapfs show "$STORE" "$B_NEWEST" --files | grep -c "^- .* checkpoints/$A/" || true)
+log "the CLAIM scenario: B's newest checkpoint $B_NEWEST needs $CROSS files in A's directory"
+
+log "trigger: canonical and native-full snapshots of B through snapfs"
+trigger_snapshot canonical before-cleanup || fail "canonical trigger failed"
+trigger_snapshot native-full native-before-cleanup || fail "native-full trigger failed"
+snapfs list "$STORE" | grep -E "before-cleanup" || fail "the triggered savepoints are not listed"
+snapfs list "$STORE" --json | json "[ (s['name'], s['kind'], s['format']) for s in d if 'before-cleanup' in s['name'] ]"
+log "trigger: native-incremental must fail with Flink's reason"
+if OUT=$(trigger_snapshot native-incremental 2>&1); then fail "an incremental trigger succeeded"; else
+  echo "$OUT" | grep -q FLINK-33723 && log "refused as expected: $(echo "$OUT" | tail -1)" || fail "incremental trigger failed without the FLINK-33723 reason: $OUT"
+fi
+
+log "the recovery point of running job B may not be deleted"
+RP=$(snapfs list "$STORE" --json | json "[s['name'] for s in d if s['recoveryPoint']][0]")
+if delete_snapshot "$RP" 2>"$WORK/refusal.txt"; then fail "deleting the recovery point $RP succeeded"; else
+  log "refused: $(cat "$WORK/refusal.txt")"
+fi
+
+log "cancel B (its checkpoints are retained) so that only snapfs changes the store from here on"
+cancel_job "$B"
+snapfs refresh "$STORE"
+log "verify before the delete"
+snapfs verify "$STORE" > "$WORK/verify-before.txt" || true
+grep -vE "^    " "$WORK/verify-before.txt" || true
+# Every file in A's directory that a snapshot of B needs, by snapfs' own account.
+: > "$WORK/b-needs-in-a.txt"
+for s in $(b_checkpoints) before-cleanup native-before-cleanup; do
+  snapfs show "$STORE" "$s" --files | awk -v a="checkpoints/$A/" '$1 == "-" && index($4, a) == 1 {print $4}' >> "$WORK/b-needs-in-a.txt"
+done
+sort -u -o "$WORK/b-needs-in-a.txt" "$WORK/b-needs-in-a.txt"
+NEED=$(wc -l < "$WORK/b-needs-in-a.txt")
+PRESENT_BEFORE=$(while read -r f; do [ -f "$STORE/$f" ] && echo "$f"; done < "$WORK/b-needs-in-a.txt" | wc -l)
+log "B's snapshots need $NEED files in A's directory ($PRESENT_BEFORE present)"
+
+log "delete every snapshot of the older job A: $(a_snapshots)"
+for s in $(a_snapshots); do delete_snapshot "$s" || fail "delete $s"; done
+[ -z "$(ls -d "$STORE/checkpoints/$A"/chk-* 2>/dev/null)" ] || fail "A's checkpoint directories remain: $(ls -d "$STORE/checkpoints/$A"/chk-*)"
+PRESENT_AFTER=$(while read -r f; do [ -f "$STORE/$f" ] && echo "$f"; done < "$WORK/b-needs-in-a.txt" | wc -l)
+log "after the delete: $PRESENT_AFTER of the $PRESENT_BEFORE files B needs in A's directory are present; A's directory holds $(find "$STORE/checkpoints/$A" -type f | wc -l) files"
+[ "$PRESENT_AFTER" = "$PRESENT_BEFORE" ] || fail "the delete removed files B needs"
+
+log "verify after the delete"
+snapfs verify "$STORE" > "$WORK/verify-after.txt" || true
+grep -vE "^    " "$WORK/verify-after.txt" || true
+BEFORE_OK=$(grep "^RESTORABLE" "$WORK/verify-before.txt" | awk '{print $2}' | grep -v "^${A:0:6}-" | sort)
+AFTER_OK=$(grep "^RESTORABLE" "$WORK/verify-after.txt" | awk '{print $2}' | sort)
+[ "$BEFORE_OK" = "$AFTER_OK" ] || fail "restorable snapshots changed: before [$BEFORE_OK] after [$AFTER_OK]"
+
+B_LAST=$(newest_checkpoint_dir "$B")
+B_LAST_NAME=$(snapfs list "$STORE" --json | json "[s['name'] for s in d if s['name'] == '${B:0:6}-$(basename "$B_LAST")'][0]")
+READS_A=$(snapfs show "$STORE" "$B_LAST_NAME" --files | grep -c "^- .* checkpoints/$A/" || true)
+log "restore a new job from B's newest checkpoint $B_LAST ($B_LAST_NAME, which reads $READS_A files in A's directory)"
+C=$(run_job -s "file://$B_LAST"); [ -n "$C" ] || die "job C did not start"
+log "job C = $C"
+wait_checkpoints "$C" 2
+RESTORED=$(curl -sf "$REST/jobs/$C/checkpoints" | json "d['latest']['restored']['external_path']")
+STATE=$(job_state "$C")
+log "job C is $STATE, restored from $RESTORED"
+[ "$STATE" = RUNNING ] || fail "job C is $STATE, not RUNNING"
+[ "${RESTORED#file:}" = "$B_LAST" ] || fail "job C restored from $RESTORED, not $B_LAST"
+EXC=$(curl -sf "$REST/jobs/$C/exceptions" | json "len(d.get('exceptionHistory',{}).get('entries',[]))")
+[ "$EXC" = 0 ] || fail "job C recorded $EXC exceptions"
+cancel_job "$C"
+
+snapfs list "$STORE"
+[ "$FAILURES" = 0 ] && log "E2E PASSED" || { log "E2E FAILED ($FAILURES)"; exit 1; }

@@ -1,0 +1,333 @@
+import FlinkMetadata
+import Foundation
+import Logging
+import SnapStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A `_metadata` that could not be decoded: Flink could not restore from it either, and its files cannot be
+/// protected because nobody can tell which they are.
+public struct UnreadableSnapshot: Codable, Sendable, Hashable {
+    /// The directory holding `_metadata`, relative to the store root.
+    public var directory: String
+    public var error: String
+}
+
+/// What one pass over the Flink store changed in the catalog.
+public struct FlinkImportReport: Codable, Sendable {
+    /// Snapshots recorded by this pass.
+    public var added: [String] = []
+    /// Snapshots whose directory Flink removed (subsumed checkpoints), dropped from the catalog.
+    public var forgotten: [String] = []
+    /// Snapshot directories whose `_metadata` does not decode; retried on every pass.
+    public var unreadable: [UnreadableSnapshot] = []
+    /// Snapshots already in the catalog and still present.
+    public var unchanged: Int = 0
+}
+
+/// Keeps the catalog equal to what the Flink store holds.
+///
+/// Flink writes and subsumes checkpoints on its own schedule, so the catalog can only ever be caught up, never be
+/// the writer. Each pass records new snapshot directories with their exact file sets (from `_metadata`, resolved
+/// as Flink resolves it) and forgets the ones whose directory is gone. Files are adopted where Flink wrote them:
+/// a file referenced by several snapshots, of one job or of several (after NO_CLAIM or CLAIM restores), is one
+/// object, so the store's checked delete removes it only with the last snapshot that needs it. Files already gone
+/// are still recorded, with the size Flink recorded, so `verify` can say which snapshot they break.
+///
+/// Every delete and move runs a pass first (`FlinkHooks.refresh`), and so does every `snapfs` command; a daemon
+/// serving the store runs one on a short timer so that new checkpoints appear and subsumed ones vanish.
+public struct FlinkImporter: Sendable {
+    public let store: Store
+    public let settings: FlinkStoreSettings
+    let logger: Logger
+
+    /// Directory names that hold state files, never snapshot directories; not descended into.
+    static let fileDirectories: Set<String> = ["shared", "taskowned"]
+    /// How deep below the root snapshot directories are looked for (`checkpoints/<job>/chk-N` is 3).
+    static let maximumDepth = 6
+    /// A `_metadata` larger than this is refused rather than read into memory.
+    static let maximumMetadataSize = 512 << 20
+
+    public init(store: Store, settings: FlinkStoreSettings, logger: Logger = Logger(label: "snapfs.flink")) {
+        self.store = store
+        self.settings = settings
+        self.logger = logger
+    }
+
+    // MARK: - Pass
+
+    /// One pass: record new snapshots (oldest first, so catalog order is Flink's order), then forget vanished ones.
+    /// New ones go first so that a file moving from a subsumed checkpoint to its successor is never unreferenced
+    /// in between.
+    @discardableResult
+    public func refresh() throws(StoreError) -> FlinkImportReport {
+        var report = FlinkImportReport()
+        let onDisk = scan()
+        let known = try store.snapshots(includingWriting: true).filter { $0.engine == FlinkStoreSettings.engineName }
+        let knownDirectories = Set(known.compactMap(\.directory))
+        var candidates: [(directory: String, metadata: CheckpointMetadata, bytes: Int, mtime: Double)] = []
+        for directory in onDisk where !knownDirectories.contains(directory) {
+            do {
+                let (metadata, size, mtime) = try readMetadata(directory)
+                candidates.append((directory, metadata, size, mtime))
+            } catch {
+                report.unreadable.append(UnreadableSnapshot(directory: directory, error: error.description))
+                logger.warning("cannot read snapshot", metadata: ["directory": .string(directory), "error": .string(error.description)])
+            }
+        }
+        candidates.sort { ($0.mtime, $0.metadata.checkpointId, $0.directory) < ($1.mtime, $1.metadata.checkpointId, $1.directory) }
+        let jobs = jobDirectories(onDisk)
+        for c in candidates {
+            do {
+                let s = try record(directory: c.directory, metadata: c.metadata, metadataSize: c.bytes, mtime: c.mtime, name: nil, jobs: jobs)
+                report.added.append(s.name)
+            } catch StoreError.alreadyExists {
+                continue  // another process recorded it meanwhile
+            }
+        }
+        let present = Set(onDisk)
+        for s in known where s.state == .complete {
+            guard let dir = s.directory else { continue }
+            if present.contains(dir) { report.unchanged += 1; continue }
+            try store.forget(s.name, reason: "its directory \(dir) no longer holds _metadata (removed by Flink or by hand)")
+            report.forgotten.append(s.name)
+        }
+        try updateManagedRoots(onDisk)
+        if !report.added.isEmpty || !report.forgotten.isEmpty {
+            logger.info("flink store refreshed", metadata: ["added": .stringConvertible(report.added.count),
+                                                            "forgotten": .stringConvertible(report.forgotten.count)])
+        }
+        return report
+    }
+
+    /// Records one snapshot directory now, under `name` if given (a triggered snapshot with a user's label).
+    /// If another process (a daemon's periodic pass) recorded the directory first under its default name, the
+    /// snapshot is renamed to the label the user asked for.
+    @discardableResult
+    public func recordDirectory(_ directory: String, name: String?) throws(StoreError) -> Snapshot {
+        if let existing = try store.snapshots(includingWriting: false).first(where: { $0.directory == directory }) {
+            guard let name, existing.name != name else { return existing }
+            try store.rename(existing.name, to: name)
+            return try store.snapshot(named: name)
+        }
+        let (metadata, size, mtime) = try readMetadata(directory)
+        return try record(directory: directory, metadata: metadata, metadataSize: size, mtime: mtime, name: name, jobs: jobDirectories(scan()))
+    }
+
+    // MARK: - Scanning
+
+    /// Store-relative directories that hold a `_metadata` file, sorted.
+    public func scan() -> [String] {
+        var out: [String] = []
+        func walk(_ relative: String, depth: Int) {
+            let absolute = relative.isEmpty ? store.root.path : store.root.path + "/" + relative
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: absolute) else { return }
+            if !relative.isEmpty, names.contains("_metadata"), isRegularFile(absolute + "/_metadata") {
+                out.append(relative)
+                return
+            }
+            guard depth < Self.maximumDepth else { return }
+            for name in names.sorted() where !name.hasPrefix(".") && !Self.fileDirectories.contains(name) {
+                if relative.isEmpty && name == Store.runDirectory { continue }
+                let child = relative.isEmpty ? name : relative + "/" + name
+                var st = stat()
+                guard lstat(store.root.path + "/" + child, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { continue }
+                walk(child, depth: depth + 1)
+            }
+        }
+        walk("", depth: 0)
+        return out.sorted()
+    }
+
+    private func isRegularFile(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+    }
+
+    /// Job ids that own checkpoint directories (`…/<job>/chk-N`), for naming and for attributing savepoints.
+    private func jobDirectories(_ directories: [String]) -> Set<String> {
+        Set(directories.compactMap { dir -> String? in
+            let parts = dir.split(separator: "/")
+            guard parts.count >= 2, Self.checkpointNumber(String(parts[parts.count - 1])) != nil else { return nil }
+            return String(parts[parts.count - 2])
+        })
+    }
+
+    static func checkpointNumber(_ name: String) -> Int64? {
+        guard name.hasPrefix("chk-") else { return nil }
+        return Int64(name.dropFirst(4))
+    }
+
+    func readMetadata(_ directory: String) throws(StoreError) -> (CheckpointMetadata, Int, Double) {
+        let path = store.root.path + "/" + directory + "/_metadata"
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw .io(path: path, errno: errno, what: "cannot read") }
+        guard Int(st.st_size) <= Self.maximumMetadataSize else {
+            throw .corrupt("\(path) is \(st.st_size) bytes, more than the \(Self.maximumMetadataSize) a _metadata may have")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { throw .io(path: path, errno: EIO, what: "cannot read") }
+        do {
+            let metadata = try MetadataReader.read(data)
+            return (metadata, data.count, Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
+        } catch {
+            throw .corrupt("\(directory)/_metadata: \(error)")
+        }
+    }
+
+    // MARK: - Recording
+
+    /// What a snapshot is, from its own `_metadata`: the properties trailer says savepoint or checkpoint, which
+    /// savepoint format, and whether the checkpoint shared files (incremental). Version 3 files have no trailer;
+    /// then the directory name and the handle types decide.
+    static func classify(_ metadata: CheckpointMetadata, directoryName: String) -> (SnapshotKind, SnapshotFormat) {
+        var sharesFiles = false
+        var savepointEncoded = false
+        metadata.visitHandles { handle in
+            if case .incrementalRemote(let h) = handle, !h.sharedState.isEmpty { sharesFiles = true }
+            if case .keyGroups(let h) = handle, h.encoding == .savepoint { savepointEncoded = true }
+        }
+        switch metadata.properties?.decoded?.snapshotType {
+        case .savepoint(_, .canonical, _)?: return (.user, .canonical)
+        case .savepoint?: return (.user, .nativeFull)
+        case .checkpoint(_, .forward)?: return (.checkpoint, .nativeFull)
+        case .checkpoint?: return (.checkpoint, sharesFiles ? .nativeIncremental : .nativeFull)
+        case .unknown?, nil:
+            if checkpointNumber(directoryName) != nil { return (.checkpoint, sharesFiles ? .nativeIncremental : .nativeFull) }
+            return (.user, savepointEncoded ? .canonical : .nativeFull)
+        }
+    }
+
+    /// The name a Flink user recognises: `<job-prefix>-chk-N` (the six-character prefix Flink itself uses in
+    /// savepoint names, the full id if two jobs share it) or the savepoint directory's own name.
+    static func defaultName(directory: String, jobs: Set<String>) -> String {
+        let parts = directory.split(separator: "/").map(String.init)
+        let last = parts.last ?? directory
+        if checkpointNumber(last) != nil, parts.count >= 2 {
+            let job = parts[parts.count - 2]
+            let prefix = String(job.prefix(6))
+            let clash = jobs.contains { $0 != job && $0.hasPrefix(prefix) }
+            return sanitize("\(clash ? job : prefix)-\(last)")
+        }
+        return sanitize(last)
+    }
+
+    /// Makes a directory name a valid label (SnapshotName): Flink's own names always are, hand-made ones may not be.
+    static func sanitize(_ name: String) -> String {
+        var out = String(name.unicodeScalars.map { s -> Character in
+            switch s {
+            case "A"..."Z", "a"..."z", "0"..."9", ".", "_", "-": return Character(s)
+            default: return "_"
+            }
+        })
+        while out.hasPrefix(".") { out.removeFirst() }
+        if out.isEmpty || SnapshotName.isAutomatic(out) || SnapshotName.reserved.contains(out) { out = "flink-" + out }
+        return String(out.prefix(SnapshotName.maxLength))
+    }
+
+    /// The job a snapshot belongs to: a checkpoint's parent directory, or for a savepoint the one job whose id
+    /// starts with the six characters Flink put in its name.
+    static func job(of directory: String, jobs: Set<String>) -> String? {
+        let parts = directory.split(separator: "/").map(String.init)
+        guard let last = parts.last else { return nil }
+        if checkpointNumber(last) != nil, parts.count >= 2 { return parts[parts.count - 2] }
+        let pieces = last.split(separator: "-")
+        guard pieces.count >= 3, pieces[0] == "savepoint" else { return nil }
+        let matches = jobs.filter { $0.hasPrefix(pieces[1]) }
+        return matches.count == 1 ? matches.first : nil
+    }
+
+    /// The files a snapshot needs, as store-relative paths with the size Flink recorded, plus the ones that lie
+    /// outside the store (kept as absolute paths so verify can still check them).
+    func neededFiles(_ metadata: CheckpointMetadata, directory: String)
+        -> (inside: [(path: String, size: Int64)], outside: [(path: String, size: Int64)])
+    {
+        let absoluteDirectory = store.root.path + "/" + directory
+        var inside: [String: Int64] = [:]
+        var outside: [String: Int64] = [:]
+        let rootPrefix = store.root.path.hasSuffix("/") ? store.root.path : store.root.path + "/"
+        for ref in metadata.referencedFiles(metadataDirectory: absoluteDirectory, pathMap: settings.metadataPathMap) {
+            if ref.path.hasPrefix(rootPrefix), Self.isAdoptable(String(ref.path.dropFirst(rootPrefix.count))) {
+                let rel = String(ref.path.dropFirst(rootPrefix.count))
+                // One path at two sizes cannot both be right; the larger is what a reader would need to find.
+                inside[rel] = max(inside[rel] ?? 0, ref.size)
+            } else {
+                outside[ref.path] = max(outside[ref.path] ?? 0, ref.size)
+            }
+        }
+        return (inside.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                outside.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+    }
+
+    /// Whether a store-relative path may become an object, i.e. be removed by a checked delete one day. The
+    /// catalog and the store's run directory never may: a damaged or hostile `_metadata` naming them must not be
+    /// able to make a delete remove the store's own files. Such references are kept as outside files instead.
+    static func isAdoptable(_ relative: String) -> Bool {
+        guard Store.isSafeRelativePath(relative) else { return false }
+        let first = relative.split(separator: "/").first.map(String.init) ?? relative
+        return first != Store.runDirectory && !first.hasPrefix("catalog.sqlite")
+    }
+
+    /// `mtime` is when Flink finished writing `_metadata`, i.e. when the snapshot completed.
+    private func record(directory: String, metadata: CheckpointMetadata, metadataSize: Int, mtime: Double, name: String?,
+                        jobs: Set<String>) throws(StoreError) -> Snapshot {
+        let last = directory.split(separator: "/").last.map(String.init) ?? directory
+        let (kind, format) = Self.classify(metadata, directoryName: last)
+        var (inside, outside) = neededFiles(metadata, directory: directory)
+        let metadataPath = directory + "/_metadata"
+        inside.removeAll { $0.path == metadataPath }
+        inside.append((metadataPath, Int64(metadataSize)))
+
+        var chosen = name ?? Self.defaultName(directory: directory, jobs: jobs)
+        if name == nil, (try? store.snapshot(named: chosen)) != nil {
+            chosen = Self.sanitize(chosen + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16))
+        }
+        let pending = try store.beginSnapshot(label: chosen, kind: kind, format: format,
+                                              job: Self.job(of: directory, jobs: jobs), engine: FlinkStoreSettings.engineName,
+                                              externalID: String(metadata.checkpointId), directory: { _ in directory })
+        do {
+            let ids = try pending.adoptObjects(inside)
+            var entries: [NewEntry] = []
+            var directories = Set<String>()
+            for (file, id) in zip(inside, ids) {
+                var st = stat()
+                let exists = stat(store.root.path + "/" + file.path, &st) == 0
+                let mode = exists ? UInt32(st.st_mode) : UInt32(S_IFREG) | 0o644
+                let mtime = exists ? Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) : 0
+                entries.append(NewEntry(path: file.path, type: .file, size: file.size, mode: mode, mtimeNanos: mtime, object: id))
+                var parent = file.path
+                while let slash = parent.lastIndex(of: "/") {
+                    parent = String(parent[..<slash])
+                    directories.insert(parent)
+                }
+            }
+            for d in directories.sorted() {
+                entries.append(NewEntry(path: d, type: .directory, size: 0, mode: UInt32(S_IFDIR) | 0o755, mtimeNanos: 0))
+            }
+            // Files outside the store are not the store's to manage; they are kept as hidden entries naming
+            // where they are, so verify still checks them and nothing pretends they are copied in.
+            for (index, file) in outside.enumerated() {
+                entries.append(NewEntry(path: ".external/\(index)", type: .symlink, size: file.size, mode: UInt32(S_IFLNK) | 0o777,
+                                        mtimeNanos: 0, symlinkTarget: file.path, hidden: true))
+            }
+            return try pending.commit(entries: entries, checksums: [:], takenAt: mtime)
+        } catch {
+            pending.abort("import of \(directory) failed: \(error)")
+            throw error
+        }
+    }
+
+    /// The top-level directories holding snapshots are the ones whose every file must belong to a snapshot, so
+    /// `verify` and `gc` can find files no snapshot needs (orphans Flink left in `shared/`).
+    private func updateManagedRoots(_ directories: [String]) throws(StoreError) {
+        var roots = Set(directories.compactMap { $0.split(separator: "/").first.map(String.init) })
+        if let old = try store.meta("managed_roots"), let data = old.data(using: .utf8),
+           let previous = try? JSONDecoder().decode([String].self, from: data) {
+            roots.formUnion(previous)
+        }
+        roots.remove(Store.runDirectory)
+        let sorted = roots.sorted()
+        guard let data = try? JSONEncoder().encode(sorted), let text = String(data: data, encoding: .utf8) else { return }
+        if try store.meta("managed_roots") != text { try store.setMeta("managed_roots", text) }
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import SnapStore
+
+/// The few calls of Flink's REST API the engine needs (shapes as Flink 2.3.0 answers them).
+struct FlinkREST: Sendable {
+    let client: HTTPClient
+    let base: String
+
+    init(baseURL: String, timeout: Double = 10) throws(StoreError) {
+        do { client = try HTTPClient(baseURL: baseURL, timeout: timeout) } catch { throw .badInput(error.description) }
+        base = baseURL
+    }
+
+    enum Outcome<T: Sendable>: Sendable {
+        case inProgress
+        case completed(T)
+        case failed(String)
+    }
+
+    /// Sends a request and decodes a JSON object; Flink's `{"errors": […]}` answers become the error text.
+    func call(_ method: String, _ path: String, body: [String: Any]? = nil) throws(StoreError) -> [String: Any] {
+        let data: Data?
+        if let body {
+            guard let encoded = try? JSONSerialization.data(withJSONObject: body) else { throw .badInput("cannot encode request body") }
+            data = encoded
+        } else {
+            data = nil
+        }
+        let response: HTTPClient.Response
+        do { response = try client.request(method, path, json: data) } catch {
+            throw .snapshotFailed("Flink REST \(method) \(base)\(path): \(error.description)")
+        }
+        let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any]
+        guard (200..<300).contains(response.status) else {
+            let errors = (object?["errors"] as? [Any])?.map { "\($0)" }.joined(separator: "; ")
+            let text = errors ?? String(decoding: response.body.prefix(500), as: UTF8.self)
+            throw .snapshotFailed("Flink REST \(method) \(path) answered \(response.status): \(Self.firstLine(text))")
+        }
+        guard let object else { throw .snapshotFailed("Flink REST \(method) \(path) did not answer a JSON object") }
+        return object
+    }
+
+    /// Flink's errors carry whole Java stack traces; the first lines say what happened.
+    static func firstLine(_ text: String) -> String {
+        let lines = text.split(separator: "\n").prefix(3).map { $0.trimmingCharacters(in: .whitespaces) }
+        return lines.joined(separator: " | ")
+    }
+
+    /// `GET /jobs/:id` → `state` (RUNNING, CANCELED, …); nil when the cluster does not know the job.
+    func jobState(_ job: String) throws(StoreError) -> String? {
+        do {
+            return try call("GET", "/jobs/\(job)")["state"] as? String
+        } catch .snapshotFailed(let why) where why.contains("answered 404") {
+            return nil
+        }
+    }
+
+    struct CompletedCheckpoint: Sendable {
+        var id: Int64
+        var externalPath: String?
+        var isSavepoint: Bool
+    }
+
+    /// `GET /jobs/:id/checkpoints` → `latest.completed`.
+    func latestCompleted(_ job: String) throws(StoreError) -> CompletedCheckpoint? {
+        let stats = try call("GET", "/jobs/\(job)/checkpoints")
+        guard let latest = stats["latest"] as? [String: Any], let completed = latest["completed"] as? [String: Any],
+              let id = (completed["id"] as? NSNumber)?.int64Value else { return nil }
+        return CompletedCheckpoint(id: id, externalPath: completed["external_path"] as? String,
+                                   isSavepoint: (completed["is_savepoint"] as? Bool) ?? false)
+    }
+
+    func triggerSavepoint(_ job: String, formatType: String, targetDirectory: String) throws(StoreError) -> String {
+        let answer = try call("POST", "/jobs/\(job)/savepoints",
+                              body: ["formatType": formatType, "target-directory": targetDirectory, "cancel-job": false])
+        guard let id = answer["request-id"] as? String else { throw .snapshotFailed("Flink did not return a savepoint request id") }
+        return id
+    }
+
+    func savepointStatus(_ job: String, request: String) throws(StoreError) -> Outcome<String> {
+        let answer = try call("GET", "/jobs/\(job)/savepoints/\(request)")
+        guard let status = (answer["status"] as? [String: Any])?["id"] as? String else { return .inProgress }
+        guard status == "COMPLETED" else { return .inProgress }
+        let operation = answer["operation"] as? [String: Any] ?? [:]
+        if let cause = operation["failure-cause"] as? [String: Any] { return .failed(Self.cause(cause)) }
+        guard let location = operation["location"] as? String else { return .failed("Flink reported no savepoint location") }
+        return .completed(location)
+    }
+
+    func triggerCheckpoint(_ job: String, checkpointType: String) throws(StoreError) -> String {
+        let answer = try call("POST", "/jobs/\(job)/checkpoints", body: ["checkpointType": checkpointType])
+        guard let id = answer["request-id"] as? String else { throw .snapshotFailed("Flink did not return a checkpoint request id") }
+        return id
+    }
+
+    func checkpointStatus(_ job: String, request: String) throws(StoreError) -> Outcome<Int64> {
+        let answer = try call("GET", "/jobs/\(job)/checkpoints/\(request)")
+        guard let status = (answer["status"] as? [String: Any])?["id"] as? String, status == "COMPLETED" else { return .inProgress }
+        let operation = answer["operation"] as? [String: Any] ?? [:]
+        if let cause = (operation["failureCause"] ?? operation["failure-cause"]) as? [String: Any] { return .failed(Self.cause(cause)) }
+        guard let id = (operation["checkpointId"] as? NSNumber)?.int64Value else { return .failed("Flink reported no checkpoint id") }
+        return .completed(id)
+    }
+
+    /// A `SerializedThrowable` as JSON: its class and the head of its stack trace.
+    static func cause(_ cause: [String: Any]) -> String {
+        let trace = (cause["stack-trace"] as? String).map(firstLine) ?? ""
+        let cls = cause["class"] as? String ?? "failure"
+        return trace.isEmpty ? cls : trace
+    }
+}

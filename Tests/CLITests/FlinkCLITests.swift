@@ -1,0 +1,75 @@
+import Foundation
+import XCTest
+
+/// `snapfs` on a copy of a real Flink store, as a user runs it.
+final class FlinkCLITests: XCTestCase {
+    private var root: URL!
+
+    override func setUpWithError() throws {
+        let fixtures = URL(fileURLWithPath: ProcessInfo.processInfo.environment["SNAPFS_FLINK_FIXTURES"] ?? "/work/shared/fixtures/flink-2.3")
+        root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("snapfs-cli-flink-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("store-2"), to: root)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
+
+    /// The `snapfs` built beside this test bundle.
+    private var binary: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("snapfs")
+    }
+
+    @discardableResult
+    private func snapfs(_ args: String...) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func testInitListVerifyDeleteMoveTrigger() throws {
+        let store = root.path
+        let created = try snapfs("init", store, "--engine", "flink", "--path-map", "file:/srv/flink-store=\(store)",
+                                 "--rest", "http://127.0.0.1:9", "--job", "e91e7d6dd164333d641e1dc4652079b3")
+        XCTAssertEqual(created.status, 0, created.err)
+        XCTAssertTrue(created.out.contains("16 snapshots recorded"), created.out)
+
+        let list = try snapfs("list", store, "--json")
+        let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(list.out.utf8)) as? [[String: Any]])
+        XCTAssertEqual(rows.count, 16)
+        XCTAssertEqual(rows.filter { ($0["recoveryPoint"] as? Bool) == true }.compactMap { $0["name"] as? String }, ["e91e7d-chk-17"])
+
+        let verify = try snapfs("verify", store, "--json")
+        XCTAssertEqual(verify.status, 10, "problems found")
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(verify.out.utf8)) as? [String: Any])
+        XCTAssertEqual(Set(report["notRestorable"] as? [String] ?? []), ["921f15-chk-11", "921f15-chk-12", "savepoint-921f15-e02738e55fb2"])
+        let text = try snapfs("verify", store)
+        XCTAssertTrue(text.out.contains("NOT RESTORABLE savepoint-921f15-e02738e55fb2"), text.out)
+
+        let busy = try snapfs("delete", store, "e91e7d-chk-17")
+        XCTAssertEqual(busy.status, 5)
+        XCTAssertTrue(busy.err.contains("recovery point"), busy.err)
+
+        let deleted = try snapfs("delete", store, "921f15-chk-11", "921f15-chk-12")
+        XCTAssertEqual(deleted.status, 0, deleted.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store + "/checkpoints/921f15d8c1373fc7cba72fc30b4e7851/chk-11"))
+
+        let move = try snapfs("move", store, "e91e7d-chk-15", "keep")
+        XCTAssertEqual(move.status, 6)
+        XCTAssertTrue(move.err.contains("checkpoint"), move.err)
+        XCTAssertEqual(try snapfs("move", store, "savepoint-921f15-e22a4d450b0c", "canonical-a").status, 0)
+
+        let incremental = try snapfs("trigger", store, "--format", "native-incremental")
+        XCTAssertEqual(incremental.status, 8)
+        XCTAssertTrue(incremental.err.contains("FLINK-33723"), incremental.err)
+        let unreachable = try snapfs("trigger", store, "--format", "canonical", "--label", "x1")
+        XCTAssertEqual(unreachable.status, 8)
+        XCTAssertTrue(unreachable.err.contains("127.0.0.1:9"), unreachable.err)
+    }
+}
