@@ -284,7 +284,7 @@ public struct FlinkImporter: Sendable {
         }
         let pending = try store.beginSnapshot(label: chosen, kind: kind, format: format,
                                               job: Self.job(of: directory, jobs: jobs), engine: FlinkStoreSettings.engineName,
-                                              externalID: String(metadata.checkpointId), directory: { _ in directory })
+                                              externalID: String(metadata.checkpointId))
         do {
             let ids = try pending.adoptObjects(inside)
             var entries: [NewEntry] = []
@@ -310,7 +310,7 @@ public struct FlinkImporter: Sendable {
                 entries.append(NewEntry(path: ".external/\(index)", type: .symlink, size: file.size, mode: UInt32(S_IFLNK) | 0o777,
                                         mtimeNanos: 0, symlinkTarget: file.path, hidden: true))
             }
-            return try pending.commit(entries: entries, checksums: [:], takenAt: mtime)
+            return try pending.commit(entries: entries, checksums: [:], takenAt: mtime, adoptedDirectory: directory)
         } catch {
             pending.abort("import of \(directory) failed: \(error)")
             throw error

@@ -71,8 +71,10 @@ public final class PendingSnapshot {
                     if let id = try ObjectID.fetchOne(db, sql: "SELECT id FROM objects WHERE path = ?", arguments: [f.path]) {
                         ids.append(id)
                     } else {
-                        try db.execute(sql: "INSERT INTO objects(path, size, pending_snapshot, created_at) VALUES (?, ?, ?, ?)",
-                                       arguments: [f.path, f.size, snapshot.id, now])
+                        // Not marked pending: these files are someone else's, so rolling this snapshot back (here or
+                        // in `recover` after a crash) must never queue them for removal. An unused row is harmless.
+                        try db.execute(sql: "INSERT INTO objects(path, size, pending_snapshot, created_at) VALUES (?, ?, NULL, ?)",
+                                       arguments: [f.path, f.size, now])
                         ids.append(db.lastInsertedRowID)
                     }
                 }
@@ -84,7 +86,11 @@ public final class PendingSnapshot {
     /// Makes the snapshot complete and listed, with its entries, in one transaction.
     /// `checksums` gives the final size and SHA-256 of objects this snapshot wrote. `takenAt` is for engines that
     /// record snapshots someone else wrote earlier: when it was really taken, so listings show that, not the import.
-    public func commit(entries: [NewEntry], checksums: [ObjectID: (size: Int64, sha256: String)], takenAt: Double? = nil) throws(StoreError) -> Snapshot {
+    /// `adoptedDirectory` is a directory the snapshot owns from now on but that this writer did not create (a Flink
+    /// `chk-N`): recorded only here, so that a rollback before the commit can never remove it.
+    public func commit(entries: [NewEntry], checksums: [ObjectID: (size: Int64, sha256: String)], takenAt: Double? = nil,
+                       adoptedDirectory: String? = nil) throws(StoreError) -> Snapshot {
+        if let d = adoptedDirectory, !Store.isSafeRelativePath(d) { throw .badInput("snapshot directory '\(d)' would leave the store") }
         var seen = Set<String>()
         for e in entries {
             guard Store.isSafeRelativePath(e.path) else { throw .badInput("entry path '\(e.path)' is not a relative path inside the snapshot") }
@@ -104,6 +110,9 @@ public final class PendingSnapshot {
                                                 e.object, e.symlinkTarget, e.hidden ? 1 : 0])
                 }
                 try db.execute(sql: "UPDATE objects SET pending_snapshot = NULL WHERE pending_snapshot = ?", arguments: [snapshot.id])
+                if let d = adoptedDirectory {
+                    try db.execute(sql: "UPDATE snapshots SET directory = ? WHERE id = ?", arguments: [d, snapshot.id])
+                }
                 try db.execute(sql: "UPDATE snapshots SET state = 'complete', completed_at = ?, created_at = COALESCE(?, created_at), owner = NULL WHERE id = ?",
                                arguments: [takenAt ?? now, takenAt, snapshot.id])
                 try store.insertEvent(db, "snapshot", snapshot.name, "\(snapshot.kind.rawValue) snapshot complete: format \(snapshot.format.rawValue), \(entries.count) entries, \(checksums.count) objects written")
