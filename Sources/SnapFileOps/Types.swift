@@ -25,6 +25,10 @@ public struct Entry: Sendable {
     public var attr: Attr
     public var entryTimeout: Double
     public var attrTimeout: Double
+
+    public init(attr: Attr, entryTimeout: Double, attrTimeout: Double) {
+        self.attr = attr; self.entryTimeout = entryTimeout; self.attrTimeout = attrTimeout
+    }
 }
 
 public struct DirEntry: Sendable, Equatable {
