@@ -186,10 +186,14 @@ public final class SnapFileSystem: Sendable {
     private func entry(_ n: Node) throws(FSError) -> Entry {
         _ = register(n)
         let a = try attr(n)
-        if n.snapshotLocation != nil, case .snapshot = n {} else if n.snapshotLocation != nil {
+        switch n {
+        case .directory, .file, .symlink:
+            // Names inside a snapshot never change (staged unlinks go through the kernel, which drops the entry).
             return Entry(attr: a, entryTimeout: options.snapshotEntryTimeout, attrTimeout: options.snapshotAttrTimeout)
+        default:
+            // Root names come and go with the catalog; the poller invalidates them, this bounds a missed change.
+            return Entry(attr: a, entryTimeout: options.controlTimeout, attrTimeout: options.controlTimeout)
         }
-        return Entry(attr: a, entryTimeout: options.controlTimeout, attrTimeout: options.controlTimeout)
     }
 
     // MARK: lookup, getattr, readdir
@@ -469,7 +473,7 @@ public final class SnapFileSystem: Sendable {
         case .control: throw controlRefusal("mkdir \(name)")
         case .snapshot(let id, let p): throw readOnly("mkdir \(SnapshotIndex.join(p, name))", id)
         case .root:
-            if try child(of: .root, name) != nil { throw .exists("'\(name)' exists") }
+            if try child(of: .root, name) != nil { throw refuse(.exists("'\(name)' exists"), snapshot: name, "mkdir \(name)") }
             logger.info("snapshot requested by mkdir", metadata: ["name": .string(name)])
             let result: Result<Snapshot, StoreError>
             do {

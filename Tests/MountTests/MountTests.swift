@@ -325,6 +325,22 @@ final class DaemonMountTests: MountTestCase {
         XCTAssertEqual(w.rootNames(), ["S", "latest"])
     }
 
+    func testSigtermAndSigintUnmountCleanly() throws {
+        try w.populate(files: 3)
+        try w.snapshot("S", format: "native-full")
+        for sig in [SIGTERM, SIGINT] {
+            try w.mount()
+            let daemon = try XCTUnwrap(w.daemon)
+            kill(daemon.processIdentifier, sig)
+            let end = Date().addingTimeInterval(30)
+            while daemon.isRunning && Date() < end { usleep(50_000) }
+            XCTAssertFalse(daemon.isRunning, "signal \(sig) did not stop the daemon")
+            XCTAssertEqual(daemon.terminationStatus, 0, w.log())
+            XCTAssertFalse(w.isMounted(), "signal \(sig) left the mount behind")
+            XCTAssertTrue(w.log().contains("unmounted"), w.log())
+        }
+    }
+
     func testSigkillMidDeleteAndMidTriggerLosesNothing() throws {
         try w.populate(files: 300)
         try w.snapshot("S", format: "native-full")
