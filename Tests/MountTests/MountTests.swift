@@ -343,31 +343,50 @@ final class DaemonMountTests: MountTestCase {
 
     func testSigkillMidDeleteAndMidTriggerLosesNothing() throws {
         try w.populate(files: 300)
+        // Large enough that a full snapshot is still being written when the daemon is killed.
+        for i in 0..<6 { try w.writeState("large/blob-\(i).bin", bytes: 24 * 1024 * 1024, seed: UInt64(100 + i)) }
         try w.snapshot("S", format: "native-full")
         try w.writeState("changed.dat", bytes: 999, seed: 4)
         try w.snapshot("T")
         for round in 0..<3 {
             try w.mount(["--clear-stale"])
-            // A trigger and a delete in flight when the daemon dies.
             let label = "crash-\(round)"
-            let bg = Command.sh("""
-                (echo \(label) > \(shellQuote(w.m + "/.snapfs/trigger/native-full")) 2>/dev/null &) ;
-                (rm -rf \(shellQuote(w.m + "/S")) 2>/dev/null &) ;
-                sleep 0.\(2 + round)
-                """, timeout: 60)
-            XCTAssertTrue(bg.ok, bg.summary)
-            w.killDaemon()
-            _ = Command.run("/bin/fusermount3", ["-u", "-z", w.m], timeout: 30)
-            w.verifyClean()
+            let trigger = Process(), rm = Process()
+            trigger.executableURL = URL(fileURLWithPath: "/bin/sh")
+            trigger.arguments = ["-c", "echo \(label) > \(shellQuote(w.m + "/.snapfs/trigger/native-full"))"]
+            rm.executableURL = URL(fileURLWithPath: "/bin/rm")
+            rm.arguments = ["-rf", w.m + "/S"]
+            for p in [trigger, rm] { p.standardError = FileHandle.nullDevice; p.standardOutput = FileHandle.nullDevice }
+            try trigger.run()
+            // Kill once the trigger's snapshot is being written: mid-trigger for certain, and `rm -rf` of 300 files wherever it got to.
             let store = try w.openStore()
-            let names = try store.snapshots().map(\.name)
-            XCTAssertTrue(names.contains("T"), "\(names)")
+            let deadline = Date().addingTimeInterval(30)
+            func running() -> Bool { ((try? store.requests()) ?? []).contains { $0.label == label && $0.state == .running } }
+            while Date() < deadline && !running() { usleep(5_000) }
+            XCTAssertTrue(running(), "the trigger did not start")
+            try rm.run()
+            usleep(UInt32(20_000 * round))
+            w.killDaemon()
+            for p in [trigger, rm] {
+                let end = Date().addingTimeInterval(30)
+                while p.isRunning && Date() < end { usleep(20_000) }
+                XCTAssertFalse(p.isRunning, "a client hung on the dead mount")
+                if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            }
+            _ = Command.run("/bin/fusermount3", ["-u", "-z", w.m], timeout: 30)
             try w.mount(["--clear-stale"])
+            w.verifyClean()
+            let names = try store.snapshots().map(\.name)
+            let req = try store.requests().last { $0.label == label }
+            print("SIGKILL round \(round): snapshots \(names); request \(req?.state.rawValue ?? "-"): \(req?.error ?? "")")
+            XCTAssertNotEqual(req?.state, .running, "a request of a dead daemon stays open")
+            XCTAssertTrue(names.contains("T"), "\(names)")
             XCTAssertEqual(treeDigest(w.m + "/T"), treeDigest(w.expected.appendingPathComponent("T").path))
             if names.contains("S") {
                 XCTAssertEqual(treeDigest(w.m + "/S"), treeDigest(w.expected.appendingPathComponent("S").path))
             }
             if names.contains(label) {
+                XCTAssertEqual(req?.state, .complete)
                 XCTAssertEqual(treeDigest(w.m + "/" + label), treeDigest(w.state.path))
             }
             w.unmount()
