@@ -13,9 +13,10 @@ struct MountCommand: ParsableCommand {
         commandName: "mount",
         abstract: "Mount a store as a directory; runs in the foreground until unmounted (fusermount3 -u) or signalled.",
         discussion: """
-        Snapshots appear as directories; `rm -r S` and `mv S T` become checked delete and move; writing
-        MOUNT/.snapfs/trigger/FORMAT or `mkdir MOUNT/NAME` takes a snapshot. For /etc/fstab and systemd see
-        Mount/README.md; options can also be given as `-o state=DIR,checkpoint-interval=S,retain=N,stage-window=S,allow_other,clear-stale`.
+        Snapshots appear as directories; `rm -r S` and `mv S T` become checked delete and move; writing \
+        MOUNT/.snapfs/trigger/FORMAT or `mkdir MOUNT/NAME` takes a snapshot. For /etc/fstab and systemd see \
+        Mount/README.md. Options can also be given as -o state=DIR,checkpoint-interval=S,retain=N,\
+        stage-window=S,allow_other,clear-stale.
         """)
 
     @Argument(help: "The store directory.") var store: String
@@ -28,7 +29,8 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Clear a stale mount (Transport endpoint is not connected) on MOUNTPOINT first.") var clearStale = false
     @Flag(name: .shortAndLong, help: "Accepted for compatibility: the daemon always runs in the foreground; see Mount/README.md to background it.") var foreground = false
     @Flag(help: "Log only warnings and errors.") var quiet = false
-    @Option(name: .customShort("o"), help: "Comma-separated mount options, as mount(8) and fstab pass them.") var mountOptions: [String] = []
+    @Option(name: .customShort("o"), help: ArgumentHelp("Comma-separated mount options, as mount(8) and fstab pass them.", valueName: "options"))
+    var mountOptions: [String] = []
 
     mutating func run() throws {
         CLI.bootstrapLogging(verbose: !quiet)

@@ -25,8 +25,8 @@ enum Command {
         let dir = URL(fileURLWithPath: NSTemporaryDirectory())
         let outURL = dir.appendingPathComponent("snapfs-cmd-\(UUID().uuidString).out")
         let errURL = dir.appendingPathComponent("snapfs-cmd-\(UUID().uuidString).err")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: outURL); try? FileManager.default.removeItem(at: errURL) }
         let outH = FileHandle(forWritingAtPath: outURL.path)!, errH = FileHandle(forWritingAtPath: errURL.path)!
         p.standardOutput = outH
@@ -158,7 +158,7 @@ final class MountWorkspace {
     /// Starts the daemon and waits until the kernel lists the mount (or the daemon exits, which fails the test).
     func mount(_ extra: [String] = [], file: StaticString = #filePath, line: UInt = #line) throws {
         logIndex += 1
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: snapfsBinary)
         p.arguments = ["mount", s, m] + extra
