@@ -325,6 +325,30 @@ final class DaemonMountTests: MountTestCase {
         XCTAssertEqual(w.rootNames(), ["S", "latest"])
     }
 
+    /// The fstab helper as mount(8) calls it: returns once mounted, passes -o options through, refuses a second mount.
+    func testMountHelperForFstab() throws {
+        try w.populate(files: 3)
+        try w.snapshot("S", format: "native-full")
+        let helper = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Mount/mount.fuse.snapfs").path
+        let env = "SNAPFS_BIN=\(shellQuote(snapfsBinary)) SNAPFS_LOG_FILE=\(shellQuote(w.root.path + "/helper.log"))"
+        let first = Command.sh("\(env) \(shellQuote(helper)) \(shellQuote(w.s)) \(shellQuote(w.m)) -o rw,nofail,stage-window=5,retain=2", timeout: 90)
+        XCTAssertTrue(first.ok, first.summary)
+        XCTAssertTrue(w.isMounted())
+        XCTAssertEqual(w.rootNames(), ["S", "latest"])
+        let status = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: w.m + "/.snapfs/status"))) as? [String: Any]
+        XCTAssertEqual(status?["stageWindowSeconds"] as? Double, 5)
+        let second = Command.sh("\(env) \(shellQuote(helper)) \(shellQuote(w.s)) \(shellQuote(w.m))", timeout: 90)
+        XCTAssertEqual(second.status, 32, second.summary)
+        let bad = Command.sh("\(env) \(shellQuote(helper)) \(shellQuote(w.s)) \(shellQuote(w.root.path + "/nowhere"))", timeout: 90)
+        XCTAssertFalse(bad.ok, bad.summary)
+        let un = Command.run("/bin/umount", [w.m], timeout: 60)
+        XCTAssertTrue(un.ok, un.summary)
+        let end = Date().addingTimeInterval(30)
+        while w.isMounted() && Date() < end { usleep(50_000) }
+        XCTAssertFalse(w.isMounted())
+    }
+
     func testSigtermAndSigintUnmountCleanly() throws {
         try w.populate(files: 3)
         try w.snapshot("S", format: "native-full")
