@@ -10,6 +10,7 @@ protocol CheckpointScheduling {
 }
 
 extension CheckpointScheduler: CheckpointScheduling {}
+extension FlinkStoreWatcher: CheckpointScheduling {}
 
 /// The engine a store was created for (`engine` in its catalog).
 func makeEngine(store: Store, stateOverride: String?) throws -> any SnapshotEngine {
@@ -25,8 +26,10 @@ func makeEngine(store: Store, stateOverride: String?) throws -> any SnapshotEngi
     }
 }
 
-/// A checkpoint scheduler when the engine takes its own system checkpoints (local), with the store's settings unless overridden.
+/// What runs beside the mount: for the local engine, a checkpoint scheduler with the store's settings unless
+/// overridden; for Flink, which takes its own checkpoints, a watcher that catches the catalog up with them.
 func makeScheduler(store: Store, engine: any SnapshotEngine, interval: Double?, retain: Int?) -> CheckpointScheduling? {
+    if let flink = engine as? FlinkEngine { return FlinkStoreWatcher(engine: flink) }
     guard engine is LocalEngine else { return nil }
     let every = interval ?? (try? store.meta("checkpoint_interval")).flatMap { $0.flatMap(Double.init) } ?? 0
     guard every > 0 else { return nil }
