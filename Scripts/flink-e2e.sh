@@ -1,15 +1,15 @@
 #!/bin/bash
 # End to end with a real Flink 2.3.0 cluster on 127.0.0.1: RocksDB incremental checkpoints, a CLAIM restore that
-# makes one job read another job's files, checked delete of the older job's snapshots through `snapfs`, a
-# canonical savepoint triggered through `snapfs`, and finally a real Flink job restored from the newer job's
-# newest checkpoint, checked to run and checkpoint.
+# makes one job read another job's files, the store mounted with `snapfs mount`, CANONICAL and NATIVE savepoints
+# triggered by writing trigger files, the recovery point refused (EBUSY), checked delete of the older job's
+# snapshots by `rm -rf` through the mount, and finally real Flink jobs restored from the newer job's newest
+# checkpoint and from the canonical savepoint, checked to run and checkpoint.
 #
 # usage: Scripts/flink-e2e.sh
 # env:   SNAPFS_E2E_DIR    work directory (default /var/tmp/snapfs-flink-e2e; the store is $SNAPFS_E2E_DIR/store)
 #        SNAPFS_FLINK_CACHE where the PyPI wheels are kept between runs (default /var/tmp/snapfs-flink-cache)
 #        SNAPFS_E2E_PORT   REST port (default 18181; RPC uses PORT-2000)
-#        SNAPFS_E2E_VIA    cli (default) or mount: how snapshots are deleted and triggered. The mount steps are
-#                          the FUSE daemon's (rm -rf through the mount, trigger files) and are added with it.
+#        SNAPFS_E2E_VIA    mount (default: rm -rf through the mount, trigger files) or cli (snapfs delete/trigger)
 # Needs: java 17+, javac, jar, pip, curl, python3, unzip. Stops the cluster it started on exit.
 set -euo pipefail
 T0=$(date +%s)
@@ -17,10 +17,12 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${SNAPFS_E2E_DIR:-/var/tmp/snapfs-flink-e2e}
 CACHE=${SNAPFS_FLINK_CACHE:-/var/tmp/snapfs-flink-cache}
 PORT=${SNAPFS_E2E_PORT:-18181}
-VIA=${SNAPFS_E2E_VIA:-cli}
-TOOLS=${SNAPFS_FLINK_TOOLS:-/work/shared/tools/flink}
+VIA=${SNAPFS_E2E_VIA:-mount}
+TOOLS=${SNAPFS_FLINK_TOOLS:-$(cd "$HERE/.." && pwd)/shared/tools/flink}
 REST=http://127.0.0.1:$PORT
 STORE=$WORK/store
+MNT=$WORK/mnt
+MOUNT_PID=""
 FLINK_HOME=$WORK/flink/pyflink
 export FLINK_HOME
 FAILURES=0
@@ -103,6 +105,7 @@ stop_cluster() {
 
 finish() {
   local rc=$?
+  unmount_store
   stop_cluster
   log "runtime $(( $(date +%s) - T0 )) s; failures: $FAILURES; exit $rc"
 }
@@ -142,14 +145,30 @@ snapfs() { "$SNAPFS" "$@"; }
 delete_snapshot() { # name → exit status of the delete
   case "$VIA" in
     cli) snapfs delete "$STORE" "$1" ;;
-    mount) die "mount steps (rm -rf MOUNT/$1) come with the FUSE daemon" ;;
+    mount) rm -rf "$MNT/$1" && [ ! -e "$MNT/$1" ] ;;
   esac
 }
-trigger_snapshot() { # format label → exit status
+trigger_snapshot() { # format label → exit status; in the mount, close returns once the snapshot is listed
   case "$VIA" in
     cli) snapfs trigger "$STORE" --format "$1" ${2:+--label "$2"} ;;
-    mount) die "mount steps (echo LABEL > MOUNT/.snapfs/trigger/FORMAT) come with the FUSE daemon" ;;
+    mount) echo "${2:-}" > "$MNT/.snapfs/trigger/$1" && { [ -z "${2:-}" ] || [ -d "$MNT/$2" ]; } ;;
   esac
+}
+mount_store() {
+  [ "$VIA" = mount ] || return 0
+  mkdir -p "$MNT"
+  log "snapfs mount $STORE $MNT"
+  "$SNAPFS" mount "$STORE" "$MNT" --clear-stale --quiet > "$WORK/log/snapfs-mount.log" 2>&1 &
+  MOUNT_PID=$!
+  for _ in $(seq 1 100); do [ -e "$MNT/.snapfs/status" ] && { log "mounted"; return; }; sleep 0.1; done
+  die "the mount did not come up (log: $WORK/log/snapfs-mount.log)"
+}
+unmount_store() {
+  if [ -n "$MOUNT_PID" ]; then
+    fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -u -z "$MNT" 2>/dev/null || true
+    wait "$MOUNT_PID" 2>/dev/null || true
+    MOUNT_PID=""
+  fi
 }
 
 # ---- the scenario ----------------------------------------------------------------------------------------------
@@ -174,6 +193,19 @@ wait_checkpoints "$B" 1
 log "snapfs init --engine flink (job B)"
 snapfs init "$STORE" --engine flink --rest "$REST" --job "$B"
 snapfs list "$STORE"
+mount_store
+if [ "$VIA" = mount ]; then
+  ls -l "$MNT"
+  # A snapshot directory in the mount is complete: _metadata plus every file it needs at its store path.
+  for s in $(snapfs list "$STORE" --json | json "' '.join(s['name'] for s in d)"); do
+    NEEDS=$(snapfs show "$STORE" "$s" --files | awk '$1 == "-" {print $4}')
+    for f in $NEEDS; do
+      [ -f "$STORE/$f" ] || continue
+      cmp -s "$STORE/$f" "$MNT/$s/$f" || { fail "$MNT/$s/$f differs from $STORE/$f"; break; }
+    done
+  done
+  log "every snapshot in the mount holds its files byte-identical to the store"
+fi
 b_checkpoints() { snapfs list "$STORE" --json | json "' '.join(s['name'] for s in d if s['name'].startswith('${B:0:6}-chk-'))"; }
 a_snapshots() { snapfs list "$STORE" --json | json "' '.join(s['name'] for s in d if s['name'].startswith('${A:0:6}-chk-') or s['name'].startswith('savepoint-${A:0:6}-'))"; }
 B_NEWEST=$(b_checkpoints | tr ' ' '\n' | tail -1)
@@ -184,6 +216,10 @@ log "trigger: canonical and native-full snapshots of B through snapfs"
 trigger_snapshot canonical before-cleanup || fail "canonical trigger failed"
 trigger_snapshot native-full native-before-cleanup || fail "native-full trigger failed"
 snapfs list "$STORE" | grep -E "before-cleanup" || fail "the triggered savepoints are not listed"
+if [ "$VIA" = mount ]; then
+  [ -f "$MNT/before-cleanup/_metadata" ] || [ -n "$(find "$MNT/before-cleanup" -name _metadata | head -1)" ] || fail "the canonical savepoint is not readable in the mount"
+  ls "$MNT" | grep -E "before-cleanup" || fail "the triggered savepoints do not appear in the mount"
+fi
 snapfs list "$STORE" --json | json "[ (s['name'], s['kind'], s['format']) for s in d if 'before-cleanup' in s['name'] ]"
 log "trigger: native-incremental must fail with Flink's reason"
 if OUT=$(trigger_snapshot native-incremental 2>&1); then fail "an incremental trigger succeeded"; else
@@ -193,12 +229,17 @@ fi
 log "the recovery point of running job B may not be deleted"
 RP=$(snapfs list "$STORE" --json | json "[s['name'] for s in d if s['recoveryPoint']][0]")
 if delete_snapshot "$RP" 2>"$WORK/refusal.txt"; then fail "deleting the recovery point $RP succeeded"; else
-  log "refused: $(cat "$WORK/refusal.txt")"
+  log "refused: $(head -3 "$WORK/refusal.txt")"
+  if [ "$VIA" = mount ]; then
+    grep -q "Device or resource busy" "$WORK/refusal.txt" || fail "the refusal through the mount is not EBUSY"
+    [ -d "$MNT/$RP" ] || fail "the recovery point vanished from the mount"
+  fi
 fi
 
 log "cancel B (its checkpoints are retained) so that only snapfs changes the store from here on"
 cancel_job "$B"
 snapfs refresh "$STORE"
+sleep 3 # the daemon's watcher catches up too
 log "verify before the delete"
 snapfs verify "$STORE" > "$WORK/verify-before.txt" || true
 grep -vE "^    " "$WORK/verify-before.txt" || true
@@ -242,5 +283,18 @@ EXC=$(curl -sf "$REST/jobs/$C/exceptions" | json "len(d.get('exceptionHistory',{
 [ "$EXC" = 0 ] || fail "job C recorded $EXC exceptions"
 cancel_job "$C"
 
+SP_DIR=$(snapfs show "$STORE" before-cleanup --json | json "d.get('directory') or ''")
+if [ -n "$SP_DIR" ]; then
+  log "restore a job from the canonical savepoint triggered through the mount ($SP_DIR)"
+  D=$(run_job -s "file://$STORE/$SP_DIR"); [ -n "$D" ] || die "job D did not start"
+  wait_checkpoints "$D" 1
+  STATE=$(job_state "$D"); log "job D is $STATE"
+  [ "$STATE" = RUNNING ] || fail "job D (from the canonical savepoint) is $STATE, not RUNNING"
+  cancel_job "$D"
+else
+  fail "snapfs show does not name the canonical savepoint's directory"
+fi
+
+unmount_store
 snapfs list "$STORE"
 [ "$FAILURES" = 0 ] && log "E2E PASSED" || { log "E2E FAILED ($FAILURES)"; exit 1; }

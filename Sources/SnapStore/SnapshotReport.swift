@@ -13,6 +13,8 @@ public struct SnapshotReport: Codable, Sendable {
     public var createdAt: Double
     public var completedAt: Double?
     public var externalID: String?
+    /// Where the snapshot's own directory is in the store (a canonical tree, a Flink `chk-N` or savepoint), if it has one.
+    public var directory: String?
     /// Files in the snapshot's logical tree and their total size.
     public var files: Int
     public var size: Int64
@@ -58,7 +60,7 @@ extension Store {
                 let why = try refusalReason(s, db, job: job)
                 return SnapshotReport(
                     id: s.id, name: s.name, kind: s.kind, format: s.format, state: s.state, engine: s.engine, job: s.job,
-                    createdAt: s.createdAt, completedAt: s.completedAt, externalID: s.externalID,
+                    createdAt: s.createdAt, completedAt: s.completedAt, externalID: s.externalID, directory: s.directory,
                     files: counts["files"], size: counts["bytes"],
                     objects: objs["n"], exclusiveObjects: objs["excl"], exclusiveBytes: objs["exclBytes"],
                     references: sharers.filter { ($0["id"] as Int64) < s.id }.map { $0["name"] },

@@ -6,7 +6,9 @@ final class FlinkCLITests: XCTestCase {
     private var root: URL!
 
     override func setUpWithError() throws {
-        let fixtures = URL(fileURLWithPath: ProcessInfo.processInfo.environment["SNAPFS_FLINK_FIXTURES"] ?? "/work/shared/fixtures/flink-2.3")
+        let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let fixtures = ProcessInfo.processInfo.environment["SNAPFS_FLINK_FIXTURES"].map { URL(fileURLWithPath: $0) }
+            ?? checkout.deletingLastPathComponent().appendingPathComponent("shared/fixtures/flink-2.3")
         root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("snapfs-cli-flink-\(UUID().uuidString)")
         try FileManager.default.copyItem(at: fixtures.appendingPathComponent("store-2"), to: root)
     }

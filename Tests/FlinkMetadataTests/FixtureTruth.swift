@@ -8,7 +8,10 @@ import XCTest
 /// would prove nothing.
 enum FlinkFixtures {
     static var directory: URL {
-        URL(fileURLWithPath: ProcessInfo.processInfo.environment["SNAPFS_FLINK_FIXTURES"] ?? "/work/shared/fixtures/flink-2.3")
+        if let p = ProcessInfo.processInfo.environment["SNAPFS_FLINK_FIXTURES"] { return URL(fileURLWithPath: p) }
+        // Beside the checkout: <checkout>/../shared/fixtures/flink-2.3 (this file is <checkout>/Tests/<target>/).
+        let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return checkout.deletingLastPathComponent().appendingPathComponent("shared/fixtures/flink-2.3").standardizedFileURL
     }
 
     /// The prefix every absolute path inside the fixtures' `_metadata` begins with.
