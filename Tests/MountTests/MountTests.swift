@@ -188,8 +188,25 @@ final class TriggerMountTests: MountTestCase {
         XCTAssertTrue(read.ok, read.summary)
         XCTAssertEqual(try w.openStore().snapshots().count, 4, "refused and read-only requests took nothing")
 
+        // A snapshot that fails reaches the script: from the write for bash's builtin echo (whose close error is
+        // lost in dup2), from close for touch; nothing is listed, and the request says why.
+        let away = w.state.path + ".away"
+        try FileManager.default.moveItem(atPath: w.state.path, toPath: away)
+        let failedEcho = Command.sh("echo doomed > \(shellQuote(t + "/native-full")) && echo reached")
+        XCTAssertFalse(failedEcho.ok, failedEcho.summary)
+        XCTAssertTrue(failedEcho.err.contains("Input/output error"), failedEcho.summary)
+        XCTAssertFalse(failedEcho.out.contains("reached"), "the script stops at the failed trigger")
+        let failedTouch = Command.sh("touch \(shellQuote(t + "/native-incremental"))")
+        XCTAssertFalse(failedTouch.ok, failedTouch.summary)
+        XCTAssertTrue(failedTouch.err.contains("Input/output error"), failedTouch.summary)
+        try FileManager.default.moveItem(atPath: away, toPath: w.state.path)
+        XCTAssertEqual(try w.openStore().snapshots().count, 4, "a failed trigger lists nothing")
+        let failedRequest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: w.m + "/.snapfs/requests/5.json"))) as? [String: Any]
+        XCTAssertEqual(failedRequest?["state"] as? String, "failed")
+        XCTAssertTrue((failedRequest?["error"] as? String ?? "").contains(w.state.lastPathComponent), "\(failedRequest ?? [:])")
+
         let requests = try FileManager.default.contentsOfDirectory(atPath: w.m + "/.snapfs/requests")
-        XCTAssertEqual(requests.count, 4)
+        XCTAssertEqual(requests.count, 6)
         let r1 = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: w.m + "/.snapfs/requests/1.json"))) as? [String: Any]
         XCTAssertEqual(r1?["state"] as? String, "complete")
         XCTAssertEqual(r1?["snapshot"] as? String, "pre-upgrade")

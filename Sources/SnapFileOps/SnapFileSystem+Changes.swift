@@ -1,0 +1,177 @@
+import Foundation
+import Logging
+import SnapStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The operations that change something: checked delete (rmdir, staged unlinks), move, mkdir as a snapshot
+/// request, and EROFS/EPERM for everything a snapshot or the control directory does not allow.
+extension SnapFileSystem {
+    public func setattr(_ ino: UInt64, _ req: SetAttrRequest, handle: UInt64?) throws(FSError) -> Attr {
+        let n = try node(ino)
+        switch n {
+        case .trigger(let f):
+            // `touch` (times only) asks for a snapshot like a write does; the truncation of `echo x >` does not.
+            if req.times && req.size == nil { armTriggers(f, handle: handle) }
+            if req.mode != nil || req.uid != nil || req.gid != nil { throw controlRefusal("chmod/chown of trigger \(f.rawValue)") }
+            return try attr(n)
+        case .root, .latest, .controlDir, .controlFile:
+            throw controlRefusal("setattr")
+        case .snapshot, .directory, .file, .symlink:
+            let (id, p) = n.snapshotLocation!
+            throw readOnly("setattr of \(p.isEmpty ? "snapshot" : p)", id)
+        }
+    }
+
+    public func mkdir(parent: UInt64, name: String) throws(FSError) -> Entry {
+        switch try place(try node(parent)) {
+        case .control: throw controlRefusal("mkdir \(name)")
+        case .snapshot(let id, let p): throw readOnly("mkdir \(SnapshotIndex.join(p, name))", id)
+        case .root:
+            if try child(of: .root, name) != nil { throw refuse(.exists("'\(name)' exists"), snapshot: name, "mkdir \(name)") }
+            logger.info("snapshot requested by mkdir", metadata: ["name": .string(name)])
+            let result: Result<Snapshot, StoreError>
+            do {
+                result = try store.requestSnapshot(engine: engine, format: .default, label: name, source: "mkdir").1
+            } catch {
+                throw .store(error)
+            }
+            switch result {
+            case .success(let s):
+                refresh()
+                return try entry(.snapshot(s.id))
+            case .failure(let e):
+                logger.error("snapshot by mkdir failed", metadata: ["name": .string(name), "error": .string(e.description)])
+                if case .alreadyExists = e { throw .store(e) }
+                if case .badInput = e { throw .store(e) }
+                throw .io(e.description)
+            }
+        }
+    }
+
+    public func create(parent: UInt64, name: String, flags: Int32) throws(FSError) -> (Entry, OpenReply) {
+        let p = try node(parent)
+        if case .controlDir(.trigger) = p {
+            // Only the four trigger files exist; an unknown one is not created (SPEC §6).
+            guard let f = TriggerFormat(rawValue: name) else {
+                throw refuse(.notFound, snapshot: nil, "create of unknown trigger '\(name)'")
+            }
+            let e = try entry(.trigger(f))
+            return (e, try open(e.attr.ino, flags: flags))
+        }
+        switch try place(p) {
+        case .control: throw controlRefusal("create \(name)")
+        case .snapshot(let id, let dir): throw readOnly("create \(SnapshotIndex.join(dir, name))", id)
+        case .root: throw refuse(.readOnly("only snapshots live here: mkdir NAME requests one"), snapshot: nil, "create \(name)")
+        }
+    }
+
+    public func symlink(parent: UInt64, name: String, target: String) throws(FSError) -> Entry {
+        switch try place(try node(parent)) {
+        case .control: throw controlRefusal("symlink \(name)")
+        case .snapshot(let id, let dir): throw readOnly("symlink \(SnapshotIndex.join(dir, name))", id)
+        case .root: throw refuse(.readOnly("only snapshots live here"), snapshot: nil, "symlink \(name)")
+        }
+    }
+
+    public func link(_ ino: UInt64, newParent: UInt64, newName: String) throws(FSError) -> Entry {
+        switch try place(try node(newParent)) {
+        case .control: throw controlRefusal("link \(newName)")
+        case .snapshot(let id, let dir): throw readOnly("link \(SnapshotIndex.join(dir, newName))", id)
+        case .root: throw refuse(.readOnly("only snapshots live here"), snapshot: nil, "link \(newName)")
+        }
+    }
+
+    public func unlink(parent: UInt64, name: String) throws(FSError) {
+        let p = try node(parent)
+        switch try place(p) {
+        case .control: throw controlRefusal("unlink .snapfs/…/\(name)")
+        case .root:
+            if name == "latest" || name == ".snapfs" { throw controlRefusal("unlink \(name)") }
+            guard try child(of: p, name) != nil else { throw .notFound }
+            throw .isDirectory
+        case .snapshot(let id, _):
+            guard let c = try child(of: p, name) else { throw .notFound }
+            if case .directory = c { throw .isDirectory }
+            try stage(id, c.snapshotLocation!.1)
+        }
+    }
+
+    public func rmdir(parent: UInt64, name: String) throws(FSError) {
+        let p = try node(parent)
+        switch try place(p) {
+        case .control: throw controlRefusal("rmdir .snapfs/…/\(name)")
+        case .root:
+            if name == "latest" || name == ".snapfs" { throw controlRefusal("rmdir \(name)") }
+            guard case .snapshot(let id)? = try child(of: p, name) else { throw .notFound }
+            do {
+                let sum = try store.delete(name, reason: "rmdir in the mount")
+                logger.info("deleted by rmdir", metadata: ["snapshot": .string(name), "objects removed": .stringConvertible(sum.removedObjects)])
+            } catch {
+                // The store has already recorded a refusal; staged entries stay staged until their window ends.
+                logger.warning("rmdir refused", metadata: ["snapshot": .string(name), "reason": .string(error.description)])
+                throw .store(error)
+            }
+            state.withLock { s in s.staging.clear(id); s.indexes[id] = nil }
+            refresh()
+        case .snapshot(let id, _):
+            guard let c = try child(of: p, name) else { throw .notFound }
+            guard case .directory(_, let path) = c else { throw .notDirectory }
+            let idx = try index(id)
+            let visible = state.withLock { s in (idx.children[path] ?? []).contains { !s.staging.hides(id, SnapshotIndex.join(path, $0)) } }
+            if visible {
+                // Fail as a protected snapshot would, so `rm -rf` of the recovery point reports EBUSY throughout.
+                if case .refused(let why) = store.deletability(of: snapshotName(id) ?? "") {
+                    throw refuse(.busy(why), snapshot: snapshotName(id), "rmdir \(path)")
+                }
+                throw .notEmpty
+            }
+            try stage(id, path)
+        }
+    }
+
+    /// Hides an entry inside a snapshot (SPEC §4). The first one of a round checks that the snapshot may be deleted
+    /// at all, so `rm -r` of a protected snapshot fails at once with nothing staged.
+    func stage(_ id: SnapshotID, _ path: String) throws(FSError) {
+        expireStaging()
+        let name = snapshotName(id) ?? "#\(id)"
+        if state.withLock({ $0.staging.isEmpty(id) }) {
+            if case .refused(let why) = store.deletability(of: name) {
+                throw refuse(.busy("snapshot '\(name)' may not be deleted: \(why)"), snapshot: name, "unlink of \(path)")
+            }
+            logger.info("staging unlinks; rmdir of the snapshot deletes it", metadata: ["snapshot": .string(name)])
+        }
+        let t = now()
+        state.withLock { $0.staging.stage(id, path, now: t) }
+    }
+
+    public func rename(parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32) throws(FSError) {
+        let p = try node(parent), np = try node(newParent)
+        switch try place(p) {
+        case .control: throw controlRefusal("rename of .snapfs/…/\(name)")
+        case .snapshot(let id, let dir): throw readOnly("rename of \(SnapshotIndex.join(dir, name))", id)
+        case .root:
+            if name == "latest" || name == ".snapfs" { throw controlRefusal("rename of \(name)") }
+            guard case .snapshot? = try child(of: p, name) else { throw .notFound }
+            switch try place(np) {
+            case .control: throw controlRefusal("rename of \(name) into .snapfs")
+            case .snapshot(let tid, let dir):
+                if dir.isEmpty {
+                    // `mv S T` with T an existing snapshot asks to put S inside T: a snapshot is never replaced or nested.
+                    throw refuse(.exists("snapshot '\(snapshotName(tid) ?? "?")' exists"), snapshot: name, "move of \(name)")
+                }
+                throw readOnly("move of \(name) into a snapshot", tid)
+            case .root:
+                if newName == name { return }
+                // RENAME_EXCHANGE (2) would swap two snapshots' names; RENAME_WHITEOUT (4) makes no sense here.
+                if flags & ~UInt32(1) != 0 { throw refuse(.invalid("unsupported rename flags"), snapshot: name, "move of \(name)") }
+                if try child(of: .root, newName) != nil {
+                    throw refuse(.exists("'\(newName)' exists: a snapshot is never replaced"), snapshot: name, "move to \(newName)")
+                }
+                do { try store.rename(name, to: newName) } catch { throw .store(error) }
+                refresh()
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import Logging
+import SnapStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Finding and listing: the root of snapshots, each snapshot's tree, `latest` and the control directory.
+extension SnapFileSystem {
+    /// The node a name stands for in a directory, or nil.
+    func child(of parent: Node, _ name: String) throws(FSError) -> Node? {
+        switch parent {
+        case .root:
+            let l = listing()
+            if name == "latest" { return l.latest == nil ? nil : .latest }
+            if name == ".snapfs" { return .controlDir(.top) }
+            return l.byName[name].map { .snapshot($0.id) }
+        case .controlDir(.top):
+            switch name {
+            case "trigger": return .controlDir(.trigger)
+            case "requests": return .controlDir(.requests)
+            case "snapshots": return .controlDir(.snapshots)
+            case "formats": return .controlFile(.formats)
+            case "status": return .controlFile(.status)
+            case "events": return .controlFile(.events)
+            default: return nil
+            }
+        case .controlDir(.trigger):
+            return TriggerFormat(rawValue: name).map { .trigger($0) }
+        case .controlDir(.requests):
+            guard name.hasSuffix(".json"), let seq = Int64(name.dropLast(5)), store.request(seq) != nil else { return nil }
+            return .controlFile(.request(seq))
+        case .controlDir(.snapshots):
+            guard name.hasSuffix(".json") else { return nil }
+            let n = String(name.dropLast(5))
+            return listing().byName[n] == nil ? nil : .controlFile(.report(n))
+        case .snapshot(let id), .directory(let id, _):
+            guard isLive(id) else { throw .notFound }
+            let dir = parent.snapshotLocation!.1
+            let path = SnapshotIndex.join(dir, name)
+            guard let e = try index(id).entries[path] else { return nil }
+            expireStaging()
+            if state.withLock({ $0.staging.hides(id, path) }) { return nil }
+            switch e.type {
+            case .directory: return .directory(id, path)
+            case .file: return .file(id, e)
+            case .symlink: return .symlink(id, path)
+            }
+        default:
+            throw .notDirectory
+        }
+    }
+
+    public func lookup(parent: UInt64, name: String) throws(FSError) -> Entry {
+        let p = try node(parent)
+        guard let n = try child(of: p, name) else { throw .notFound }
+        return try entry(n)
+    }
+
+    public func getattr(_ ino: UInt64) throws(FSError) -> Attr {
+        let n = try node(ino)
+        if case .root = n { refresh() }
+        return try attr(n)
+    }
+
+    public func opendir(_ ino: UInt64) throws(FSError) -> UInt64 {
+        let n = try node(ino)
+        var out = [DirEntry(name: ".", ino: ino, mode: 0o040000), DirEntry(name: "..", ino: InodeNumber.root, mode: 0o040000)]
+        func add(_ name: String, _ c: Node, _ mode: UInt32) { out.append(DirEntry(name: name, ino: register(c), mode: mode)) }
+        switch n {
+        case .root:
+            let l = listing()
+            for name in l.names { add(name, .snapshot(l.byName[name]!.id), 0o040000) }
+            if l.latest != nil { add("latest", .latest, 0o120000) }
+            add(".snapfs", .controlDir(.top), 0o040000)
+        case .controlDir(.top):
+            add("trigger", .controlDir(.trigger), 0o040000)
+            add("requests", .controlDir(.requests), 0o040000)
+            add("snapshots", .controlDir(.snapshots), 0o040000)
+            add("formats", .controlFile(.formats), 0o100000)
+            add("status", .controlFile(.status), 0o100000)
+            add("events", .controlFile(.events), 0o100000)
+        case .controlDir(.trigger):
+            for f in TriggerFormat.allCases { add(f.rawValue, .trigger(f), 0o100000) }
+        case .controlDir(.requests):
+            let reqs: [SnapshotRequest]
+            do { reqs = try store.requests() } catch { throw .store(error) }
+            for r in reqs { add("\(r.seq).json", .controlFile(.request(r.seq)), 0o100000) }
+        case .controlDir(.snapshots):
+            for name in listing().names { add("\(name).json", .controlFile(.report(name)), 0o100000) }
+        case .snapshot(let id), .directory(let id, _):
+            guard isLive(id) else { throw .notFound }
+            let dir = n.snapshotLocation!.1
+            let idx = try index(id)
+            expireStaging()
+            let staging = state.withLock { $0.staging }
+            for name in idx.children[dir] ?? [] {
+                let path = SnapshotIndex.join(dir, name)
+                guard let e = idx.entries[path], !staging.hides(id, path) else { continue }
+                switch e.type {
+                case .directory: add(name, .directory(id, path), 0o040000)
+                case .file: add(name, .file(id, e), 0o100000)
+                case .symlink: add(name, .symlink(id, path), 0o120000)
+                }
+            }
+        default:
+            throw .notDirectory
+        }
+        return addHandle(.directory(out))
+    }
+
+    /// Entries from `offset` on (offset = how many the caller has already consumed).
+    public func readdir(handle: UInt64, offset: Int) throws(FSError) -> ArraySlice<DirEntry> {
+        guard case .directory(let list)? = state.withLock({ $0.handles[handle] }) else { throw .badHandle }
+        return offset < list.count ? list[offset...] : []
+    }
+
+    public func readlink(_ ino: UInt64) throws(FSError) -> String {
+        switch try node(ino) {
+        case .latest:
+            guard let t = listing().latest else { throw .notFound }
+            return t
+        case .symlink(let id, let p):
+            guard let t = try index(id).entries[p]?.symlinkTarget else { throw .notFound }
+            return t
+        default:
+            throw .invalid("not a symbolic link")
+        }
+    }
+
+    public func statfs() -> FSStats {
+        var v = statvfs()
+        _ = statvfs(store.root.path, &v)
+        let files = state.withLock { s in s.listing.byID.count }
+        return FSStats(blockSize: UInt64(v.f_frsize), blocks: UInt64(v.f_blocks), blocksFree: UInt64(v.f_bfree),
+                       blocksAvailable: UInt64(v.f_bavail), files: UInt64(max(files, 1)), filesFree: 0, nameMax: 255)
+    }
+}
