@@ -90,6 +90,8 @@ public final class FUSEMount: Sendable {
                         _ = name.withCString { fuse_lowlevel_notify_inval_entry(se.raw, 1, $0, strlen($0)) }
                     }
                     _ = fuse_lowlevel_notify_inval_inode(se.raw, 1, 0, 0)
+                    // Attributes only (offset -1): the content of a stored object never changes, its page cache stays.
+                    for ino in changes.inodes { _ = fuse_lowlevel_notify_inval_inode(se.raw, ino, -1, 0) }
                 }
                 pollerDone.lock()
                 _ = pollerDone.wait(until: Date().addingTimeInterval(0.25))

@@ -133,6 +133,9 @@ private func applyOpen(_ fi: UnsafeMutablePointer<fuse_file_info>?, _ o: OpenRep
     fi?.pointee.fh = o.handle
     fi?.pointee.direct_io = o.directIO ? 1 : 0
     fi?.pointee.keep_cache = o.keepCache ? 1 : 0
+    // Immutable snapshot files have nothing to flush: no FLUSH round trip on their close. Trigger files keep it,
+    // because close(2) reports the snapshot's outcome through it.
+    fi?.pointee.noflush = o.keepCache ? 1 : 0
 }
 
 private func opOpen(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {

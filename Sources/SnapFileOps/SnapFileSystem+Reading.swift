@@ -23,12 +23,21 @@ extension SnapFileSystem {
         case .file(let id, let e):
             if writing || flags & O_TRUNC != 0 { throw readOnly("write to \(e.path)", id) }
             guard let rel = e.objectPath else { throw .io("\(e.path) has no stored object") }
-            let fd = try state.withLock { s throws(FSError) -> Int32 in
-                if var f = s.fds[rel] { f.refs += 1; s.fds[rel] = f; return f.fd }
-                let fd = Glibc.open(store.url(ofObjectPath: rel).path, O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { throw .io("cannot open stored object \(rel): \(String(cString: strerror(errno)))") }
-                s.fds[rel] = (fd, 1)
-                return fd
+            let shared = state.withLock { s -> Int32? in
+                guard var f = s.fds[rel] else { return nil }
+                f.refs += 1; s.fds[rel] = f
+                return f.fd
+            }
+            let fd: Int32
+            if let shared { fd = shared } else {
+                // Opened outside the lock so that other workers' lookups and reads never wait for this open(2).
+                let opened = Glibc.open(rootPath + "/" + rel, O_RDONLY | O_CLOEXEC)
+                guard opened >= 0 else { throw .io("cannot open stored object \(rel): \(String(cString: strerror(errno)))") }
+                fd = state.withLock { s -> Int32 in
+                    if var f = s.fds[rel] { f.refs += 1; s.fds[rel] = f; close(opened); return f.fd }
+                    s.fds[rel] = (opened, 1)
+                    return opened
+                }
             }
             return OpenReply(handle: addHandle(.object(path: rel, fd: fd)), directIO: false, keepCache: true)
         case .controlFile(let f):

@@ -18,6 +18,9 @@ extension SnapFileSystem {
     public func getxattr(_ ino: UInt64, name: String) throws(FSError) -> [UInt8] {
         switch try node(ino) {
         case .snapshot(let id):
+            // `ls -l` asks for security.selinux and system.posix_acl_access on every entry: answer those without
+            // building a report, or listing a root of N snapshots costs N reports.
+            guard SnapshotXattrs.names.contains(name) else { throw .noAttribute }
             guard let snapName = snapshotName(id) else { throw .notFound }
             let report: SnapshotReport
             do { report = try store.report(snapName) } catch { throw .store(error) }

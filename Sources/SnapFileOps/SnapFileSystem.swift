@@ -17,6 +17,8 @@ public final class SnapFileSystem: Sendable {
     let logger = Logger(label: "snapfs.mount")
     let now: @Sendable () -> Date
     let state: Mutex<State>
+    /// The store's directory as a plain path: object files are opened by `root + "/" + relative` on every open.
+    let rootPath: String
     /// The time shown for the mount's own entries (`latest`, `.snapfs`), which have none of their own.
     let mountedAtNanos: Int64
 
@@ -50,6 +52,9 @@ public final class SnapFileSystem: Sendable {
         /// When a refusal was last written to the event log per snapshot, so `rm -rf` of a protected tree records
         /// one line, not one per file.
         var lastRefusalLogged: [String: Date] = [:]
+        /// Root names and inodes the kernel must be told to forget at the next poll.
+        var pendingChanges: Set<String> = []
+        var pendingInodes: Set<UInt64> = []
     }
 
     public init(store: Store, engine: any SnapshotEngine, options: FileOpsOptions = FileOpsOptions(),
@@ -59,6 +64,7 @@ public final class SnapFileSystem: Sendable {
         self.options = options
         self.now = clock
         self.state = Mutex(State())
+        self.rootPath = store.root.path
         self.mountedAtNanos = Int64(clock().timeIntervalSince1970 * 1e9)
     }
 
@@ -91,21 +97,34 @@ public final class SnapFileSystem: Sendable {
             for (name, snap) in old.byName where l.byName[name]?.id != snap.id { changed.insert(name) }
             for (name, snap) in l.byName where old.byName[name]?.id != snap.id { changed.insert(name) }
             if old.latest != l.latest { changed.insert("latest") }
+            var inodes: Set<UInt64> = []
             if Set(old.byID.keys) != Set(l.byID.keys) {
-                // Link counts of shared objects moved; indexes of gone snapshots are garbage.
+                // Link counts of shared objects moved; indexes of gone snapshots are garbage. Every object inode
+                // the kernel can hold attributes for came from a cached index, so invalidating theirs is enough.
+                for idx in s.indexes.values {
+                    for e in idx.entries.values where e.type == .file { if let p = e.objectPath { inodes.insert(InodeNumber.object(p)) } }
+                }
                 s.indexes.removeAll()
                 for id in s.staging.bySnapshot.keys where l.byID[id] == nil { s.staging.clear(id) }
             }
             s.listing = l
-            return RootChanges(names: changed.sorted())
+            // A refresh made inside a request (after a delete or a trigger) must not swallow what the kernel has to
+            // forget: the poller hands it over.
+            s.pendingChanges.formUnion(changed)
+            s.pendingInodes.formUnion(inodes)
+            return RootChanges(names: changed.sorted(), inodes: Array(inodes))
         }
     }
 
-    /// Called by the adapter's poller: catalog changes plus staging windows that ran out.
+    /// Called by the adapter's poller: every catalog change since the last poll, whoever noticed it, plus staging
+    /// windows that ran out.
     public func poll() -> RootChanges {
-        let changes = refresh()
+        refresh()
         expireStaging()
-        return changes
+        return state.withLock { s in
+            defer { s.pendingChanges.removeAll(); s.pendingInodes.removeAll() }
+            return RootChanges(names: s.pendingChanges.sorted(), inodes: Array(s.pendingInodes))
+        }
     }
 
     func expireStaging() {

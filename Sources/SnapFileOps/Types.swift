@@ -73,14 +73,15 @@ public struct FileOpsOptions: Sendable {
     public var stageWindow: TimeInterval
     public var uid: UInt32
     public var gid: UInt32
-    /// Seconds the kernel may cache names inside snapshots (immutable) and attributes (link counts move).
+    /// Seconds the kernel may cache names and attributes inside snapshots: their content is immutable, and the
+    /// link counts that do move are invalidated inode by inode when the set of snapshots changes.
     public var snapshotEntryTimeout: Double
     public var snapshotAttrTimeout: Double
     /// Seconds for the root and control tree, which change whenever the catalog does.
     public var controlTimeout: Double
 
     public init(stageWindow: TimeInterval = 60, uid: UInt32 = getuid(), gid: UInt32 = getgid(),
-                snapshotEntryTimeout: Double = 3600, snapshotAttrTimeout: Double = 1, controlTimeout: Double = 1) {
+                snapshotEntryTimeout: Double = 3600, snapshotAttrTimeout: Double = 3600, controlTimeout: Double = 1) {
         self.stageWindow = stageWindow; self.uid = uid; self.gid = gid
         self.snapshotEntryTimeout = snapshotEntryTimeout; self.snapshotAttrTimeout = snapshotAttrTimeout
         self.controlTimeout = controlTimeout
@@ -90,5 +91,10 @@ public struct FileOpsOptions: Sendable {
 /// The root names the kernel must forget because the catalog changed behind it (CLI, scheduler, retention).
 public struct RootChanges: Sendable, Equatable {
     public var names: [String]
-    public var isEmpty: Bool { names.isEmpty }
+    /// Inodes whose attributes the kernel may hold and that changed: link counts of stored objects move when the
+    /// set of snapshots does. Everything else inside a snapshot is immutable, hence its long attribute timeout.
+    public var inodes: [UInt64] = []
+    public var isEmpty: Bool { names.isEmpty && inodes.isEmpty }
+
+    public init(names: [String], inodes: [UInt64] = []) { self.names = names; self.inodes = inodes }
 }

@@ -88,6 +88,14 @@ enum Catalog {
             INSERT INTO meta(key, value) VALUES ('generation', '0');
             """)
         }
+        // The recovery point and a snapshot's last refusal are asked for on every delete, report and listing:
+        // without these, each is a scan of the whole table, and a store of 10,000 snapshots pays it per call.
+        m.registerMigration("v2-lookup-indexes") { db in
+            try db.execute(sql: """
+            CREATE INDEX snapshots_newest ON snapshots(state, completed_at, id);
+            CREATE INDEX events_snapshot ON events(snapshot, type, seq);
+            """)
+        }
         return m
     }
 }

@@ -67,6 +67,7 @@ final class ScenarioTests: XCTestCase {
         XCTAssertTrue(onlyDeleted.isDisjoint(with: onDisk), "the files only inc-2 and inc-4 used are gone")
         XCTAssertLessThan(referencedBy["inc-5"]!.subtracting(referencedBy["inc-4"]!).count, 60, "an incremental writes only what changed")
 
+        print("scenario: 2,000 files, 5 incrementals, inc-2 and inc-4 deleted: \(onDisk.count) objects on disk = \(referenced.count) referenced by inc-1/3/5; \(onlyDeleted.count) objects only inc-2/inc-4 held were removed")
         // The recovery point may not be deleted: the reason is printed and nothing changes.
         let before = try SnapFSTool.ok(["list", store, "--json"])
         let refused = try SnapFSTool.run(["delete", store, "inc-5"])

@@ -27,11 +27,23 @@ final class DeleteAndMoveMountTests: MountTestCase {
         let shared = try store.entries(of: sID).filter { $0.type == .file && $0.links > 1 }.compactMap(\.objectPath)
         XCTAssertFalse(onlyS.isEmpty)
         XCTAssertGreaterThan(shared.count, onlyS.count, "T shares most of S's files")
+        let tID = try store.snapshot(named: "T").id
+        let sharedInT = try XCTUnwrap(store.entries(of: tID).first { $0.type == .file && shared.contains($0.objectPath ?? "") })
         try w.mount()
+        let statLinks = "stat -c %h \(shellQuote(w.m + "/T/" + sharedInT.path))"
+        XCTAssertEqual(Command.sh(statLinks).out.trimmingCharacters(in: .whitespacesAndNewlines), String(sharedInT.links))
 
         let rm = Command.sh("rm -rf \(shellQuote(w.m + "/S"))")
         XCTAssertTrue(rm.ok, rm.summary)
         XCTAssertFalse(w.rootNames().contains("S"))
+        // The kernel may cache attributes for an hour, but a link count that moved is invalidated at once.
+        var links = ""
+        for _ in 0..<30 {
+            links = Command.sh(statLinks).out.trimmingCharacters(in: .whitespacesAndNewlines)
+            if links == String(sharedInT.links - 1) { break }
+            usleep(100_000)
+        }
+        XCTAssertEqual(links, String(sharedInT.links - 1), "st_nlink of a file T shared with S after S is gone")
         XCTAssertThrowsError(try store.snapshot(named: "S"))
         for p in onlyS { XCTAssertFalse(FileManager.default.fileExists(atPath: store.url(ofObjectPath: p).path), "left behind: \(p)") }
         for p in shared { XCTAssertTrue(FileManager.default.fileExists(atPath: store.url(ofObjectPath: p).path), "lost: \(p)") }
@@ -222,6 +234,12 @@ final class TriggerMountTests: MountTestCase {
         try w.snapshot("two")
         try w.mount()
         XCTAssertEqual(w.rootNames(), ["latest", "one", "two"])
+        let file = try XCTUnwrap(FileManager.default.subpaths(atPath: w.m + "/two")?.sorted().first { p in
+            var isDir: ObjCBool = false
+            return FileManager.default.fileExists(atPath: w.m + "/two/" + p, isDirectory: &isDir) && !isDir.boolValue
+        })
+        let statLinks = "stat -c %h \(shellQuote(w.m + "/two/" + file))"
+        XCTAssertEqual(Command.sh(statLinks).out, "2\n", "one object held by one and two")
         XCTAssertTrue(w.snapfs(["move", w.s, "one", "uno"]).ok)
         XCTAssertTrue(w.snapfs(["trigger", w.s, "--label", "three"]).ok)
         let deadline = Date().addingTimeInterval(20)
@@ -229,6 +247,21 @@ final class TriggerMountTests: MountTestCase {
         XCTAssertEqual(w.rootNames(), ["latest", "three", "two", "uno"])
         XCTAssertEqual(Command.sh("readlink \(shellQuote(w.m + "/latest"))").out, "three\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: w.m + "/one"))
+
+        // Attributes are cached for an hour, but a link count the command line moved is invalidated within the
+        // poller's quarter second.
+        func links(becoming want: String) -> String {
+            var got = ""
+            for _ in 0..<30 {
+                got = Command.sh(statLinks).out.trimmingCharacters(in: .whitespacesAndNewlines)
+                if got == want { break }
+                usleep(100_000)
+            }
+            return got
+        }
+        XCTAssertEqual(links(becoming: "3"), "3", "three shares the object too")
+        XCTAssertTrue(w.snapfs(["delete", w.s, "uno"]).ok)
+        XCTAssertEqual(links(becoming: "2"), "2", "st_nlink after the command line deleted one of the three")
     }
 }
 
