@@ -22,7 +22,11 @@ final class ScenarioTests: XCTestCase {
         for round in 0..<5 {
             if round > 0 {
                 // Between snapshots: change 40 files, add 10, remove 5 — as a job's state moves on.
-                for i in 0..<40 { try Data("round \(round) change \(i)".utf8).write(to: URL(fileURLWithPath: "\(state)/dir\(i % 20)/file\((round * 7 + i) % 100).bin")) }
+                for i in 0..<40 {
+                    // Twenty files change in every round (a hot key range), twenty elsewhere.
+                    let file = i < 20 ? i : (round * 7 + i) % 100
+                    try Data("round \(round) change \(i)".utf8).write(to: URL(fileURLWithPath: "\(state)/dir\(i % 20)/file\(file).bin"))
+                }
                 for i in 0..<10 { try Data("round \(round) new \(i)".utf8).write(to: URL(fileURLWithPath: "\(state)/dir\(i)/new-\(round)-\(i).bin")) }
                 for i in 0..<5 { try? FileManager.default.removeItem(atPath: "\(state)/dir\(19 - i)/file\(round * 11 + i).bin") }
             }
@@ -63,7 +67,7 @@ final class ScenarioTests: XCTestCase {
         XCTAssertEqual(onDisk, referenced)
         XCTAssertEqual(referenced, referencedBy["inc-1"]!.union(referencedBy["inc-3"]!).union(referencedBy["inc-5"]!))
         let onlyDeleted = referencedBy["inc-2"]!.union(referencedBy["inc-4"]!).subtracting(referenced)
-        XCTAssertFalse(onlyDeleted.isEmpty, "inc-2 and inc-4 held files of their own")
+        XCTAssertGreaterThanOrEqual(onlyDeleted.count, 30, "inc-2 and inc-4 each held the hot files' versions of their round")
         XCTAssertTrue(onlyDeleted.isDisjoint(with: onDisk), "the files only inc-2 and inc-4 used are gone")
         XCTAssertLessThan(referencedBy["inc-5"]!.subtracting(referencedBy["inc-4"]!).count, 60, "an incremental writes only what changed")
 
