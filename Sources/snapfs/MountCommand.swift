@@ -1,6 +1,140 @@
 import ArgumentParser
+import Foundation
+import Logging
+import SnapFUSE
+import SnapFileOps
+import SnapStore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct MountCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "mount", abstract: "Mount a store (being written).")
-    func run() throws { throw ValidationError("mount is not built yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "mount",
+        abstract: "Mount a store as a directory; runs in the foreground until unmounted (fusermount3 -u) or signalled.",
+        discussion: """
+        Snapshots appear as directories; `rm -r S` and `mv S T` become checked delete and move; writing
+        MOUNT/.snapfs/trigger/FORMAT or `mkdir MOUNT/NAME` takes a snapshot. For /etc/fstab and systemd see
+        Mount/README.md; options can also be given as `-o state=DIR,checkpoint-interval=S,retain=N,stage-window=S,allow_other,clear-stale`.
+        """)
+
+    @Argument(help: "The store directory.") var store: String
+    @Argument(help: "An empty directory to mount on.") var mountpoint: String
+    @Option(help: "The live state directory, if not the one the store was created with.") var state: String?
+    @Option(help: "Seconds between system checkpoints while mounted (default: the store's setting; 0: none).") var checkpointInterval: Double?
+    @Option(help: "System checkpoints to keep (default: the store's setting).") var retain: Int?
+    @Option(help: "Seconds staged unlinks inside a snapshot stay hidden without `rmdir S`.") var stageWindow: Double = 60
+    @Flag(help: "Let other users see the mount (needs user_allow_other in /etc/fuse.conf for non-root).") var allowOther = false
+    @Flag(help: "Clear a stale mount (Transport endpoint is not connected) on MOUNTPOINT first.") var clearStale = false
+    @Flag(name: .shortAndLong, help: "Accepted for compatibility: the daemon always runs in the foreground; see Mount/README.md to background it.") var foreground = false
+    @Flag(help: "Log only warnings and errors.") var quiet = false
+    @Option(name: .customShort("o"), help: "Comma-separated mount options, as mount(8) and fstab pass them.") var mountOptions: [String] = []
+
+    mutating func run() throws {
+        CLI.bootstrapLogging(verbose: !quiet)
+        let logger = Logger(label: "snapfs.daemon")
+        try applyMountOptions(logger)
+        guard stageWindow >= 0 else { CLI.fail(.badInput("--stage-window must not be negative")); throw ExitCode(2) }
+        if let r = retain, r < 1 { CLI.fail(.badInput("--retain must be at least 1")); throw ExitCode(2) }
+        let storeURL = URL(fileURLWithPath: store).standardizedFileURL
+        guard FileManager.default.fileExists(atPath: storeURL.appendingPathComponent("catalog.sqlite").path) else {
+            CLI.fail(.badInput("\(storeURL.path) is not a SnapFS store (no catalog.sqlite); create one with `snapfs init`"))
+            throw ExitCode(2)
+        }
+        // One daemon per store (SPEC §8): checked before anything else changes.
+        let lock = try CLI.run { () throws(StoreError) in try DaemonLock(store: storeURL) }
+        let mnt = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
+        try checkMountpoint(mnt, logger)
+        let opened = try CLI.run { () throws(StoreError) in try Store.open(at: storeURL) }
+        let engine = try makeEngine(store: opened, stateOverride: state)
+        let fs = SnapFileSystem(store: opened, engine: engine, options: FileOpsOptions(stageWindow: stageWindow))
+        let fuse = FUSEMount(fs: fs, mountpoint: mnt, allowOther: allowOther)
+        let scheduler = makeScheduler(store: opened, engine: engine, interval: checkpointInterval, retain: retain)
+        scheduler?.start()
+        logger.notice("serving", metadata: ["store": .string(storeURL.path), "mountpoint": .string(mnt),
+                                            "checkpoints": .string(scheduler == nil ? "off" : "on")])
+        defer { scheduler?.stop() }
+        do {
+            try withExtendedLifetime(lock) { try fuse.run() }
+        } catch {
+            CLI.fail(.io(path: mnt, errno: EIO, what: "\(error):"))
+            throw ExitCode(8)
+        }
+    }
+
+    /// Options from `-o`, as fstab and mount.fuse3 hand them over; generic mount(8) options are ignored.
+    private mutating func applyMountOptions(_ logger: Logger) throws {
+        let ignored: Set<String> = ["rw", "ro", "defaults", "auto", "noauto", "user", "users", "nouser", "_netdev", "nofail",
+                                    "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime", "relatime",
+                                    "default_permissions", "foreground"]
+        for opt in mountOptions.flatMap({ $0.split(separator: ",").map(String.init) }) {
+            let kv = opt.split(separator: "=", maxSplits: 1).map(String.init)
+            let key = kv[0], value = kv.count > 1 ? kv[1] : nil
+            func need<T>(_ parse: (String) -> T?) throws -> T {
+                guard let value, let v = parse(value) else { CLI.fail(.badInput("mount option '\(opt)' needs a valid value")); throw ExitCode(2) }
+                return v
+            }
+            switch key {
+            case "state": state = try need { $0 }
+            case "checkpoint-interval", "checkpoint_interval": checkpointInterval = try need(Double.init)
+            case "retain": retain = try need(Int.init)
+            case "stage-window", "stage_window": stageWindow = try need(Double.init)
+            case "allow_other": allowOther = true
+            case "clear-stale", "clear_stale": clearStale = true
+            default:
+                if ignored.contains(key) || key.hasPrefix("x-") || key.hasPrefix("comment=") { continue }
+                logger.warning("ignoring unknown mount option '\(opt)'")
+            }
+        }
+    }
+
+    /// Refuses a mountpoint that is already a mount or holds files, and one left stale by a killed daemon unless
+    /// asked to clear it: mounting over either would hide something or fail with a less useful message.
+    private func checkMountpoint(_ mnt: String, _ logger: Logger) throws {
+        var st = stat()
+        if stat(mnt, &st) != 0 {
+            let e = errno
+            if e == ENOTCONN {
+                guard clearStale else {
+                    CLI.fail(.busy(snapshot: mnt, reason: "stale mount (Transport endpoint is not connected), left by a daemon that stopped: run `fusermount3 -u -z \(mnt)` or pass --clear-stale"))
+                    throw ExitCode(5)
+                }
+                logger.notice("clearing stale mount", metadata: ["mountpoint": .string(mnt)])
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: "/bin/sh")
+                p.arguments = ["-c", "fusermount3 -u -z \"$1\" || umount -l \"$1\"", "sh", mnt]
+                try p.run()
+                p.waitUntilExit()
+                guard stat(mnt, &st) == 0 else {
+                    CLI.fail(.io(path: mnt, errno: errno, what: "cannot clear the stale mount on"))
+                    throw ExitCode(8)
+                }
+            } else {
+                CLI.fail(.io(path: mnt, errno: e, what: "cannot use mountpoint"))
+                throw ExitCode(e == ENOENT ? 2 : 8)
+            }
+        }
+        guard st.st_mode & S_IFMT == S_IFDIR else { CLI.fail(.badInput("mountpoint \(mnt) is not a directory")); throw ExitCode(2) }
+        if Self.isMountPoint(mnt) {
+            CLI.fail(.busy(snapshot: mnt, reason: "something is already mounted there; unmount it first (fusermount3 -u \(mnt))"))
+            throw ExitCode(5)
+        }
+        if let names = try? FileManager.default.contentsOfDirectory(atPath: mnt), !names.isEmpty {
+            CLI.fail(.badInput("mountpoint \(mnt) is not empty (\(names.count) entries): mounting would hide them"))
+            throw ExitCode(2)
+        }
+    }
+
+    static func isMountPoint(_ path: String) -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count > 4 else { continue }
+            // mountinfo escapes spaces and the like as octal.
+            let mp = String(f[4]).replacingOccurrences(of: "\\040", with: " ")
+            if mp == real || mp == path { return true }
+        }
+        return false
+    }
 }

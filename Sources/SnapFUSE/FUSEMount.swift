@@ -1,0 +1,106 @@
+import CFuse3
+import Foundation
+import Logging
+import SnapFileOps
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A libfuse session pointer that the catalog poller may use while the loop runs. libfuse documents the
+/// `fuse_lowlevel_notify_*` calls as safe from any thread while the session exists, and `FUSEMount` stops the
+/// poller before it destroys the session, so sharing the pointer across threads is sound.
+private struct SessionPointer: @unchecked Sendable {
+    let raw: OpaquePointer
+}
+
+public enum MountError: Error, CustomStringConvertible {
+    case setup(String)
+    public var description: String {
+        switch self { case .setup(let s): return s }
+    }
+}
+
+/// A mounted `SnapFileSystem`: owns the libfuse session, runs its multi-threaded loop until `fusermount3 -u`,
+/// SIGINT, SIGTERM or SIGHUP, and tells the kernel to forget root names the catalog changed behind its back.
+public final class FUSEMount: Sendable {
+    public let fs: SnapFileSystem
+    public let mountpoint: String
+    let options: [String]
+    let logger = Logger(label: "snapfs.fuse")
+    private let session = Mutex<SessionPointer?>(nil)
+    private let pollerStop = Mutex(false)
+    private let pollerDone = NSCondition()
+    private let pollerRunning = Mutex(false)
+
+    /// `options` are passed to the kernel as `-o`; `default_permissions,fsname=snapfs,subtype=snapfs` are always set.
+    public init(fs: SnapFileSystem, mountpoint: String, allowOther: Bool, extraOptions: [String] = []) {
+        self.fs = fs
+        self.mountpoint = mountpoint
+        var o = ["default_permissions", "fsname=snapfs", "subtype=snapfs"]
+        if allowOther { o.append("allow_other") }
+        self.options = o + extraOptions
+    }
+
+    /// Mounts, serves until unmounted or signalled, then unmounts. Blocking.
+    public func run(threads: Int = 16) throws {
+        var args = fuse_args(argc: 0, argv: nil, allocated: 0)
+        defer { fuse_opt_free_args(&args) }
+        for a in ["snapfs", "-o", options.joined(separator: ",")] {
+            guard fuse_opt_add_arg(&args, a) == 0 else { throw MountError.setup("cannot build mount arguments") }
+        }
+        var ops = makeOperations()
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        guard let se = fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, me) else {
+            throw MountError.setup("cannot create a FUSE session (options: \(options.joined(separator: ",")))")
+        }
+        defer { fuse_session_destroy(se) }
+        guard fuse_set_signal_handlers(se) == 0 else { throw MountError.setup("cannot install signal handlers") }
+        defer { fuse_remove_signal_handlers(se) }
+        guard fuse_session_mount(se, mountpoint) == 0 else {
+            throw MountError.setup("cannot mount on \(mountpoint) (is /dev/fuse available, and fusermount3 installed?)")
+        }
+        session.withLock { $0 = SessionPointer(raw: se) }
+        logger.notice("mounted", metadata: ["mountpoint": .string(mountpoint), "store": .string(fs.store.root.path)])
+        startPoller()
+        var cfg = fuse_loop_config(clone_fd: 0, max_idle_threads: UInt32(threads))
+        let rc = withExtendedLifetime(self) { fuse_session_loop_mt_32(se, &cfg) }
+        stopPoller()
+        session.withLock { $0 = nil }
+        fuse_session_unmount(se)
+        logger.notice("unmounted", metadata: ["mountpoint": .string(mountpoint), "loop": .stringConvertible(rc)])
+    }
+
+    /// Polls the catalog's generation a few times a second: a delete, move or snapshot made by the command line
+    /// or the scheduler shows in the mount within a second (SPEC §8), because the kernel is told to forget
+    /// exactly the root names that changed.
+    private func startPoller() {
+        pollerRunning.withLock { $0 = true }
+        let t = Thread { [self] in
+            while !pollerStop.withLock({ $0 }) {
+                let changes = fs.poll()
+                if !changes.isEmpty, let se = session.withLock({ $0 }) {
+                    for name in changes.names {
+                        _ = name.withCString { fuse_lowlevel_notify_inval_entry(se.raw, 1, $0, strlen($0)) }
+                    }
+                    _ = fuse_lowlevel_notify_inval_inode(se.raw, 1, 0, 0)
+                }
+                pollerDone.lock()
+                _ = pollerDone.wait(until: Date().addingTimeInterval(0.25))
+                pollerDone.unlock()
+            }
+            pollerRunning.withLock { $0 = false }
+            pollerDone.lock(); pollerDone.broadcast(); pollerDone.unlock()
+        }
+        t.name = "snapfs-poller"
+        t.start()
+    }
+
+    private func stopPoller() {
+        pollerStop.withLock { $0 = true }
+        pollerDone.lock()
+        pollerDone.broadcast()
+        while pollerRunning.withLock({ $0 }) { _ = pollerDone.wait(until: Date().addingTimeInterval(0.1)) }
+        pollerDone.unlock()
+    }
+}

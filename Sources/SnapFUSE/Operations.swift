@@ -1,0 +1,294 @@
+import CFuse3
+import Foundation
+import Logging
+import SnapFileOps
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// One function per kernel operation, each a thin translation: C arguments in, a `SnapFileSystem` call, a reply
+// out. They are free functions in a library module, so they are not main-actor isolated and may run on libfuse's
+// worker threads; the file system is found through the request's userdata, never through a global.
+
+private let setMode: Int32 = 1 << 0, setUID: Int32 = 1 << 1, setGID: Int32 = 1 << 2, setSize: Int32 = 1 << 3
+private let setATime: Int32 = 1 << 4, setMTime: Int32 = 1 << 5, setATimeNow: Int32 = 1 << 7, setMTimeNow: Int32 = 1 << 8
+
+private func mount(_ req: fuse_req_t?) -> FUSEMount {
+    Unmanaged<FUSEMount>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
+}
+
+private func fail(_ req: fuse_req_t?, _ error: FSError, _ op: String) {
+    if error.errno != ENOENT && error.errno != ENODATA {
+        mount(req).logger.debug("\(op) failed", metadata: ["errno": .stringConvertible(error.errno), "reason": .string(error.description)])
+    }
+    _ = fuse_reply_err(req, error.errno)
+}
+
+private func fill(_ st: inout stat, _ a: Attr) {
+    st = stat()
+    st.st_ino = UInt(a.ino)
+    st.st_mode = a.mode
+    st.st_nlink = UInt(a.nlink)
+    st.st_size = Int(a.size)
+    st.st_blocks = Int(a.blocks)
+    st.st_blksize = 4096
+    st.st_uid = a.uid
+    st.st_gid = a.gid
+    let ts = timespec(tv_sec: Int(a.mtimeNanos / 1_000_000_000), tv_nsec: Int(a.mtimeNanos % 1_000_000_000))
+    st.st_mtim = ts; st.st_ctim = ts; st.st_atim = ts
+}
+
+private func replyEntry(_ req: fuse_req_t?, _ e: Entry) {
+    var p = fuse_entry_param()
+    p.ino = fuse_ino_t(e.attr.ino)
+    p.generation = 1
+    fill(&p.attr, e.attr)
+    p.attr_timeout = e.attrTimeout
+    p.entry_timeout = e.entryTimeout
+    _ = fuse_reply_entry(req, &p)
+}
+
+private func replyAttr(_ req: fuse_req_t?, _ a: Attr, _ timeout: Double) {
+    var st = stat()
+    fill(&st, a)
+    _ = fuse_reply_attr(req, &st, timeout)
+}
+
+private func str(_ p: UnsafePointer<CChar>?) -> String { p.map { String(cString: $0) } ?? "" }
+
+private func opLookup(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
+    do { replyEntry(req, try mount(req).fs.lookup(parent: parent, name: str(name))) } catch { fail(req, error, "lookup") }
+}
+
+private func opForget(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ n: UInt64) {
+    // Inode numbers are derived, not allocated: nothing to free.
+    fuse_reply_none(req)
+}
+
+private func opGetattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    do {
+        let a = try mount(req).fs.getattr(ino)
+        replyAttr(req, a, 1)
+    } catch { fail(req, error, "getattr") }
+}
+
+private func opSetattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ attr: UnsafeMutablePointer<stat>?, _ toSet: Int32,
+                       _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    guard let attr else { _ = fuse_reply_err(req, EINVAL); return }
+    let r = SetAttrRequest(size: toSet & setSize != 0 ? Int64(attr.pointee.st_size) : nil,
+                           mode: toSet & setMode != 0 ? attr.pointee.st_mode : nil,
+                           uid: toSet & setUID != 0 ? attr.pointee.st_uid : nil,
+                           gid: toSet & setGID != 0 ? attr.pointee.st_gid : nil,
+                           times: toSet & (setATime | setMTime | setATimeNow | setMTimeNow) != 0)
+    do throws(FSError) {
+        let a = try mount(req).fs.setattr(ino, r, handle: fi?.pointee.fh)
+        replyAttr(req, a, 1)
+    } catch { fail(req, error, "setattr") }
+}
+
+private func opReadlink(_ req: fuse_req_t?, _ ino: fuse_ino_t) {
+    do {
+        let t = try mount(req).fs.readlink(ino)
+        _ = t.withCString { fuse_reply_readlink(req, $0) }
+    } catch { fail(req, error, "readlink") }
+}
+
+private func opMknod(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ mode: mode_t, _ rdev: dev_t) {
+    do {
+        let (e, o) = try mount(req).fs.create(parent: parent, name: str(name), flags: O_WRONLY)
+        mount(req).fs.release(handle: o.handle)
+        replyEntry(req, e)
+    } catch { fail(req, error, "mknod") }
+}
+
+private func opMkdir(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ mode: mode_t) {
+    do { replyEntry(req, try mount(req).fs.mkdir(parent: parent, name: str(name))) } catch { fail(req, error, "mkdir") }
+}
+
+private func opUnlink(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
+    do { try mount(req).fs.unlink(parent: parent, name: str(name)); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "unlink") }
+}
+
+private func opRmdir(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
+    do { try mount(req).fs.rmdir(parent: parent, name: str(name)); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "rmdir") }
+}
+
+private func opSymlink(_ req: fuse_req_t?, _ link: UnsafePointer<CChar>?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
+    do { replyEntry(req, try mount(req).fs.symlink(parent: parent, name: str(name), target: str(link))) } catch { fail(req, error, "symlink") }
+}
+
+private func opRename(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ newParent: fuse_ino_t,
+                      _ newName: UnsafePointer<CChar>?, _ flags: UInt32) {
+    do {
+        try mount(req).fs.rename(parent: parent, name: str(name), newParent: newParent, newName: str(newName), flags: flags)
+        _ = fuse_reply_err(req, 0)
+    } catch { fail(req, error, "rename") }
+}
+
+private func opLink(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ newParent: fuse_ino_t, _ newName: UnsafePointer<CChar>?) {
+    do { replyEntry(req, try mount(req).fs.link(ino, newParent: newParent, newName: str(newName))) } catch { fail(req, error, "link") }
+}
+
+private func applyOpen(_ fi: UnsafeMutablePointer<fuse_file_info>?, _ o: OpenReply) {
+    fi?.pointee.fh = o.handle
+    fi?.pointee.direct_io = o.directIO ? 1 : 0
+    fi?.pointee.keep_cache = o.keepCache ? 1 : 0
+}
+
+private func opOpen(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    do {
+        let o = try mount(req).fs.open(ino, flags: fi?.pointee.flags ?? O_RDONLY)
+        applyOpen(fi, o)
+        if fuse_reply_open(req, fi) != 0 { mount(req).fs.release(handle: o.handle) }
+    } catch { fail(req, error, "open") }
+}
+
+private func opCreate(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ mode: mode_t,
+                      _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    do {
+        let (e, o) = try mount(req).fs.create(parent: parent, name: str(name), flags: fi?.pointee.flags ?? O_WRONLY)
+        applyOpen(fi, o)
+        var p = fuse_entry_param()
+        p.ino = fuse_ino_t(e.attr.ino)
+        p.generation = 1
+        fill(&p.attr, e.attr)
+        p.attr_timeout = e.attrTimeout
+        p.entry_timeout = e.entryTimeout
+        if fuse_reply_create(req, &p, fi) != 0 { mount(req).fs.release(handle: o.handle) }
+    } catch { fail(req, error, "create") }
+}
+
+private func opRead(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off: off_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 16)
+    defer { buf.deallocate() }
+    do {
+        let n = try mount(req).fs.read(handle: fi?.pointee.fh ?? 0, offset: Int64(off), into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<size]))
+        _ = fuse_reply_buf(req, buf.baseAddress!.assumingMemoryBound(to: CChar.self), n)
+    } catch { fail(req, error, "read") }
+}
+
+private func opWrite(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ data: UnsafePointer<CChar>?, _ size: Int, _ off: off_t,
+                     _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    do {
+        let n = try mount(req).fs.write(handle: fi?.pointee.fh ?? 0, offset: Int64(off), data: UnsafeRawBufferPointer(start: data, count: size))
+        _ = fuse_reply_write(req, n)
+    } catch { fail(req, error, "write") }
+}
+
+private func opFlush(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    do { try mount(req).fs.flush(handle: fi?.pointee.fh ?? 0); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "flush") }
+}
+
+private func opRelease(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    mount(req).fs.release(handle: fi?.pointee.fh ?? 0)
+    _ = fuse_reply_err(req, 0)
+}
+
+private func opFsync(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ datasync: Int32, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    _ = fuse_reply_err(req, 0)
+}
+
+private func opOpendir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    do {
+        fi?.pointee.fh = try mount(req).fs.opendir(ino)
+        if fuse_reply_open(req, fi) != 0 { mount(req).fs.release(handle: fi?.pointee.fh ?? 0) }
+    } catch { fail(req, error, "opendir") }
+}
+
+private func opReaddir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off: off_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    do {
+        let entries = try mount(req).fs.readdir(handle: fi?.pointee.fh ?? 0, offset: Int(off))
+        let buf = UnsafeMutablePointer<CChar>.allocate(capacity: max(size, 1))
+        defer { buf.deallocate() }
+        var used = 0
+        var next = Int(off)
+        for e in entries {
+            next += 1
+            var st = stat()
+            st.st_ino = UInt(e.ino)
+            st.st_mode = e.mode
+            let n = e.name.withCString { fuse_add_direntry(req, buf + used, size - used, $0, &st, off_t(next)) }
+            if n > size - used { break }
+            used += n
+        }
+        _ = fuse_reply_buf(req, buf, used)
+    } catch { fail(req, error, "readdir") }
+}
+
+private func opReleasedir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    mount(req).fs.release(handle: fi?.pointee.fh ?? 0)
+    _ = fuse_reply_err(req, 0)
+}
+
+private func opStatfs(_ req: fuse_req_t?, _ ino: fuse_ino_t) {
+    let s = mount(req).fs.statfs()
+    var v = statvfs()
+    v.f_bsize = UInt(s.blockSize); v.f_frsize = UInt(s.blockSize)
+    v.f_blocks = UInt(s.blocks); v.f_bfree = UInt(s.blocksFree); v.f_bavail = UInt(s.blocksAvailable)
+    v.f_files = UInt(s.files); v.f_ffree = UInt(s.filesFree); v.f_favail = UInt(s.filesFree)
+    v.f_namemax = UInt(s.nameMax)
+    _ = fuse_reply_statfs(req, &v)
+}
+
+private func opSetxattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?,
+                        _ size: Int, _ flags: Int32) {
+    do { try mount(req).fs.setxattr(ino, name: str(name)); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "setxattr") }
+}
+
+private func replyXattr(_ req: fuse_req_t?, _ bytes: [UInt8], _ size: Int) {
+    if size == 0 { _ = fuse_reply_xattr(req, bytes.count); return }
+    if bytes.count > size { _ = fuse_reply_err(req, ERANGE); return }
+    _ = bytes.withUnsafeBufferPointer { b in
+        fuse_reply_buf(req, UnsafeRawPointer(b.baseAddress)?.assumingMemoryBound(to: CChar.self), b.count)
+    }
+}
+
+private func opGetxattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ size: Int) {
+    do { replyXattr(req, try mount(req).fs.getxattr(ino, name: str(name)), size) } catch { fail(req, error, "getxattr") }
+}
+
+private func opListxattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int) {
+    do {
+        var bytes: [UInt8] = []
+        for n in try mount(req).fs.listxattr(ino) { bytes += Array(n.utf8); bytes.append(0) }
+        replyXattr(req, bytes, size)
+    } catch { fail(req, error, "listxattr") }
+}
+
+private func opRemovexattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
+    do { try mount(req).fs.removexattr(ino, name: str(name)); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "removexattr") }
+}
+
+/// The operations table. Built here, in a library function, because closures written in an executable's top-level
+/// code would inherit main-actor isolation and trap when libfuse calls them from its worker threads.
+func makeOperations() -> fuse_lowlevel_ops {
+    var ops = fuse_lowlevel_ops()
+    ops.lookup = opLookup
+    ops.forget = opForget
+    ops.getattr = opGetattr
+    ops.setattr = opSetattr
+    ops.readlink = opReadlink
+    ops.mknod = opMknod
+    ops.mkdir = opMkdir
+    ops.unlink = opUnlink
+    ops.rmdir = opRmdir
+    ops.symlink = opSymlink
+    ops.rename = opRename
+    ops.link = opLink
+    ops.open = opOpen
+    ops.read = opRead
+    ops.write = opWrite
+    ops.flush = opFlush
+    ops.release = opRelease
+    ops.fsync = opFsync
+    ops.opendir = opOpendir
+    ops.readdir = opReaddir
+    ops.releasedir = opReleasedir
+    ops.statfs = opStatfs
+    ops.setxattr = opSetxattr
+    ops.getxattr = opGetxattr
+    ops.listxattr = opListxattr
+    ops.removexattr = opRemovexattr
+    ops.create = opCreate
+    return ops
+}

@@ -1,0 +1,139 @@
+import Foundation
+import SnapStore
+
+/// Inode numbers are hashes of what a node *is*, never a counter, so `stat -c %i` gives the same number after a
+/// remount and a stored object shared by several snapshots is one inode wherever it appears.
+public enum InodeNumber {
+    public static let root: UInt64 = 1
+    public static let control: UInt64 = 2
+    public static let triggerDir: UInt64 = 3
+    public static let requestsDir: UInt64 = 4
+    public static let snapshotsDir: UInt64 = 5
+    public static let formats: UInt64 = 6
+    public static let status: UInt64 = 7
+    public static let events: UInt64 = 8
+    public static let latest: UInt64 = 9
+    /// Trigger files take 16 + their index in `TriggerFormat.allCases`.
+    public static func trigger(_ f: TriggerFormat) -> UInt64 { 16 + UInt64(TriggerFormat.allCases.firstIndex(of: f)!) }
+    /// Below this only the fixed numbers above live; hashes are moved out of the way.
+    static let firstHashed: UInt64 = 1 << 16
+
+    /// FNV-1a, 64 bits: tiny, stable across builds and platforms (unlike `Hasher`, which is seeded per process).
+    public static func hash(_ identity: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in identity.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x0000_0100_0000_01b3
+        }
+        return h < firstHashed ? h &+ firstHashed : h
+    }
+
+    public static func snapshotRoot(_ id: SnapshotID) -> UInt64 { hash("dir:\(id):") }
+    public static func directory(_ id: SnapshotID, _ path: String) -> UInt64 { hash("dir:\(id):\(path)") }
+    public static func symlink(_ id: SnapshotID, _ path: String) -> UInt64 { hash("symlink:\(id):\(path)") }
+    public static func object(_ objectPath: String) -> UInt64 { hash("object:\(objectPath)") }
+    public static func request(_ seq: Int64) -> UInt64 { hash("request:\(seq)") }
+    public static func report(_ name: String) -> UInt64 { hash("report:\(name)") }
+}
+
+/// The directories of the control tree.
+public enum ControlDir: Sendable, Hashable {
+    case top, trigger, requests, snapshots
+}
+
+/// The read-only files of the control tree, generated when opened.
+public enum ControlFile: Sendable, Hashable {
+    case formats, status, events
+    case request(Int64)
+    case report(String)
+}
+
+/// What an inode number stands for. Kinds of node differ in what every operation means (SPEC §4), and the
+/// operations in `SnapFileSystem` switch on this once.
+public enum Node: Sendable, Hashable {
+    case root
+    case latest
+    case controlDir(ControlDir)
+    case controlFile(ControlFile)
+    case trigger(TriggerFormat)
+    /// A snapshot's top directory.
+    case snapshot(SnapshotID)
+    /// A directory inside a snapshot, by its path within it.
+    case directory(SnapshotID, String)
+    /// A file inside a snapshot; the entry is kept so an open file stays readable after its snapshot is deleted.
+    case file(SnapshotID, SnapshotEntry)
+    case symlink(SnapshotID, String)
+
+    var ino: UInt64 {
+        switch self {
+        case .root: return InodeNumber.root
+        case .latest: return InodeNumber.latest
+        case .controlDir(let d):
+            switch d {
+            case .top: return InodeNumber.control
+            case .trigger: return InodeNumber.triggerDir
+            case .requests: return InodeNumber.requestsDir
+            case .snapshots: return InodeNumber.snapshotsDir
+            }
+        case .controlFile(let f):
+            switch f {
+            case .formats: return InodeNumber.formats
+            case .status: return InodeNumber.status
+            case .events: return InodeNumber.events
+            case .request(let s): return InodeNumber.request(s)
+            case .report(let n): return InodeNumber.report(n)
+            }
+        case .trigger(let f): return InodeNumber.trigger(f)
+        case .snapshot(let id): return InodeNumber.snapshotRoot(id)
+        case .directory(let id, let p): return InodeNumber.directory(id, p)
+        case .file(let id, let e): return e.objectPath.map(InodeNumber.object) ?? InodeNumber.hash("file:\(id):\(e.path)")
+        case .symlink(let id, let p): return InodeNumber.symlink(id, p)
+        }
+    }
+
+    /// Where inside a snapshot this node is, if it is inside one.
+    var snapshotLocation: (SnapshotID, String)? {
+        switch self {
+        case .snapshot(let id): return (id, "")
+        case .directory(let id, let p): return (id, p)
+        case .file(let id, let e): return (id, e.path)
+        case .symlink(let id, let p): return (id, p)
+        default: return nil
+        }
+    }
+}
+
+/// The one place inode numbers are resolved back to nodes. The kernel only ever names an inode it learnt from a
+/// lookup, readdir or create, so registering there is enough; entries are never reused for something else
+/// because the numbers are derived from identities.
+struct InodeTable {
+    private var nodes: [UInt64: Node] = [InodeNumber.root: .root]
+
+    mutating func register(_ node: Node) -> UInt64 {
+        let ino = node.ino
+        if case .file = node, let existing = nodes[ino], case .file = existing {
+            // Keep the first holder of a shared object unless it is a different entry now.
+            if existing == node { return ino }
+        }
+        nodes[ino] = node
+        return ino
+    }
+
+    func node(_ ino: UInt64) -> Node? {
+        if let n = nodes[ino] { return n }
+        switch ino {
+        case InodeNumber.root: return .root
+        case InodeNumber.latest: return .latest
+        case InodeNumber.control: return .controlDir(.top)
+        case InodeNumber.triggerDir: return .controlDir(.trigger)
+        case InodeNumber.requestsDir: return .controlDir(.requests)
+        case InodeNumber.snapshotsDir: return .controlDir(.snapshots)
+        case InodeNumber.formats: return .controlFile(.formats)
+        case InodeNumber.status: return .controlFile(.status)
+        case InodeNumber.events: return .controlFile(.events)
+        default:
+            for f in TriggerFormat.allCases where InodeNumber.trigger(f) == ino { return .trigger(f) }
+            return nil
+        }
+    }
+}

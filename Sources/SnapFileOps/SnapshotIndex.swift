@@ -1,0 +1,46 @@
+import Foundation
+import SnapStore
+
+/// One snapshot's logical tree, indexed for lookups by path. Built once per snapshot from the catalog and cached:
+/// a snapshot's content never changes, only how many snapshots share each object (`links`), so the index is
+/// rebuilt only when the catalog's generation moves.
+final class SnapshotIndex: Sendable {
+    let id: SnapshotID
+    let entries: [String: SnapshotEntry]
+    /// Child names of each directory path ("" is the snapshot's top), sorted.
+    let children: [String: [String]]
+
+    init(id: SnapshotID, entries list: [SnapshotEntry]) {
+        self.id = id
+        var entries: [String: SnapshotEntry] = [:]
+        var children: [String: Set<String>] = ["": []]
+        for e in list where !e.hidden {
+            entries[e.path] = e
+            // Parents a catalog did not list explicitly still exist in the tree.
+            var path = e.path
+            while !path.isEmpty {
+                let (parent, name) = SnapshotIndex.split(path)
+                children[parent, default: []].insert(name)
+                if parent.isEmpty { break }
+                if entries[parent] == nil {
+                    entries[parent] = SnapshotEntry(path: parent, type: .directory, size: 0, mode: 0o040755, mtimeNanos: e.mtimeNanos)
+                }
+                path = parent
+            }
+            if e.type == .directory, children[e.path] == nil { children[e.path] = [] }
+        }
+        self.entries = entries
+        self.children = children.mapValues { $0.sorted() }
+    }
+
+    static func split(_ path: String) -> (parent: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+        return (String(path[..<slash]), String(path[path.index(after: slash)...]))
+    }
+
+    static func join(_ parent: String, _ name: String) -> String { parent.isEmpty ? name : parent + "/" + name }
+
+    func subdirectoryCount(_ dir: String) -> Int {
+        (children[dir] ?? []).reduce(0) { $0 + (entries[SnapshotIndex.join(dir, $1)]?.type == .directory ? 1 : 0) }
+    }
+}

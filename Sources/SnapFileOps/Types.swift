@@ -1,0 +1,94 @@
+import Foundation
+import SnapStore
+
+/// What `stat` shows for a node. Plain values, so the adapter copies them into `struct stat` in one place.
+public struct Attr: Sendable, Equatable {
+    public var ino: UInt64
+    /// Type and permission bits, as `st_mode`.
+    public var mode: UInt32
+    public var nlink: UInt32
+    public var size: Int64
+    /// 512-byte blocks, as `du` counts them.
+    public var blocks: Int64
+    public var mtimeNanos: Int64
+    public var uid: UInt32
+    public var gid: UInt32
+
+    public var isDirectory: Bool { mode & 0o170000 == 0o040000 }
+    public var isRegular: Bool { mode & 0o170000 == 0o100000 }
+    public var isSymlink: Bool { mode & 0o170000 == 0o120000 }
+}
+
+/// A lookup's answer with how long the kernel may trust it. Snapshot content is immutable, so its names may be cached
+/// long; the root and the control tree change under the kernel's feet and are trusted for a second.
+public struct Entry: Sendable {
+    public var attr: Attr
+    public var entryTimeout: Double
+    public var attrTimeout: Double
+
+    public init(attr: Attr, entryTimeout: Double, attrTimeout: Double) {
+        self.attr = attr; self.entryTimeout = entryTimeout; self.attrTimeout = attrTimeout
+    }
+}
+
+public struct DirEntry: Sendable, Equatable {
+    public var name: String
+    public var ino: UInt64
+    public var mode: UInt32
+}
+
+/// How the kernel should treat an open file: snapshot files are immutable (keep the page cache across opens),
+/// generated control files change size under it (no caching at all).
+public struct OpenReply: Sendable {
+    public var handle: UInt64
+    public var directIO: Bool
+    public var keepCache: Bool
+}
+
+public struct FSStats: Sendable {
+    public var blockSize: UInt64
+    public var blocks: UInt64
+    public var blocksFree: UInt64
+    public var blocksAvailable: UInt64
+    public var files: UInt64
+    public var filesFree: UInt64
+    public var nameMax: UInt64
+}
+
+/// Which attributes a `setattr` asks to change; only the trigger files accept any of them.
+public struct SetAttrRequest: Sendable {
+    public var size: Int64?
+    public var mode: UInt32?
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var times: Bool
+
+    public init(size: Int64? = nil, mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, times: Bool = false) {
+        self.size = size; self.mode = mode; self.uid = uid; self.gid = gid; self.times = times
+    }
+}
+
+public struct FileOpsOptions: Sendable {
+    /// How long staged unlinks inside a snapshot stay hidden without a following `rmdir S` (SPEC §4: 60 s).
+    public var stageWindow: TimeInterval
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Seconds the kernel may cache names inside snapshots (immutable) and attributes (link counts move).
+    public var snapshotEntryTimeout: Double
+    public var snapshotAttrTimeout: Double
+    /// Seconds for the root and control tree, which change whenever the catalog does.
+    public var controlTimeout: Double
+
+    public init(stageWindow: TimeInterval = 60, uid: UInt32 = getuid(), gid: UInt32 = getgid(),
+                snapshotEntryTimeout: Double = 3600, snapshotAttrTimeout: Double = 1, controlTimeout: Double = 1) {
+        self.stageWindow = stageWindow; self.uid = uid; self.gid = gid
+        self.snapshotEntryTimeout = snapshotEntryTimeout; self.snapshotAttrTimeout = snapshotAttrTimeout
+        self.controlTimeout = controlTimeout
+    }
+}
+
+/// The root names the kernel must forget because the catalog changed behind it (CLI, scheduler, retention).
+public struct RootChanges: Sendable, Equatable {
+    public var names: [String]
+    public var isEmpty: Bool { names.isEmpty }
+}

@@ -1,0 +1,288 @@
+import Foundation
+import LocalEngine
+import SnapFileOps
+import SnapStore
+import XCTest
+
+final class InodeTests: XCTestCase {
+    func testInodeNumbersAreStableAcrossInstances() throws {
+        let f = try Fixture()
+        try f.write("a/one", "1")
+        try f.write("two", "2")
+        let s = try f.snapshot(.nativeFull)
+        let paths = [s.name, "\(s.name)/a", "\(s.name)/a/one", "\(s.name)/two", "latest", ".snapfs", ".snapfs/trigger/canonical"]
+        let first = try paths.map { try f.resolve($0, in: f.fs).attr.ino }
+        let other = f.makeFS()
+        let second = try paths.map { try f.resolve($0, in: other).attr.ino }
+        XCTAssertEqual(first, second)
+        XCTAssertEqual(Set(first).count, first.count, "distinct nodes got one number")
+    }
+
+    func testSharedObjectIsOneInodeCountedPerSnapshot() throws {
+        let f = try Fixture(running: false)
+        try f.write("shared", String(repeating: "s", count: 3000))
+        try f.write("first-only", "x")
+        let a = try f.snapshot(.nativeFull)
+        try FileManager.default.removeItem(at: f.state.appendingPathComponent("first-only"))
+        try f.write("second-only", "y")
+        let b = try f.snapshot(.nativeIncremental)
+        let sa = try f.resolve("\(a.name)/shared").attr, sb = try f.resolve("\(b.name)/shared").attr
+        XCTAssertEqual(sa.ino, sb.ino)
+        XCTAssertEqual(sb.nlink, 2)
+        XCTAssertEqual(sb.size, 3000)
+        XCTAssertEqual(sb.blocks, 6)
+        XCTAssertEqual(try f.resolve("\(b.name)/second-only").attr.nlink, 1)
+        XCTAssertEqual(try f.read("\(b.name)/shared"), Data(String(repeating: "s", count: 3000).utf8))
+
+        try f.fs.rmdir(parent: InodeNumber.root, name: a.name)
+        XCTAssertFSError(try f.resolve(a.name), ENOENT)
+        XCTAssertEqual(try f.fs.getattr(sb.ino).nlink, 1, "link count follows the deleted snapshot")
+        XCTAssertEqual(try f.read("\(b.name)/shared").count, 3000)
+    }
+}
+
+final class StagingTests: XCTestCase {
+    func testUnlinkIsStagedAndComesBackAfterTheWindow() throws {
+        let f = try Fixture(stageWindow: 60, running: false)
+        try f.write("keep", "k")
+        try f.write("gone", "g")
+        let s = try f.snapshot(.nativeFull)
+        let objectsBefore = try f.store.objects()
+        try f.fs.unlink(parent: try f.ino(s.name), name: "gone")
+        XCTAssertEqual(try f.names(s.name), ["keep"])
+        XCTAssertFSError(try f.resolve("\(s.name)/gone"), ENOENT)
+        XCTAssertEqual(try f.store.objects(), objectsBefore, "staging touches nothing on disk")
+        XCTAssertEqual(try f.store.entries(of: s.id).count, 2)
+
+        f.clock.advance(30)
+        XCTAssertFSError(try f.resolve("\(s.name)/gone"), ENOENT)
+        f.clock.advance(31)
+        XCTAssertEqual(try f.names(s.name), ["gone", "keep"])
+        XCTAssertEqual(try f.read("\(s.name)/gone"), Data("g".utf8))
+    }
+
+    func testRestartForgetsStagedEntries() throws {
+        let f = try Fixture(running: false)
+        try f.write("gone", "g")
+        let s = try f.snapshot(.nativeFull)
+        try f.fs.unlink(parent: try f.ino(s.name), name: "gone")
+        XCTAssertEqual(try f.resolve("\(s.name)/gone", in: f.makeFS()).attr.size, 1)
+    }
+
+    func testRecursiveRemoveThenRmdirDeletesTheSnapshot() throws {
+        let f = try Fixture(running: true)
+        try f.write("a/b/deep", "d")
+        try f.write("top", "t")
+        let old = try f.snapshot(.nativeFull)
+        try f.write("newer", "n")
+        _ = try f.snapshot(.nativeIncremental)
+        let onlyOld = try f.store.entries(of: old.id).filter { $0.type == .file && $0.links == 1 }.compactMap(\.objectPath)
+        let shared = try f.store.entries(of: old.id).filter { $0.links > 1 }.compactMap(\.objectPath)
+        // What `rm -r old` sends: children first, then each directory, then the snapshot.
+        let a = try f.ino("\(old.name)/a"), b = try f.ino("\(old.name)/a/b"), top = try f.ino(old.name)
+        try f.fs.unlink(parent: b, name: "deep")
+        XCTAssertFSError(try f.fs.rmdir(parent: top, name: "a"), ENOTEMPTY)
+        try f.fs.rmdir(parent: a, name: "b")
+        try f.fs.rmdir(parent: top, name: "a")
+        try f.fs.unlink(parent: top, name: "top")
+        XCTAssertEqual(try f.names(old.name), [])
+        try f.fs.rmdir(parent: InodeNumber.root, name: old.name)
+        XCTAssertThrowsError(try f.store.snapshot(named: old.name))
+        for p in onlyOld { XCTAssertFalse(FileManager.default.fileExists(atPath: f.store.url(ofObjectPath: p).path), p) }
+        for p in shared { XCTAssertTrue(FileManager.default.fileExists(atPath: f.store.url(ofObjectPath: p).path), p) }
+    }
+
+    func testRecoveryPointRefusesTheFirstUnlinkAndRmdir() throws {
+        let f = try Fixture(running: true)
+        try f.write("d/x", "x")
+        let s = try f.snapshot(.nativeFull)
+        XCTAssertFSError(try f.fs.unlink(parent: try f.ino("\(s.name)/d"), name: "x"), EBUSY)
+        XCTAssertEqual(try f.names("\(s.name)/d"), ["x"], "nothing staged")
+        XCTAssertFSError(try f.fs.rmdir(parent: try f.ino(s.name), name: "d"), EBUSY)
+        XCTAssertFSError(try f.fs.rmdir(parent: InodeNumber.root, name: s.name), EBUSY)
+        XCTAssertNoThrow(try f.store.snapshot(named: s.name))
+        let refusals = try f.store.events().filter { $0.type == "refusal" && $0.snapshot == s.name }
+        XCTAssertFalse(refusals.isEmpty)
+        XCTAssertTrue(refusals.contains { $0.detail.contains("recovery point") }, "\(refusals)")
+    }
+}
+
+final class RefusalTests: XCTestCase {
+    func testWritesInsideASnapshotAreReadOnly() throws {
+        let f = try Fixture()
+        try f.write("d/file", "x")
+        try f.write("link-target", "y")
+        let s = try f.snapshot(.nativeFull)
+        let dir = try f.ino("\(s.name)/d"), file = try f.ino("\(s.name)/d/file"), top = try f.ino(s.name)
+        XCTAssertFSError(try f.fs.create(parent: dir, name: "new", flags: O_WRONLY), EROFS)
+        XCTAssertFSError(try f.fs.mkdir(parent: dir, name: "new"), EROFS)
+        XCTAssertFSError(try f.fs.symlink(parent: dir, name: "l", target: "file"), EROFS)
+        XCTAssertFSError(try f.fs.link(file, newParent: dir, newName: "hard"), EROFS)
+        XCTAssertFSError(try f.fs.open(file, flags: O_WRONLY), EROFS)
+        XCTAssertFSError(try f.fs.open(file, flags: O_RDONLY | O_TRUNC), EROFS)
+        XCTAssertFSError(try f.fs.setattr(file, SetAttrRequest(size: 0), handle: nil), EROFS)
+        XCTAssertFSError(try f.fs.setattr(file, SetAttrRequest(mode: 0o777), handle: nil), EROFS)
+        XCTAssertFSError(try f.fs.setattr(top, SetAttrRequest(times: true), handle: nil), EROFS)
+        XCTAssertFSError(try f.fs.setxattr(file, name: "user.x"), EROFS)
+        XCTAssertFSError(try f.fs.rename(parent: dir, name: "file", newParent: top, newName: "moved", flags: 0), EROFS)
+        XCTAssertFSError(try f.fs.rename(parent: InodeNumber.root, name: s.name, newParent: dir, newName: "in", flags: 0), EROFS)
+        XCTAssertEqual(try f.read("\(s.name)/d/file"), Data("x".utf8))
+    }
+
+    func testControlEntriesCannotBeRenamedOrRemoved() throws {
+        let f = try Fixture()
+        try f.write("x", "x")
+        _ = try f.snapshot()
+        let root = InodeNumber.root
+        XCTAssertFSError(try f.fs.unlink(parent: root, name: "latest"), EPERM)
+        XCTAssertFSError(try f.fs.rmdir(parent: root, name: ".snapfs"), EPERM)
+        XCTAssertFSError(try f.fs.rename(parent: root, name: "latest", newParent: root, newName: "other", flags: 0), EPERM)
+        XCTAssertFSError(try f.fs.rename(parent: root, name: ".snapfs", newParent: root, newName: "other", flags: 0), EPERM)
+        let control = try f.ino(".snapfs")
+        XCTAssertFSError(try f.fs.unlink(parent: control, name: "events"), EPERM)
+        XCTAssertFSError(try f.fs.rmdir(parent: control, name: "trigger"), EPERM)
+        XCTAssertFSError(try f.fs.rename(parent: try f.ino(".snapfs/trigger"), name: "canonical", newParent: root, newName: "c", flags: 0), EPERM)
+        XCTAssertFSError(try f.fs.open(try f.ino(".snapfs/status"), flags: O_WRONLY), EPERM)
+    }
+
+    func testMoveRenamesAndNeverReplaces() throws {
+        let f = try Fixture(running: false)
+        try f.write("x", "x")
+        let a = try f.snapshot(.nativeFull), b = try f.snapshot(.nativeFull)
+        let root = InodeNumber.root
+        let inoBefore = try f.ino(a.name)
+        XCTAssertFSError(try f.fs.rename(parent: root, name: a.name, newParent: root, newName: b.name, flags: 0), EEXIST)
+        XCTAssertFSError(try f.fs.rename(parent: root, name: a.name, newParent: try f.ino(b.name), newName: a.name, flags: 0), EEXIST)
+        XCTAssertFSError(try f.fs.rename(parent: root, name: a.name, newParent: root, newName: "bad name", flags: 0), EINVAL)
+        XCTAssertFSError(try f.fs.rename(parent: root, name: a.name, newParent: root, newName: "latest", flags: 0), EEXIST)
+        try f.fs.rename(parent: root, name: a.name, newParent: root, newName: "renamed", flags: 0)
+        XCTAssertEqual(try f.ino("renamed"), inoBefore, "a move keeps the inode")
+        XCTAssertFSError(try f.resolve(a.name), ENOENT)
+        XCTAssertEqual(try f.store.snapshot(named: "renamed").id, a.id)
+        XCTAssertTrue(try f.store.events().contains { $0.type == "refusal" && $0.detail.contains("never replaced") })
+    }
+}
+
+final class TriggerTests: XCTestCase {
+    func testEchoTakesOneSnapshotNamedByTheLabel() throws {
+        let f = try Fixture()
+        try f.write("x", "x")
+        XCTAssertNil(try f.echo("pre-upgrade\n", to: "canonical"))
+        let snaps = try f.store.snapshots()
+        XCTAssertEqual(snaps.map(\.name), ["pre-upgrade"])
+        XCTAssertEqual(snaps.first?.format, .canonical)
+        XCTAssertEqual(snaps.first?.kind, .user)
+        XCTAssertTrue(try f.names("").contains("pre-upgrade"), "listed when close returns")
+        XCTAssertEqual(try f.store.requests().map(\.state), [.complete])
+    }
+
+    func testTouchTakesExactlyOneSnapshot() throws {
+        let f = try Fixture()
+        try f.write("x", "x")
+        let ino = try f.ino(".snapfs/trigger/native-incremental")
+        let o = try f.fs.open(ino, flags: O_WRONLY)
+        _ = try f.fs.setattr(ino, SetAttrRequest(times: true), handle: nil)
+        try f.fs.flush(handle: o.handle)
+        try f.fs.flush(handle: o.handle)
+        f.fs.release(handle: o.handle)
+        let snaps = try f.store.snapshots()
+        XCTAssertEqual(snaps.count, 1)
+        XCTAssertEqual(snaps.first?.format, .nativeIncremental)
+        XCTAssertTrue(snaps.first.map { SnapshotName.isAutomatic($0.name) } ?? false)
+    }
+
+    func testBadOrDuplicateLabelFailsTheWriteAndTakesNothing() throws {
+        let f = try Fixture()
+        try f.write("x", "x")
+        XCTAssertEqual(try f.echo("has space\n", to: "default")?.errno, EINVAL)
+        XCTAssertEqual(try f.echo(".hidden\n", to: "default")?.errno, EINVAL)
+        XCTAssertEqual(try f.echo("chk-7\n", to: "default")?.errno, EINVAL)
+        XCTAssertEqual(try f.store.snapshots().count, 0)
+        XCTAssertNil(try f.echo("taken\n", to: "native-full"))
+        XCTAssertEqual(try f.echo("taken\n", to: "native-full")?.errno, EINVAL)
+        XCTAssertEqual(try f.store.snapshots().map(\.name), ["taken"])
+        XCTAssertTrue(try f.store.events().contains { $0.type == "refusal" && $0.detail.contains("has space") })
+        // Without a newline the label is checked when the file is closed.
+        let ino = try f.ino(".snapfs/trigger/default")
+        let o = try f.fs.open(ino, flags: O_WRONLY)
+        _ = try Array("a b".utf8).withUnsafeBytes { try f.fs.write(handle: o.handle, offset: 0, data: $0) }
+        XCTAssertFSError(try f.fs.flush(handle: o.handle), EINVAL)
+        f.fs.release(handle: o.handle)
+        XCTAssertEqual(try f.store.snapshots().count, 1)
+    }
+
+    func testEmptyLineTakesAnAutomaticNameAndReadingNeverTriggers() throws {
+        let f = try Fixture()
+        try f.write("x", "x")
+        let ino = try f.ino(".snapfs/trigger/default")
+        let r = try f.fs.open(ino, flags: O_RDONLY)
+        try f.fs.flush(handle: r.handle)
+        f.fs.release(handle: r.handle)
+        XCTAssertEqual(try f.store.snapshots().count, 0)
+        XCTAssertNil(try f.echo("\n", to: "default"))
+        XCTAssertEqual(try f.store.snapshots().count, 1)
+    }
+
+    func testUnknownTriggerDoesNotExist() throws {
+        let f = try Fixture()
+        XCTAssertFSError(try f.fs.create(parent: try f.ino(".snapfs/trigger"), name: "full", flags: O_WRONLY), ENOENT)
+        XCTAssertFSError(try f.resolve(".snapfs/trigger/full"), ENOENT)
+        XCTAssertEqual(try f.names(".snapfs/trigger"), ["canonical", "native-full", "native-incremental", "default"])
+        XCTAssertEqual(try f.resolve(".snapfs/trigger/canonical").attr.mode & 0o7777, 0o600)
+    }
+
+    func testMkdirAtTheRootTakesASnapshotInTheDefaultFormat() throws {
+        let f = try Fixture()
+        try f.write("x", "x")
+        let e = try f.fs.mkdir(parent: InodeNumber.root, name: "by-mkdir")
+        XCTAssertTrue(e.attr.isDirectory)
+        XCTAssertEqual(try f.store.snapshot(named: "by-mkdir").format, f.engine.defaultFormat)
+        XCTAssertEqual(try f.store.snapshot(named: "by-mkdir").kind, .user)
+        XCTAssertFSError(try f.fs.mkdir(parent: InodeNumber.root, name: "by-mkdir"), EEXIST)
+        XCTAssertFSError(try f.fs.mkdir(parent: InodeNumber.root, name: "bad name"), EINVAL)
+        XCTAssertEqual(try f.store.snapshots().count, 1)
+    }
+}
+
+final class ControlTests: XCTestCase {
+    func testControlFilesAndAttributes() throws {
+        let f = try Fixture(running: true)
+        try f.write("x", "x")
+        let s = try f.snapshot(.nativeFull)
+        let formats = try JSONSerialization.jsonObject(with: try f.read(".snapfs/formats")) as? [[String: Any]]
+        XCTAssertEqual(formats?.count, 3)
+        let report = try JSONSerialization.jsonObject(with: try f.read(".snapfs/snapshots/\(s.name).json")) as? [String: Any]
+        XCTAssertEqual(report?["deletable"] as? Bool, false)
+        XCTAssertEqual(report?["notDeletableBecause"] as? String, "recovery point: newer snapshot needed first")
+        let status = try JSONSerialization.jsonObject(with: try f.read(".snapfs/status")) as? [String: Any]
+        XCTAssertEqual(status?["recoveryPoint"] as? String, s.name)
+        XCTAssertEqual(try f.fs.readlink(try f.ino("latest")), s.name)
+        XCTAssertNil(try f.echo("from-trigger\n", to: "native-full"))
+        XCTAssertEqual(try f.names(".snapfs/requests"), ["1.json"])
+        let req = try JSONSerialization.jsonObject(with: try f.read(".snapfs/requests/1.json")) as? [String: Any]
+        XCTAssertEqual(req?["state"] as? String, "complete")
+        let events = String(decoding: try f.read(".snapfs/events"), as: UTF8.self).split(separator: "\n")
+        XCTAssertFalse(events.isEmpty)
+        for line in events { XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(line.utf8))) }
+
+        let dir = try f.ino(s.name)
+        XCTAssertTrue(try f.fs.listxattr(dir).contains("user.snapfs.format"))
+        XCTAssertEqual(String(decoding: try f.fs.getxattr(dir, name: "user.snapfs.format"), as: UTF8.self), "native-full")
+        XCTAssertEqual(String(decoding: try f.fs.getxattr(dir, name: "user.snapfs.id"), as: UTF8.self), String(s.id))
+        XCTAssertFSError(try f.fs.getxattr(dir, name: "user.other"), ENODATA)
+    }
+
+    func testCatalogChangesFromElsewhereAreReported() throws {
+        let f = try Fixture(running: false)
+        try f.write("x", "x")
+        let a = try f.snapshot(.nativeFull)
+        _ = f.fs.poll()
+        XCTAssertTrue(try f.names("").contains(a.name))
+        try f.store.rename(a.name, to: "elsewhere")
+        let changes = f.fs.poll()
+        XCTAssertTrue(changes.names.contains(a.name))
+        XCTAssertTrue(changes.names.contains("elsewhere"))
+        XCTAssertTrue(try f.names("").contains("elsewhere"))
+        XCTAssertTrue(f.fs.poll().isEmpty)
+    }
+}
