@@ -41,7 +41,8 @@ let package = Package(
         .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata"]),
         .testTarget(name: "FlinkEngineTests", dependencies: ["FlinkEngine", "FlinkMetadata", "SnapStore"]),
         .testTarget(name: "SnapFileOpsTests", dependencies: ["SnapFileOps", "SnapStore", "LocalEngine"]),
-        .testTarget(name: "MountTests", dependencies: ["SnapStore"]),
+        // Mounts for real with the built `snapfs` binary; depends on `snapfs` so it is built.
+        .testTarget(name: "MountTests", dependencies: ["SnapStore", "snapfs"]),
         // The command line driven as a user would, including SIGKILL crash tests; depends on `snapfs` so it is built.
         .testTarget(name: "CLITests", dependencies: ["SnapStore", "snapfs"]),
     ],

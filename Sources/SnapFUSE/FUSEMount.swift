@@ -43,7 +43,7 @@ public final class FUSEMount: Sendable {
     }
 
     /// Mounts, serves until unmounted or signalled, then unmounts. Blocking.
-    public func run(threads: Int = 16) throws {
+    public func run(threads: Int = 32) throws {
         var args = fuse_args(argc: 0, argv: nil, allocated: 0)
         defer { fuse_opt_free_args(&args) }
         for a in ["snapfs", "-o", options.joined(separator: ",")] {
@@ -63,8 +63,14 @@ public final class FUSEMount: Sendable {
         session.withLock { $0 = SessionPointer(raw: se) }
         logger.notice("mounted", metadata: ["mountpoint": .string(mountpoint), "store": .string(fs.store.root.path)])
         startPoller()
-        var cfg = fuse_loop_config(clone_fd: 0, max_idle_threads: UInt32(threads))
-        let rc = withExtendedLifetime(self) { fuse_session_loop_mt_32(se, &cfg) }
+        // Triggers and deletes block a worker until they finish; enough threads keep reads flowing meanwhile.
+        // libfuse 3.14 is built with versioned symbols, so `fuse_session_loop_mt` here binds to
+        // fuse_session_loop_mt@@FUSE_3.12, the variant that takes this configuration.
+        guard let cfg = fuse_loop_cfg_create() else { throw MountError.setup("cannot create the FUSE loop configuration") }
+        defer { fuse_loop_cfg_destroy(cfg) }
+        fuse_loop_cfg_set_max_threads(cfg, UInt32(threads))
+        fuse_loop_cfg_set_idle_threads(cfg, UInt32(min(threads, 8)))
+        let rc = withExtendedLifetime(self) { fuse_session_loop_mt(se, cfg) }
         stopPoller()
         session.withLock { $0 = nil }
         fuse_session_unmount(se)

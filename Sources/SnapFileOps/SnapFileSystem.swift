@@ -17,6 +17,8 @@ public final class SnapFileSystem: Sendable {
     let logger = Logger(label: "snapfs.mount")
     private let now: @Sendable () -> Date
     private let state: Mutex<State>
+    /// The time shown for the mount's own entries (`latest`, `.snapfs`), which have none of their own.
+    private let mountedAtNanos: Int64
 
     /// A snapshot of the catalog's root listing, refreshed when the catalog's generation moves.
     struct Listing {
@@ -57,6 +59,7 @@ public final class SnapFileSystem: Sendable {
         self.options = options
         self.now = clock
         self.state = Mutex(State())
+        self.mountedAtNanos = Int64(clock().timeIntervalSince1970 * 1e9)
     }
 
     deinit {
@@ -152,16 +155,16 @@ public final class SnapFileSystem: Sendable {
             return dirAttr(ino, mode: 0o755, nlink: 3 + l.names.count, mtime: Int64((l.byName.values.map(\.createdAt).max() ?? 0) * 1e9))
         case .latest:
             let target = state.withLock { $0.listing.latest } ?? ""
-            return Attr(ino: ino, mode: 0o120777, nlink: 1, size: Int64(target.utf8.count), blocks: 0, mtimeNanos: 0,
+            return Attr(ino: ino, mode: 0o120777, nlink: 1, size: Int64(target.utf8.count), blocks: 0, mtimeNanos: mountedAtNanos,
                         uid: options.uid, gid: options.gid)
         case .controlDir(let d):
-            return dirAttr(ino, mode: 0o555, nlink: d == .top ? 5 : 2, mtime: 0)
+            return dirAttr(ino, mode: 0o555, nlink: d == .top ? 5 : 2, mtime: mountedAtNanos)
         case .controlFile(let f):
             let size = try ControlContent.generate(f, fs: self).count
             return Attr(ino: ino, mode: 0o100444, nlink: 1, size: Int64(size), blocks: Int64((size + 511) / 512),
                         mtimeNanos: Int64(now().timeIntervalSince1970 * 1e9), uid: options.uid, gid: options.gid)
         case .trigger:
-            return Attr(ino: ino, mode: 0o100600, nlink: 1, size: 0, blocks: 0, mtimeNanos: 0, uid: options.uid, gid: options.gid)
+            return Attr(ino: ino, mode: 0o100600, nlink: 1, size: 0, blocks: 0, mtimeNanos: mountedAtNanos, uid: options.uid, gid: options.gid)
         case .snapshot(let id):
             let snap = state.withLock { $0.listing.byID[id] }
             guard let snap else { throw .notFound }
@@ -186,10 +189,14 @@ public final class SnapFileSystem: Sendable {
     private func entry(_ n: Node) throws(FSError) -> Entry {
         _ = register(n)
         let a = try attr(n)
-        if n.snapshotLocation != nil, case .snapshot = n {} else if n.snapshotLocation != nil {
+        switch n {
+        case .directory, .file, .symlink:
+            // Names inside a snapshot never change (staged unlinks go through the kernel, which drops the entry).
             return Entry(attr: a, entryTimeout: options.snapshotEntryTimeout, attrTimeout: options.snapshotAttrTimeout)
+        default:
+            // Root names come and go with the catalog; the poller invalidates them, this bounds a missed change.
+            return Entry(attr: a, entryTimeout: options.controlTimeout, attrTimeout: options.controlTimeout)
         }
-        return Entry(attr: a, entryTimeout: options.controlTimeout, attrTimeout: options.controlTimeout)
     }
 
     // MARK: lookup, getattr, readdir
@@ -469,7 +476,7 @@ public final class SnapFileSystem: Sendable {
         case .control: throw controlRefusal("mkdir \(name)")
         case .snapshot(let id, let p): throw readOnly("mkdir \(SnapshotIndex.join(p, name))", id)
         case .root:
-            if try child(of: .root, name) != nil { throw .exists("'\(name)' exists") }
+            if try child(of: .root, name) != nil { throw refuse(.exists("'\(name)' exists"), snapshot: name, "mkdir \(name)") }
             logger.info("snapshot requested by mkdir", metadata: ["name": .string(name)])
             let result: Result<Snapshot, StoreError>
             do {

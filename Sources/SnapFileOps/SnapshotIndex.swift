@@ -3,7 +3,7 @@ import SnapStore
 
 /// One snapshot's logical tree, indexed for lookups by path. Built once per snapshot from the catalog and cached:
 /// a snapshot's content never changes, only how many snapshots share each object (`links`), so the index is
-/// rebuilt only when the catalog's generation moves.
+/// dropped only when the set of snapshots changes, and rebuilt on the next access.
 final class SnapshotIndex: Sendable {
     let id: SnapshotID
     let entries: [String: SnapshotEntry]

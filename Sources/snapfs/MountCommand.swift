@@ -13,9 +13,10 @@ struct MountCommand: ParsableCommand {
         commandName: "mount",
         abstract: "Mount a store as a directory; runs in the foreground until unmounted (fusermount3 -u) or signalled.",
         discussion: """
-        Snapshots appear as directories; `rm -r S` and `mv S T` become checked delete and move; writing
-        MOUNT/.snapfs/trigger/FORMAT or `mkdir MOUNT/NAME` takes a snapshot. For /etc/fstab and systemd see
-        Mount/README.md; options can also be given as `-o state=DIR,checkpoint-interval=S,retain=N,stage-window=S,allow_other,clear-stale`.
+        Snapshots appear as directories; `rm -r S` and `mv S T` become checked delete and move; writing \
+        MOUNT/.snapfs/trigger/FORMAT or `mkdir MOUNT/NAME` takes a snapshot. For /etc/fstab and systemd see \
+        Mount/README.md. Options can also be given as -o state=DIR,checkpoint-interval=S,retain=N,\
+        stage-window=S,allow_other,clear-stale.
         """)
 
     @Argument(help: "The store directory.") var store: String
@@ -28,7 +29,8 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Clear a stale mount (Transport endpoint is not connected) on MOUNTPOINT first.") var clearStale = false
     @Flag(name: .shortAndLong, help: "Accepted for compatibility: the daemon always runs in the foreground; see Mount/README.md to background it.") var foreground = false
     @Flag(help: "Log only warnings and errors.") var quiet = false
-    @Option(name: .customShort("o"), help: "Comma-separated mount options, as mount(8) and fstab pass them.") var mountOptions: [String] = []
+    @Option(name: .customShort("o"), help: ArgumentHelp("Comma-separated mount options, as mount(8) and fstab pass them.", valueName: "options"))
+    var mountOptions: [String] = []
 
     mutating func run() throws {
         CLI.bootstrapLogging(verbose: !quiet)
@@ -92,31 +94,34 @@ struct MountCommand: ParsableCommand {
     /// asked to clear it: mounting over either would hide something or fail with a less useful message.
     private func checkMountpoint(_ mnt: String, _ logger: Logger) throws {
         var st = stat()
-        if stat(mnt, &st) != 0 {
-            let e = errno
-            if e == ENOTCONN {
-                guard clearStale else {
-                    CLI.fail(.busy(snapshot: mnt, reason: "stale mount (Transport endpoint is not connected), left by a daemon that stopped: run `fusermount3 -u -z \(mnt)` or pass --clear-stale"))
-                    throw ExitCode(5)
-                }
-                logger.notice("clearing stale mount", metadata: ["mountpoint": .string(mnt)])
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: "/bin/sh")
-                p.arguments = ["-c", "fusermount3 -u -z \"$1\" || umount -l \"$1\"", "sh", mnt]
-                try p.run()
-                p.waitUntilExit()
-                guard stat(mnt, &st) == 0 else {
-                    CLI.fail(.io(path: mnt, errno: errno, what: "cannot clear the stale mount on"))
-                    throw ExitCode(8)
-                }
-            } else {
-                CLI.fail(.io(path: mnt, errno: e, what: "cannot use mountpoint"))
-                throw ExitCode(e == ENOENT ? 2 : 8)
+        var probe = statvfs()
+        // A dead FUSE daemon leaves its mount listed; statfs always reaches the daemon, so it tells dead from alive
+        // where a cached stat of the mountpoint would not.
+        let listed = Self.isMountPoint(mnt)
+        let stale = (listed && statvfs(mnt, &probe) != 0 && errno == ENOTCONN) || (stat(mnt, &st) != 0 && errno == ENOTCONN)
+        if stale {
+            guard clearStale else {
+                CLI.fail(.locked("\(mnt) is a stale mount (Transport endpoint is not connected), left by a daemon that stopped: run `fusermount3 -u -z \(mnt)` or pass --clear-stale"))
+                throw ExitCode(5)
             }
+            logger.notice("clearing stale mount", metadata: ["mountpoint": .string(mnt)])
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "fusermount3 -u -z \"$1\" || umount -l \"$1\"", "sh", mnt]
+            try p.run()
+            p.waitUntilExit()
+        } else if listed {
+            CLI.fail(.locked("\(mnt) is already mounted; unmount it first (fusermount3 -u \(mnt))"))
+            throw ExitCode(5)
+        }
+        guard stat(mnt, &st) == 0 else {
+            let e = errno
+            CLI.fail(.io(path: mnt, errno: e, what: "cannot use mountpoint"))
+            throw ExitCode(e == ENOENT ? 2 : 8)
         }
         guard st.st_mode & S_IFMT == S_IFDIR else { CLI.fail(.badInput("mountpoint \(mnt) is not a directory")); throw ExitCode(2) }
         if Self.isMountPoint(mnt) {
-            CLI.fail(.busy(snapshot: mnt, reason: "something is already mounted there; unmount it first (fusermount3 -u \(mnt))"))
+            CLI.fail(.locked("\(mnt) is still mounted; unmount it first (fusermount3 -u \(mnt))"))
             throw ExitCode(5)
         }
         if let names = try? FileManager.default.contentsOfDirectory(atPath: mnt), !names.isEmpty {

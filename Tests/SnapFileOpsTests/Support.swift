@@ -94,7 +94,7 @@ final class Fixture {
             try fs.flush(handle: o.handle)
             return e
         }
-        do { try fs.flush(handle: o.handle) } catch let e as FSError { return e }
+        do { try fs.flush(handle: o.handle) } catch { return error }
         return nil
     }
 }
