@@ -19,7 +19,7 @@ struct SnapFS: ParsableCommand {
             InitCommand.self, ListCommand.self, ShowCommand.self, TriggerCommand.self, DeleteCommand.self,
             MoveCommand.self, ConvertCommand.self, ExportCommand.self, ImportCommand.self, VerifyCommand.self,
             GCCommand.self, RefreshCommand.self, FormatsCommand.self, StatusCommand.self, EventsCommand.self, MountCommand.self,
-            DemoCommand.self, StressCommand.self,
+            DemoCommand.self, StressCommand.self, BenchPopulateCommand.self,
         ]
     )
 }
