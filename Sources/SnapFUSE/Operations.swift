@@ -161,7 +161,25 @@ private func opCreate(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePo
     } catch { fail(req, error, "create") }
 }
 
+private func opInit(_ userdata: UnsafeMutableRawPointer?, _ conn: UnsafeMutablePointer<fuse_conn_info>?) {
+    guard let conn else { return }
+    // Splicing lets object pages go from the page cache to /dev/fuse without a copy through this process.
+    let splice = UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
+    conn.pointee.want |= conn.pointee.capable & splice
+}
+
 private func opRead(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off: off_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    if let fd = mount(req).fs.objectDescriptor(handle: fi?.pointee.fh ?? 0) {
+        // A stored object: hand libfuse the descriptor and offset; it splices when the kernel allows, else reads.
+        var bv = fuse_bufvec()
+        bv.count = 1
+        bv.buf.size = size
+        bv.buf.flags = fuse_buf_flags(rawValue: FUSE_BUF_IS_FD.rawValue | FUSE_BUF_FD_SEEK.rawValue)
+        bv.buf.fd = fd
+        bv.buf.pos = off
+        _ = fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE)
+        return
+    }
     let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 16)
     defer { buf.deallocate() }
     do {
@@ -266,6 +284,7 @@ private func opRemovexattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ name: Unsafe
 /// code would inherit main-actor isolation and trap when libfuse calls them from its worker threads.
 func makeOperations() -> fuse_lowlevel_ops {
     var ops = fuse_lowlevel_ops()
+    ops.`init` = opInit
     ops.lookup = opLookup
     ops.forget = opForget
     ops.getattr = opGetattr

@@ -54,6 +54,15 @@ extension SnapFileSystem {
         }
     }
 
+    /// The descriptor of a stored object opened as `handle`, so the adapter can let the kernel splice its pages
+    /// straight into the reply instead of copying them through this process; nil for every other handle.
+    public func objectDescriptor(handle: UInt64) -> Int32? {
+        state.withLock { s in
+            if case .object(_, let fd)? = s.handles[handle] { return fd }
+            return nil
+        }
+    }
+
     /// Reads into `buffer`; returns how many bytes were read (0 at the end).
     public func read(handle: UInt64, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(FSError) -> Int {
         guard let h = state.withLock({ $0.handles[handle] }) else { throw .badHandle }
