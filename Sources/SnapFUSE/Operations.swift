@@ -67,8 +67,8 @@ private func opForget(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ n: UInt64) {
 
 private func opGetattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
     do {
-        let a = try mount(req).fs.getattr(ino)
-        replyAttr(req, a, 1)
+        let fs = mount(req).fs
+        replyAttr(req, try fs.getattr(ino), fs.attrTimeout(ino))
     } catch { fail(req, error, "getattr") }
 }
 

@@ -11,7 +11,10 @@ extension SnapFileSystem {
     func child(of parent: Node, _ name: String) throws(FSError) -> Node? {
         switch parent {
         case .root:
-            let l = listing()
+            // The poller keeps the listing current; a name it does not know yet may be a snapshot made a moment
+            // ago by the command line, so only a miss rereads the catalog. `ls -l` of a large root stays cheap.
+            var l = state.withLock { $0.listing }
+            if l.generation < 0 || (l.byName[name] == nil && name != ".snapfs") { l = listing() }
             if name == "latest" { return l.latest == nil ? nil : .latest }
             if name == ".snapfs" { return .controlDir(.top) }
             return l.byName[name].map { .snapshot($0.id) }
@@ -61,6 +64,15 @@ extension SnapFileSystem {
         let n = try node(ino)
         if case .root = n { refresh() }
         return try attr(n)
+    }
+
+    /// How long the kernel may keep `ino`'s attributes: long inside snapshots (immutable; moved link counts are
+    /// invalidated by the poller), short for the root and the control tree, which follow the catalog.
+    public func attrTimeout(_ ino: UInt64) -> Double {
+        switch try? node(ino) {
+        case .directory?, .file?, .symlink?: return options.snapshotAttrTimeout
+        default: return options.controlTimeout
+        }
     }
 
     public func opendir(_ ino: UInt64) throws(FSError) -> UInt64 {
