@@ -7,8 +7,9 @@ final class FlinkCLITests: XCTestCase {
 
     override func setUpWithError() throws {
         let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let beside = checkout.deletingLastPathComponent().appendingPathComponent("shared/fixtures/flink-2.3")
         let fixtures = ProcessInfo.processInfo.environment["SNAPFS_FLINK_FIXTURES"].map { URL(fileURLWithPath: $0) }
-            ?? checkout.deletingLastPathComponent().appendingPathComponent("shared/fixtures/flink-2.3")
+            ?? (FileManager.default.fileExists(atPath: beside.path) ? beside : URL(fileURLWithPath: "/work/shared/fixtures/flink-2.3"))
         root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("snapfs-cli-flink-\(UUID().uuidString)")
         try FileManager.default.copyItem(at: fixtures.appendingPathComponent("store-2"), to: root)
     }

@@ -11,7 +11,9 @@ enum FlinkFixtures {
         if let p = ProcessInfo.processInfo.environment["SNAPFS_FLINK_FIXTURES"] { return URL(fileURLWithPath: p) }
         // Beside the checkout: <checkout>/../shared/fixtures/flink-2.3 (this file is <checkout>/Tests/<target>/).
         let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return checkout.deletingLastPathComponent().appendingPathComponent("shared/fixtures/flink-2.3").standardizedFileURL
+        let beside = checkout.deletingLastPathComponent().appendingPathComponent("shared/fixtures/flink-2.3").standardizedFileURL
+        if FileManager.default.fileExists(atPath: beside.path) { return beside }
+        return URL(fileURLWithPath: "/work/shared/fixtures/flink-2.3")
     }
 
     /// The prefix every absolute path inside the fixtures' `_metadata` begins with.
