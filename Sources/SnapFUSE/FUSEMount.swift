@@ -92,6 +92,8 @@ public final class FUSEMount: Sendable {
                     _ = fuse_lowlevel_notify_inval_inode(se.raw, 1, 0, 0)
                     // Attributes only (offset -1): the content of a stored object never changes, its page cache stays.
                     for ino in changes.inodes { _ = fuse_lowlevel_notify_inval_inode(se.raw, ino, -1, 0) }
+                    // Offset 0, length 0: attributes and cached data, which for a directory is its cached listing.
+                    for ino in changes.directories { _ = fuse_lowlevel_notify_inval_inode(se.raw, ino, 0, 0) }
                 }
                 pollerDone.lock()
                 _ = pollerDone.wait(until: Date().addingTimeInterval(0.25))

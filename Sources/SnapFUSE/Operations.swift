@@ -211,7 +211,12 @@ private func opFsync(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ datasync: Int32, _
 
 private func opOpendir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
     do {
-        fi?.pointee.fh = try mount(req).fs.opendir(ino)
+        let fs = mount(req).fs
+        fi?.pointee.fh = try fs.opendir(ino)
+        if fs.listingIsCacheable(ino) {
+            fi?.pointee.cache_readdir = 1
+            fi?.pointee.keep_cache = 1
+        }
         if fuse_reply_open(req, fi) != 0 { mount(req).fs.release(handle: fi?.pointee.fh ?? 0) }
     } catch { fail(req, error, "opendir") }
 }

@@ -75,6 +75,15 @@ extension SnapFileSystem {
         }
     }
 
+    /// Whether the kernel may keep `ino`'s listing: directories inside snapshots never change, except for staged
+    /// unlinks, which the kernel sees itself, and their return after the window, which the poller announces.
+    public func listingIsCacheable(_ ino: UInt64) -> Bool {
+        switch try? node(ino) {
+        case .snapshot?, .directory?: return true
+        default: return false
+        }
+    }
+
     public func opendir(_ ino: UInt64) throws(FSError) -> UInt64 {
         let n = try node(ino)
         var out = [DirEntry(name: ".", ino: ino, mode: 0o040000), DirEntry(name: "..", ino: InodeNumber.root, mode: 0o040000)]

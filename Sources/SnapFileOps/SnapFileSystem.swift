@@ -55,6 +55,8 @@ public final class SnapFileSystem: Sendable {
         /// Root names and inodes the kernel must be told to forget at the next poll.
         var pendingChanges: Set<String> = []
         var pendingInodes: Set<UInt64> = []
+        /// Directories whose cached listing the kernel must drop at the next poll.
+        var pendingDirectories: Set<UInt64> = []
     }
 
     public init(store: Store, engine: any SnapshotEngine, options: FileOpsOptions = FileOpsOptions(),
@@ -122,14 +124,24 @@ public final class SnapFileSystem: Sendable {
         refresh()
         expireStaging()
         return state.withLock { s in
-            defer { s.pendingChanges.removeAll(); s.pendingInodes.removeAll() }
-            return RootChanges(names: s.pendingChanges.sorted(), inodes: Array(s.pendingInodes))
+            defer { s.pendingChanges.removeAll(); s.pendingInodes.removeAll(); s.pendingDirectories.removeAll() }
+            return RootChanges(names: s.pendingChanges.sorted(), inodes: Array(s.pendingInodes), directories: Array(s.pendingDirectories))
         }
     }
 
     func expireStaging() {
-        let restored = state.withLock { $0.staging.expire(now: now(), window: options.stageWindow) }
-        for id in restored {
+        let restored = state.withLock { s -> [(SnapshotID, Set<String>)] in
+            let back = s.staging.expire(now: now(), window: options.stageWindow)
+            // The kernel may hold listings of the directories these entries come back to (`cache_readdir`).
+            for (id, paths) in back {
+                for p in paths {
+                    let parent = SnapshotIndex.split(p).parent
+                    s.pendingDirectories.insert(parent.isEmpty ? InodeNumber.snapshotRoot(id) : InodeNumber.directory(id, parent))
+                }
+            }
+            return back
+        }
+        for (id, _) in restored {
             logger.info("staged unlinks restored: no rmdir followed within the window", metadata: ["snapshot": .stringConvertible(id)])
         }
     }

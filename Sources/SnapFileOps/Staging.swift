@@ -11,11 +11,11 @@ struct StagingArea {
     }
     private(set) var bySnapshot: [SnapshotID: Staged] = [:]
 
-    /// Drops what has waited longer than `window` since its snapshot's last unlink; returns the snapshots restored.
-    mutating func expire(now: Date, window: TimeInterval) -> [SnapshotID] {
-        let old = bySnapshot.filter { now.timeIntervalSince($0.value.lastChange) >= window }.map(\.key)
-        for id in old { bySnapshot[id] = nil }
-        return old
+    /// Drops what has waited longer than `window` since its snapshot's last unlink; returns what came back.
+    mutating func expire(now: Date, window: TimeInterval) -> [(SnapshotID, Set<String>)] {
+        let old = bySnapshot.filter { now.timeIntervalSince($0.value.lastChange) >= window }
+        for id in old.keys { bySnapshot[id] = nil }
+        return old.map { ($0.key, $0.value.paths) }
     }
 
     func isEmpty(_ id: SnapshotID) -> Bool { bySnapshot[id]?.paths.isEmpty ?? true }

@@ -94,7 +94,12 @@ public struct RootChanges: Sendable, Equatable {
     /// Inodes whose attributes the kernel may hold and that changed: link counts of stored objects move when the
     /// set of snapshots does. Everything else inside a snapshot is immutable, hence its long attribute timeout.
     public var inodes: [UInt64] = []
-    public var isEmpty: Bool { names.isEmpty && inodes.isEmpty }
+    /// Directories inside snapshots whose listing changed (staged entries that came back): the kernel caches
+    /// listings of snapshot directories, which are otherwise immutable.
+    public var directories: [UInt64] = []
+    public var isEmpty: Bool { names.isEmpty && inodes.isEmpty && directories.isEmpty }
 
-    public init(names: [String], inodes: [UInt64] = []) { self.names = names; self.inodes = inodes }
+    public init(names: [String], inodes: [UInt64] = [], directories: [UInt64] = []) {
+        self.names = names; self.inodes = inodes; self.directories = directories
+    }
 }

@@ -90,10 +90,20 @@ final class DeleteAndMoveMountTests: MountTestCase {
         XCTAssertTrue(rm.ok, rm.summary)
         XCTAssertFalse(FileManager.default.fileExists(atPath: file))
         XCTAssertEqual(try w.openStore().objects(), objectsBefore, "nothing removed from the store")
+        let listed = Command.sh("ls \(shellQuote(w.m + "/S/dir0/sub0"))")
+        XCTAssertFalse(listed.out.split(separator: "\n").contains("file-0.dat"), "hidden while staged: \(listed.out)")
         // Wait for the window to pass; the check is what comes back, not how fast.
         let deadline = Date().addingTimeInterval(60)
         while !FileManager.default.fileExists(atPath: file) && Date() < deadline { usleep(200_000) }
         XCTAssertTrue(FileManager.default.fileExists(atPath: file))
+        // The kernel keeps listings of snapshot directories; the poller makes it drop this one.
+        var relisted = ""
+        for _ in 0..<20 {
+            relisted = Command.sh("ls \(shellQuote(w.m + "/S/dir0/sub0"))").out
+            if relisted.split(separator: "\n").contains("file-0.dat") { break }
+            usleep(100_000)
+        }
+        XCTAssertTrue(relisted.split(separator: "\n").contains("file-0.dat"), "listed again after the window: \(relisted)")
         XCTAssertEqual(Store.sha256(ofFile: file), digest)
         XCTAssertEqual(treeDigest(w.m + "/S"), treeDigest(w.expected.appendingPathComponent("S").path))
     }
