@@ -42,8 +42,10 @@ let package = Package(
         ]),
         .testTarget(name: "SnapStoreTests", dependencies: ["SnapStore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "LocalEngineTests", dependencies: ["LocalEngine", "SnapStore"]),
-        .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing"]),
-        .testTarget(name: "FlinkEngineTests", dependencies: ["FlinkEngine", "FlinkMetadata", "SnapStore"]),
+        // The real Flink stores and the truth Flink's own deserializer printed for them, for both test targets.
+        .target(name: "FlinkFixtures", path: "Tests/FlinkFixtures"),
+        .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing", "FlinkFixtures"]),
+        .testTarget(name: "FlinkEngineTests", dependencies: ["FlinkEngine", "FlinkMetadata", "SnapStore", "FlinkFixtures"]),
         .testTarget(name: "SnapFileOpsTests", dependencies: ["SnapFileOps", "SnapStore", "LocalEngine"]),
         // Mounts for real with the built `snapfs` binary; depends on `snapfs` so it is built.
         .testTarget(name: "MountTests", dependencies: ["SnapStore", "snapfs"]),

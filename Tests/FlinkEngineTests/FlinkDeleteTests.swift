@@ -1,5 +1,6 @@
 import FlinkEngine
 import FlinkMetadata
+import FlinkFixtures
 import Foundation
 import SnapStore
 import XCTest

@@ -1,5 +1,6 @@
 import FlinkMetadata
 import FlinkMetadataFuzzing
+import FlinkFixtures
 import Foundation
 import XCTest
 

@@ -1,4 +1,5 @@
 import FlinkMetadata
+import FlinkFixtures
 import Foundation
 import XCTest
 

@@ -1,13 +1,12 @@
 import Foundation
-import XCTest
 
 /// The two real Flink 2.3.0 stores and what Flink's own deserializer says each snapshot needs.
 ///
 /// They live outside the package (they are shared, read-only test truth); `SNAPFS_FLINK_FIXTURES`
 /// points elsewhere when needed. A missing fixture fails the test: passing without the truth
-/// would prove nothing.
-enum FlinkFixtures {
-    static var directory: URL {
+/// would prove nothing. Shared by the reader's and the engine's tests.
+public enum FlinkFixtures {
+    public static var directory: URL {
         if let p = ProcessInfo.processInfo.environment["SNAPFS_FLINK_FIXTURES"] { return URL(fileURLWithPath: p) }
         // Beside the checkout: <checkout>/../shared/fixtures/flink-2.3 (this file is <checkout>/Tests/<target>/).
         let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -17,22 +16,22 @@ enum FlinkFixtures {
     }
 
     /// The prefix every absolute path inside the fixtures' `_metadata` begins with.
-    static let writtenAt = "file:/srv/flink-store"
+    public static let writtenAt = "file:/srv/flink-store"
 
-    struct Snapshot {
+    public struct Snapshot: Sendable {
         /// Directory holding `_metadata`, relative to the store root.
-        var directory: String
-        var checkpointId: Int64
-        var operators: Int
-        var subtasks: Int
-        var inline: Int
-        var inlineBytes: Int
+        public var directory: String
+        public var checkpointId: Int64
+        public var operators: Int
+        public var subtasks: Int
+        public var inline: Int
+        public var inlineBytes: Int
         /// `path<TAB>size` as Flink printed them, with `file:/srv/flink-store` replaced by the store root.
-        var files: Set<String>
+        public var files: Set<String>
     }
 
     /// Parses `store-N.references.txt`.
-    static func truth(store: Int, root: String) throws -> [Snapshot] {
+    public static func truth(store: Int, root: String) throws -> [Snapshot] {
         let url = directory.appendingPathComponent("store-\(store).references.txt")
         let text = try String(contentsOf: url, encoding: .utf8)
         var out: [Snapshot] = []
@@ -62,11 +61,11 @@ enum FlinkFixtures {
     }
 
     /// A copy of a store in a fresh temporary directory, for tests that change it.
-    static func copy(store: Int) throws -> URL {
+    public static func copy(store: Int) throws -> URL {
         let target = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("snapfs-flink-\(UUID().uuidString)")
         try FileManager.default.copyItem(at: directory.appendingPathComponent("store-\(store)"), to: target)
         return target
     }
 
-    enum FixtureError: Error { case malformed(String) }
+    public enum FixtureError: Error { case malformed(String) }
 }
