@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "SnapFileOps", dependencies: ["SnapStore", .product(name: "Logging", package: "swift-log")]),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         // The kernel-facing adapter: libfuse3's low-level API over SnapFileOps.
-        .target(name: "SnapFUSE", dependencies: ["CFuse3", "SnapFileOps", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "SnapFUSE", dependencies: ["CFuse3", "SnapFileOps", "SnapStore", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "snapfs", dependencies: [
             "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "SnapFileOps", "SnapFUSE",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

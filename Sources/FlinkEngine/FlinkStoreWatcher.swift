@@ -8,9 +8,10 @@ import Synchronization
 public final class FlinkStoreWatcher: Sendable {
     public let engine: FlinkEngine
     public let interval: TimeInterval
-    private let stopped = Mutex(false)
-    private let wake = NSCondition()
     private let logger = Logger(label: "snapfs.flink.watcher")
+    /// The last problem logged, so a store Flink is rewriting does not fill the log with the same line.
+    private let lastProblem = Mutex<String?>(nil)
+    private let task = Mutex<PeriodicTask?>(nil)
 
     public init(engine: FlinkEngine, interval: TimeInterval = 2) {
         self.engine = engine
@@ -18,34 +19,24 @@ public final class FlinkStoreWatcher: Sendable {
     }
 
     public func start() {
-        let t = Thread { [self] in loop() }
-        t.name = "snapfs-flink-watch"
+        let t = PeriodicTask(name: "snapfs-flink-watch", interval: interval, waitsFirst: false) { [weak self] in self?.catchUp() }
+        task.withLock { $0 = t }
         t.start()
     }
 
-    public func stop() {
-        stopped.withLock { $0 = true }
-        wake.lock(); wake.broadcast(); wake.unlock()
-    }
+    public func stop() { task.withLock { $0 }?.stop() }
 
-    private func loop() {
-        var lastProblem: String?
-        while !stopped.withLock({ $0 }) {
-            do {
-                let report = try engine.importer.refresh()
-                lastProblem = nil
-                if !report.added.isEmpty || !report.forgotten.isEmpty {
-                    logger.info("store caught up", metadata: ["added": "\(report.added)", "forgotten": "\(report.forgotten)"])
-                }
-            } catch {
-                // Logged once per distinct problem: a store Flink is rewriting can fail the same way for a while.
-                let text = "\(error)"
-                if text != lastProblem { logger.warning("cannot catch up with the Flink store: \(text)") }
-                lastProblem = text
+    private func catchUp() {
+        do {
+            let report = try engine.importer.refresh()
+            lastProblem.withLock { $0 = nil }
+            if !report.added.isEmpty || !report.forgotten.isEmpty {
+                logger.info("store caught up", metadata: ["added": "\(report.added)", "forgotten": "\(report.forgotten)"])
             }
-            wake.lock()
-            _ = wake.wait(until: Date().addingTimeInterval(interval))
-            wake.unlock()
+        } catch {
+            let text = "\(error)"
+            let repeated = lastProblem.withLock { last in defer { last = text }; return last == text }
+            if !repeated { logger.warning("cannot catch up with the Flink store: \(text)") }
         }
     }
 }

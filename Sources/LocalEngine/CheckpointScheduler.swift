@@ -11,34 +11,21 @@ public final class CheckpointScheduler: Sendable {
     public let interval: TimeInterval
     public let retain: Int
     public let format: SnapshotFormat
-    private let stopped = Mutex(false)
-    private let wake = NSCondition()
     private let logger = Logger(label: "snapfs.scheduler")
+    private let task = Mutex<PeriodicTask?>(nil)
 
     public init(store: Store, engine: any SnapshotEngine, interval: TimeInterval, retain: Int, format: SnapshotFormat = .nativeIncremental) {
         self.store = store; self.engine = engine; self.interval = interval; self.retain = retain; self.format = format
     }
 
     public func start() {
-        let t = Thread { [self] in loop() }
-        t.name = "snapfs-checkpoints"
+        let t = PeriodicTask(name: "snapfs-checkpoints", interval: interval, waitsFirst: true) { [weak self] in self?.checkpointOnce() }
+        task.withLock { $0 = t }
         t.start()
     }
 
-    public func stop() {
-        stopped.withLock { $0 = true }
-        wake.lock(); wake.broadcast(); wake.unlock()
-    }
-
-    private func loop() {
-        while true {
-            wake.lock()
-            _ = wake.wait(until: Date().addingTimeInterval(interval))
-            wake.unlock()
-            if stopped.withLock({ $0 }) { return }
-            checkpointOnce()
-        }
-    }
+    /// Returns once a checkpoint in progress has finished.
+    public func stop() { task.withLock { $0 }?.stop() }
 
     /// One checkpoint and the retention that follows it.
     @discardableResult

@@ -2,6 +2,7 @@ import CFuse3
 import Foundation
 import Logging
 import SnapFileOps
+import SnapStore
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -29,9 +30,7 @@ public final class FUSEMount: Sendable {
     let options: [String]
     let logger = Logger(label: "snapfs.fuse")
     private let session = Mutex<SessionPointer?>(nil)
-    private let pollerStop = Mutex(false)
-    private let pollerDone = NSCondition()
-    private let pollerRunning = Mutex(false)
+    private let poller = Mutex<PeriodicTask?>(nil)
 
     /// `options` are passed to the kernel as `-o`; `default_permissions,fsname=snapfs,subtype=snapfs` are always set.
     public init(fs: SnapFileSystem, mountpoint: String, allowOther: Bool, extraOptions: [String] = []) {
@@ -81,36 +80,25 @@ public final class FUSEMount: Sendable {
     /// or the scheduler shows in the mount within a second (SPEC §8), because the kernel is told to forget
     /// exactly the root names that changed.
     private func startPoller() {
-        pollerRunning.withLock { $0 = true }
-        let t = Thread { [self] in
-            while !pollerStop.withLock({ $0 }) {
-                let changes = fs.poll()
-                if !changes.isEmpty, let se = session.withLock({ $0 }) {
-                    for name in changes.names {
-                        _ = name.withCString { fuse_lowlevel_notify_inval_entry(se.raw, 1, $0, strlen($0)) }
-                    }
-                    _ = fuse_lowlevel_notify_inval_inode(se.raw, 1, 0, 0)
-                    // Attributes only (offset -1): the content of a stored object never changes, its page cache stays.
-                    for ino in changes.inodes { _ = fuse_lowlevel_notify_inval_inode(se.raw, ino, -1, 0) }
-                    // Offset 0, length 0: attributes and cached data, which for a directory is its cached listing.
-                    for ino in changes.directories { _ = fuse_lowlevel_notify_inval_inode(se.raw, ino, 0, 0) }
-                }
-                pollerDone.lock()
-                _ = pollerDone.wait(until: Date().addingTimeInterval(0.25))
-                pollerDone.unlock()
-            }
-            pollerRunning.withLock { $0 = false }
-            pollerDone.lock(); pollerDone.broadcast(); pollerDone.unlock()
-        }
-        t.name = "snapfs-poller"
+        let t = PeriodicTask(name: "snapfs-poller", interval: 0.25, waitsFirst: false) { [self] in tellKernel(fs.poll()) }
+        poller.withLock { $0 = t }
         t.start()
     }
 
     private func stopPoller() {
-        pollerStop.withLock { $0 = true }
-        pollerDone.lock()
-        pollerDone.broadcast()
-        while pollerRunning.withLock({ $0 }) { _ = pollerDone.wait(until: Date().addingTimeInterval(0.1)) }
-        pollerDone.unlock()
+        poller.withLock { $0 }?.stop()
+        poller.withLock { $0 = nil }
+    }
+
+    private func tellKernel(_ changes: RootChanges) {
+        guard !changes.isEmpty, let se = session.withLock({ $0 }) else { return }
+        for name in changes.names {
+            _ = name.withCString { fuse_lowlevel_notify_inval_entry(se.raw, 1, $0, strlen($0)) }
+        }
+        _ = fuse_lowlevel_notify_inval_inode(se.raw, 1, 0, 0)
+        // Attributes only (offset -1): the content of a stored object never changes, its page cache stays.
+        for ino in changes.inodes { _ = fuse_lowlevel_notify_inval_inode(se.raw, ino, -1, 0) }
+        // Offset 0, length 0: attributes and cached data, which for a directory is its cached listing.
+        for ino in changes.directories { _ = fuse_lowlevel_notify_inval_inode(se.raw, ino, 0, 0) }
     }
 }
