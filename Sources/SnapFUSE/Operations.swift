@@ -38,13 +38,18 @@ private func fill(_ st: inout stat, _ a: Attr) {
     st.st_mtim = ts; st.st_ctim = ts; st.st_atim = ts
 }
 
-private func replyEntry(_ req: fuse_req_t?, _ e: Entry) {
+private func entryParam(_ e: Entry) -> fuse_entry_param {
     var p = fuse_entry_param()
     p.ino = fuse_ino_t(e.attr.ino)
     p.generation = 1
     fill(&p.attr, e.attr)
     p.attr_timeout = e.attrTimeout
     p.entry_timeout = e.entryTimeout
+    return p
+}
+
+private func replyEntry(_ req: fuse_req_t?, _ e: Entry) {
+    var p = entryParam(e)
     _ = fuse_reply_entry(req, &p)
 }
 
@@ -67,8 +72,8 @@ private func opForget(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ n: UInt64) {
 
 private func opGetattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
     do {
-        let fs = mount(req).fs
-        replyAttr(req, try fs.getattr(ino), fs.attrTimeout(ino))
+        let (a, timeout) = try mount(req).fs.attributes(ino)
+        replyAttr(req, a, timeout)
     } catch { fail(req, error, "getattr") }
 }
 
@@ -151,12 +156,7 @@ private func opCreate(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePo
     do {
         let (e, o) = try mount(req).fs.create(parent: parent, name: str(name), flags: fi?.pointee.flags ?? O_WRONLY)
         applyOpen(fi, o)
-        var p = fuse_entry_param()
-        p.ino = fuse_ino_t(e.attr.ino)
-        p.generation = 1
-        fill(&p.attr, e.attr)
-        p.attr_timeout = e.attrTimeout
-        p.entry_timeout = e.entryTimeout
+        var p = entryParam(e)
         if fuse_reply_create(req, &p, fi) != 0 { mount(req).fs.release(handle: o.handle) }
     } catch { fail(req, error, "create") }
 }

@@ -15,20 +15,22 @@ enum ControlContent {
         return Array(d) + [0x0a]
     }
 
+    /// The store's status plus what only the mount knows, as one flat JSON object.
     struct Status: Encodable {
-        var engine: String
+        var store: StoreStatus
         var defaultFormat: String
-        var job: JobStatus
-        var recoveryPoint: String?
-        var snapshots: Int
-        var checkpoints: Int
-        var userSnapshots: Int
-        var retain: String?
-        var checkpointInterval: String?
-        var requestsInFlight: [SnapshotRequest]
         var stagedEntries: [String: Int]
         var stageWindowSeconds: Double
-        var generation: Int64
+
+        private enum Keys: String, CodingKey { case defaultFormat, stagedEntries, stageWindowSeconds }
+
+        func encode(to encoder: any Encoder) throws {
+            try store.encode(to: encoder)
+            var c = encoder.container(keyedBy: Keys.self)
+            try c.encode(defaultFormat, forKey: .defaultFormat)
+            try c.encode(stagedEntries, forKey: .stagedEntries)
+            try c.encode(stageWindowSeconds, forKey: .stageWindowSeconds)
+        }
     }
 
     static func generate(_ file: ControlFile, fs: SnapFileSystem) throws(FSError) -> [UInt8] {
@@ -38,20 +40,10 @@ enum ControlContent {
             case .formats:
                 return json(FormatMatrix.rows)
             case .status:
-                let snaps = try store.snapshots()
-                let job = store.jobStatus()
-                let names = Dictionary(uniqueKeysWithValues: snaps.map { ($0.id, $0.name) })
                 var staged: [String: Int] = [:]
-                for (id, n) in fs.stagedCounts() { staged[names[id] ?? "#\(id)"] = n }
-                let status = Status(
-                    engine: fs.engine.name, defaultFormat: fs.engine.defaultFormat.rawValue, job: job,
-                    recoveryPoint: job.running ? job.recoveryPoint : nil,
-                    snapshots: snaps.count, checkpoints: snaps.filter { $0.kind == .checkpoint }.count,
-                    userSnapshots: snaps.filter { $0.kind == .user }.count,
-                    retain: try store.meta("retain"), checkpointInterval: try store.meta("checkpoint_interval"),
-                    requestsInFlight: try store.requests().filter { $0.state == .pending || $0.state == .running },
-                    stagedEntries: staged, stageWindowSeconds: fs.options.stageWindow, generation: store.generation())
-                return json(status)
+                for (id, n) in fs.stagedCounts() { staged[fs.snapshotName(id) ?? "#\(id)"] = n }
+                return json(Status(store: try store.status(), defaultFormat: fs.engine.defaultFormat.rawValue,
+                                   stagedEntries: staged, stageWindowSeconds: fs.options.stageWindow))
             case .events:
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

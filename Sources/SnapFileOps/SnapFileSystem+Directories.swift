@@ -60,18 +60,20 @@ extension SnapFileSystem {
         return try entry(n)
     }
 
-    public func getattr(_ ino: UInt64) throws(FSError) -> Attr {
-        let n = try node(ino)
-        if case .root = n { refresh() }
-        return try attr(n)
-    }
+    public func getattr(_ ino: UInt64) throws(FSError) -> Attr { try attributes(ino).attr }
 
-    /// How long the kernel may keep `ino`'s attributes: long inside snapshots (immutable; moved link counts are
+    /// Attributes and how long the kernel may keep them: long inside snapshots (immutable; moved link counts are
     /// invalidated by the poller), short for the root and the control tree, which follow the catalog.
-    public func attrTimeout(_ ino: UInt64) -> Double {
-        switch try? node(ino) {
-        case .directory?, .file?, .symlink?: return options.snapshotAttrTimeout
-        default: return options.controlTimeout
+    public func attributes(_ ino: UInt64) throws(FSError) -> (attr: Attr, timeout: Double) {
+        let n = try node(ino)
+        switch n {
+        case .root:
+            refresh()
+            return (try attr(n), options.controlTimeout)
+        case .directory, .file, .symlink:
+            return (try attr(n), options.snapshotAttrTimeout)
+        default:
+            return (try attr(n), options.controlTimeout)
         }
     }
 

@@ -267,22 +267,9 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var options: StoreOptions
     @Flag(help: "Print JSON.") var json = false
 
-    struct Status: Codable {
-        var engine: String
-        var job: JobStatus
-        var snapshots: Int
-        var retain: String?
-        var checkpointInterval: String?
-        var requestsInFlight: [SnapshotRequest]
-    }
-
     func run() throws {
         let store = try options.open()
-        let st = try CLI.run { () throws(StoreError) in
-            Status(engine: store.engineName, job: store.jobStatus(), snapshots: try store.snapshots().count,
-                   retain: try store.meta("retain"), checkpointInterval: try store.meta("checkpoint_interval"),
-                   requestsInFlight: try store.requests().filter { $0.state == .pending || $0.state == .running })
-        }
+        let st = try CLI.run { () throws(StoreError) in try store.status() }
         if json { CLI.printJSON(st); return }
         print("""
         engine:          \(st.engine)

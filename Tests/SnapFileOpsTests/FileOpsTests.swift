@@ -256,6 +256,8 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(report?["notDeletableBecause"] as? String, "recovery point: newer snapshot needed first")
         let status = try JSONSerialization.jsonObject(with: try f.read(".snapfs/status")) as? [String: Any]
         XCTAssertEqual(status?["recoveryPoint"] as? String, s.name)
+        XCTAssertEqual(status?["engine"] as? String, "local", "the store's status and the mount's own fields are one object")
+        XCTAssertNotNil(status?["stageWindowSeconds"] as? Double)
         XCTAssertEqual(try f.fs.readlink(try f.ino("latest")), s.name)
         XCTAssertNil(try f.echo("from-trigger\n", to: "native-full"))
         XCTAssertEqual(try f.names(".snapfs/requests"), ["1.json"])
