@@ -15,6 +15,21 @@ private struct SessionPointer: @unchecked Sendable {
     let raw: OpaquePointer
 }
 
+/// Whether the kernel skips OPEN/FLUSH/RELEASE and OPENDIR/RELEASEDIR on this mount: learned once, at INIT, from
+/// what it is capable of, and read by every open.
+final class OpenlessIO: Sendable {
+    private let filesFlag = Atomic<Bool>(false)
+    private let directoriesFlag = Atomic<Bool>(false)
+
+    var files: Bool { filesFlag.load(ordering: .relaxed) }
+    var directories: Bool { directoriesFlag.load(ordering: .relaxed) }
+
+    func set(files: Bool, directories: Bool) {
+        filesFlag.store(files, ordering: .relaxed)
+        directoriesFlag.store(directories, ordering: .relaxed)
+    }
+}
+
 public enum MountError: Error, CustomStringConvertible {
     case setup(String)
     public var description: String {
@@ -31,6 +46,7 @@ public final class FUSEMount: Sendable {
     let logger = Logger(label: "snapfs.fuse")
     private let session = Mutex<SessionPointer?>(nil)
     private let poller = Mutex<PeriodicTask?>(nil)
+    let openless = OpenlessIO()
 
     /// `options` are passed to the kernel as `-o`; `default_permissions,fsname=snapfs,subtype=snapfs` are always set.
     public init(fs: SnapFileSystem, mountpoint: String, allowOther: Bool, extraOptions: [String] = []) {
@@ -60,7 +76,11 @@ public final class FUSEMount: Sendable {
             throw MountError.setup("cannot mount on \(mountpoint) (is /dev/fuse available, and fusermount3 installed?)")
         }
         session.withLock { $0 = SessionPointer(raw: se) }
+        fs.setKernelNotifier { [self] inodes in invalidate(inodes) }
         logger.notice("mounted", metadata: ["mountpoint": .string(mountpoint), "store": .string(fs.store.root.path)])
+        if !openless.files {
+            logger.warning("this kernel cannot skip opens: every read of a snapshot file costs OPEN and RELEASE round trips")
+        }
         startPoller()
         // Triggers and deletes block a worker until they finish; enough threads keep reads flowing meanwhile.
         // libfuse 3.14 is built with versioned symbols, so `fuse_session_loop_mt` here binds to
@@ -88,6 +108,12 @@ public final class FUSEMount: Sendable {
     private func stopPoller() {
         poller.withLock { $0 }?.stop()
         poller.withLock { $0 = nil }
+    }
+
+    /// Drops the kernel's attributes and cached pages or listing of each inode (offset 0, length 0).
+    private func invalidate(_ inodes: [UInt64]) {
+        guard let se = session.withLock({ $0 }) else { return }
+        for ino in inodes { _ = fuse_lowlevel_notify_inval_inode(se.raw, ino, 0, 0) }
     }
 
     private func tellKernel(_ changes: RootChanges) {

@@ -86,7 +86,7 @@ private func opSetattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ attr: UnsafeMuta
                            gid: toSet & setGID != 0 ? attr.pointee.st_gid : nil,
                            times: toSet & (setATime | setMTime | setATimeNow | setMTimeNow) != 0)
     do throws(FSError) {
-        let a = try mount(req).fs.setattr(ino, r, handle: fi?.pointee.fh)
+        let a = try mount(req).fs.setattr(ino, r)
         replyAttr(req, a, 1)
     } catch { fail(req, error, "setattr") }
 }
@@ -99,11 +99,7 @@ private func opReadlink(_ req: fuse_req_t?, _ ino: fuse_ino_t) {
 }
 
 private func opMknod(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ mode: mode_t, _ rdev: dev_t) {
-    do {
-        let (e, o) = try mount(req).fs.create(parent: parent, name: str(name), flags: O_WRONLY)
-        mount(req).fs.release(handle: o.handle)
-        replyEntry(req, e)
-    } catch { fail(req, error, "mknod") }
+    do { replyEntry(req, try mount(req).fs.create(parent: parent, name: str(name))) } catch { fail(req, error, "mknod") }
 }
 
 private func opMkdir(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ mode: mode_t) {
@@ -134,56 +130,67 @@ private func opLink(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ newParent: fuse_ino
     do { replyEntry(req, try mount(req).fs.link(ino, newParent: newParent, newName: str(newName))) } catch { fail(req, error, "link") }
 }
 
+// Open-less I/O. Snapshot files never change, so the kernel is told (FUSE_CAP_NO_OPEN_SUPPORT) to skip OPEN,
+// FLUSH and RELEASE for every file and OPENDIR and RELEASEDIR for every directory, and to keep their pages and
+// listings: a warm `tar` of a snapshot then costs this process nothing per file. Everything is keyed by inode, and
+// the answers below (ENOSYS) are what switches the kernel over, once, on the first open.
+
 private func applyOpen(_ fi: UnsafeMutablePointer<fuse_file_info>?, _ o: OpenReply) {
-    fi?.pointee.fh = o.handle
+    fi?.pointee.fh = 0
     fi?.pointee.direct_io = o.directIO ? 1 : 0
     fi?.pointee.keep_cache = o.keepCache ? 1 : 0
-    // Immutable snapshot files have nothing to flush: no FLUSH round trip on their close. Trigger files keep it,
-    // because close(2) reports the snapshot's outcome through it.
-    fi?.pointee.noflush = o.keepCache ? 1 : 0
+    fi?.pointee.noflush = 1
 }
 
 private func opOpen(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    if mount(req).openless.files { _ = fuse_reply_err(req, ENOSYS); return }
+    // A kernel that cannot skip opens: the open only checks, and tells the kernel how to cache.
     do {
-        let o = try mount(req).fs.open(ino, flags: fi?.pointee.flags ?? O_RDONLY)
-        applyOpen(fi, o)
-        if fuse_reply_open(req, fi) != 0 { mount(req).fs.release(handle: o.handle) }
+        applyOpen(fi, try mount(req).fs.open(ino, flags: fi?.pointee.flags ?? O_RDONLY))
+        _ = fuse_reply_open(req, fi)
     } catch { fail(req, error, "open") }
 }
 
 private func opCreate(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ mode: mode_t,
                       _ fi: UnsafeMutablePointer<fuse_file_info>?) {
     do {
-        let (e, o) = try mount(req).fs.create(parent: parent, name: str(name), flags: fi?.pointee.flags ?? O_WRONLY)
-        applyOpen(fi, o)
+        let e = try mount(req).fs.create(parent: parent, name: str(name))
+        applyOpen(fi, OpenReply(directIO: true, keepCache: false))
         var p = entryParam(e)
-        if fuse_reply_create(req, &p, fi) != 0 { mount(req).fs.release(handle: o.handle) }
+        _ = fuse_reply_create(req, &p, fi)
     } catch { fail(req, error, "create") }
 }
 
 private func opInit(_ userdata: UnsafeMutableRawPointer?, _ conn: UnsafeMutablePointer<fuse_conn_info>?) {
-    guard let conn else { return }
+    guard let conn, let userdata else { return }
+    let m = Unmanaged<FUSEMount>.fromOpaque(userdata).takeUnretainedValue()
     // Splicing lets object pages go from the page cache to /dev/fuse without a copy through this process.
     let splice = UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
     conn.pointee.want |= conn.pointee.capable & splice
+    // With opens skipped, an O_TRUNC open must reach `setattr` (EROFS inside a snapshot), not vanish into an open
+    // that is never sent.
+    conn.pointee.want &= ~UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
+    m.openless.set(files: conn.pointee.capable & UInt32(FUSE_CAP_NO_OPEN_SUPPORT) != 0,
+                   directories: conn.pointee.capable & UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT) != 0)
 }
 
 private func opRead(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off: off_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
-    if let fd = mount(req).fs.objectDescriptor(handle: fi?.pointee.fh ?? 0) {
-        // A stored object: hand libfuse the descriptor and offset; it splices when the kernel allows, else reads.
-        var bv = fuse_bufvec()
-        bv.count = 1
-        bv.buf.size = size
-        bv.buf.flags = fuse_buf_flags(rawValue: FUSE_BUF_IS_FD.rawValue | FUSE_BUF_FD_SEEK.rawValue)
-        bv.buf.fd = fd
-        bv.buf.pos = off
-        _ = fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE)
-        return
-    }
-    let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 16)
-    defer { buf.deallocate() }
+    let fs = mount(req).fs
     do {
-        let n = try mount(req).fs.read(handle: fi?.pointee.fh ?? 0, offset: Int64(off), into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<size]))
+        let spliced = try fs.withObjectDescriptor(ino) { fd in
+            // A stored object: hand libfuse the descriptor and offset; it splices when the kernel allows, else reads.
+            var bv = fuse_bufvec()
+            bv.count = 1
+            bv.buf.size = size
+            bv.buf.flags = fuse_buf_flags(rawValue: FUSE_BUF_IS_FD.rawValue | FUSE_BUF_FD_SEEK.rawValue)
+            bv.buf.fd = fd
+            bv.buf.pos = off
+            _ = fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE)
+        }
+        if spliced != nil { return }
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 16)
+        defer { buf.deallocate() }
+        let n = try fs.read(ino, offset: Int64(off), into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<size]))
         _ = fuse_reply_buf(req, buf.baseAddress!.assumingMemoryBound(to: CChar.self), n)
     } catch { fail(req, error, "read") }
 }
@@ -191,17 +198,18 @@ private func opRead(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off: o
 private func opWrite(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ data: UnsafePointer<CChar>?, _ size: Int, _ off: off_t,
                      _ fi: UnsafeMutablePointer<fuse_file_info>?) {
     do {
-        let n = try mount(req).fs.write(handle: fi?.pointee.fh ?? 0, offset: Int64(off), data: UnsafeRawBufferPointer(start: data, count: size))
+        let n = try mount(req).fs.write(ino, offset: Int64(off), data: UnsafeRawBufferPointer(start: data, count: size))
         _ = fuse_reply_write(req, n)
     } catch { fail(req, error, "write") }
 }
 
 private func opFlush(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
-    do { try mount(req).fs.flush(handle: fi?.pointee.fh ?? 0); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "flush") }
+    // Nothing is ever buffered here (a trigger's write is its request). ENOSYS tells the kernel to stop sending
+    // FLUSH on every close of every file.
+    _ = fuse_reply_err(req, ENOSYS)
 }
 
 private func opRelease(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
-    mount(req).fs.release(handle: fi?.pointee.fh ?? 0)
     _ = fuse_reply_err(req, 0)
 }
 
@@ -210,20 +218,19 @@ private func opFsync(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ datasync: Int32, _
 }
 
 private func opOpendir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
-    do {
-        let fs = mount(req).fs
-        fi?.pointee.fh = try fs.opendir(ino)
-        if fs.listingIsCacheable(ino) {
-            fi?.pointee.cache_readdir = 1
-            fi?.pointee.keep_cache = 1
-        }
-        if fuse_reply_open(req, fi) != 0 { mount(req).fs.release(handle: fi?.pointee.fh ?? 0) }
-    } catch { fail(req, error, "opendir") }
+    let fs = mount(req).fs
+    if mount(req).openless.directories { _ = fuse_reply_err(req, ENOSYS); return }
+    fi?.pointee.fh = 0
+    if fs.listingIsCacheable(ino) {
+        fi?.pointee.cache_readdir = 1
+        fi?.pointee.keep_cache = 1
+    }
+    _ = fuse_reply_open(req, fi)
 }
 
 private func opReaddir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off: off_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
     do {
-        let entries = try mount(req).fs.readdir(handle: fi?.pointee.fh ?? 0, offset: Int(off))
+        let entries = try mount(req).fs.readdir(ino, offset: Int(off))
         let buf = UnsafeMutablePointer<CChar>.allocate(capacity: max(size, 1))
         defer { buf.deallocate() }
         var used = 0
@@ -242,7 +249,6 @@ private func opReaddir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off
 }
 
 private func opReleasedir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
-    mount(req).fs.release(handle: fi?.pointee.fh ?? 0)
     _ = fuse_reply_err(req, 0)
 }
 

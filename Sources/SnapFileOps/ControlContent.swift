@@ -1,8 +1,8 @@
 import Foundation
 import SnapStore
 
-/// The generated files of `.snapfs/`. Generated whole when opened and served from the handle, so a reader sees one
-/// consistent document even while the catalog changes.
+/// The generated files of `.snapfs/`. Generated whole at each `stat` (which every read starts with) and served from
+/// that copy (`GeneratedContent`), so a read sees one consistent document even while the catalog changes.
 enum ControlContent {
     static func encoder() -> JSONEncoder {
         let e = JSONEncoder()

@@ -20,7 +20,6 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
     case busy(String)
     case noAttribute
     case rangeTooSmall
-    case badHandle
     case io(String)
     case store(StoreError)
 
@@ -37,7 +36,6 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
         case .busy: return EBUSY
         case .noAttribute: return ENODATA
         case .rangeTooSmall: return ERANGE
-        case .badHandle: return EBADF
         case .io: return EIO
         case .store(let e): return e.errno
         }
@@ -56,7 +54,6 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
         case .busy(let s): return s
         case .noAttribute: return "no such attribute"
         case .rangeTooSmall: return "buffer too small"
-        case .badHandle: return "bad file handle"
         case .io(let s): return s
         case .store(let e): return e.description
         }

@@ -8,13 +8,14 @@ import Glibc
 /// The operations that change something: checked delete (rmdir, staged unlinks), move, mkdir as a snapshot
 /// request, and EROFS/EPERM for everything a snapshot or the control directory does not allow.
 extension SnapFileSystem {
-    public func setattr(_ ino: UInt64, _ req: SetAttrRequest, handle: UInt64?) throws(FSError) -> Attr {
+    public func setattr(_ ino: UInt64, _ req: SetAttrRequest) throws(FSError) -> Attr {
         let n = try node(ino)
         switch n {
         case .trigger(let f):
-            // `touch` (times only) asks for a snapshot like a write does; the truncation of `echo x >` does not.
-            if req.times && req.size == nil { armTriggers(f, handle: handle) }
             if req.mode != nil || req.uid != nil || req.gid != nil { throw controlRefusal("chmod/chown of trigger \(f.rawValue)") }
+            // `touch` (times only) asks for a snapshot, taken before its time update returns; the truncation of
+            // `echo x >` does not.
+            if req.times && req.size == nil { try takeSnapshot(f, label: nil) }
             return try attr(n)
         case .root, .latest, .controlDir, .controlFile:
             throw controlRefusal("setattr")
@@ -50,15 +51,15 @@ extension SnapFileSystem {
         }
     }
 
-    public func create(parent: UInt64, name: String, flags: Int32) throws(FSError) -> (Entry, OpenReply) {
+    /// `open(O_CREAT)` of a name the kernel does not know yet. Only the four trigger files exist in `trigger/`;
+    /// an unknown one is not created (SPEC §6), and nothing is created anywhere else.
+    public func create(parent: UInt64, name: String) throws(FSError) -> Entry {
         let p = try node(parent)
         if case .controlDir(.trigger) = p {
-            // Only the four trigger files exist; an unknown one is not created (SPEC §6).
             guard let f = TriggerFormat(rawValue: name) else {
                 throw refuse(.notFound, snapshot: nil, "create of unknown trigger '\(name)'")
             }
-            let e = try entry(.trigger(f))
-            return (e, try open(e.attr.ino, flags: flags))
+            return try entry(.trigger(f))
         }
         switch try place(p) {
         case .control: throw controlRefusal("create \(name)")
@@ -105,6 +106,7 @@ extension SnapFileSystem {
         case .root:
             if name == "latest" || name == ".snapfs" { throw controlRefusal("rmdir \(name)") }
             guard case .snapshot(let id)? = try child(of: p, name) else { throw .notFound }
+            let before = state.withLock { $0.listing.generation }
             do {
                 let sum = try store.delete(name, reason: "rmdir in the mount")
                 logger.info("deleted by rmdir", metadata: ["snapshot": .string(name), "objects removed": .stringConvertible(sum.removedObjects)])
@@ -114,7 +116,7 @@ extension SnapFileSystem {
                 throw .store(error)
             }
             state.withLock { s in s.staging.clear(id); s.indexes[id] = nil }
-            refresh()
+            refresh(afterOwn: .deleted(name), since: before)
         case .snapshot(let id, _):
             guard let c = try child(of: p, name) else { throw .notFound }
             guard case .directory(_, let path) = c else { throw .notDirectory }
@@ -169,8 +171,9 @@ extension SnapFileSystem {
                 if try child(of: .root, newName) != nil {
                     throw refuse(.exists("'\(newName)' exists: a snapshot is never replaced"), snapshot: name, "move to \(newName)")
                 }
+                let before = state.withLock { $0.listing.generation }
                 do { try store.rename(name, to: newName) } catch { throw .store(error) }
-                refresh()
+                refresh(afterOwn: .moved(from: name, to: newName), since: before)
             }
         }
     }

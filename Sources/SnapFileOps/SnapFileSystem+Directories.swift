@@ -62,23 +62,17 @@ extension SnapFileSystem {
 
     public func getattr(_ ino: UInt64) throws(FSError) -> Attr { try attributes(ino).attr }
 
-    /// Attributes and how long the kernel may keep them: long inside snapshots (immutable; moved link counts are
-    /// invalidated by the poller), short for the root and the control tree, which follow the catalog.
+    /// Attributes and how long the kernel may keep them (see `timeouts`).
     public func attributes(_ ino: UInt64) throws(FSError) -> (attr: Attr, timeout: Double) {
         let n = try node(ino)
-        switch n {
-        case .root:
-            refresh()
-            return (try attr(n), options.controlTimeout)
-        case .directory, .file, .symlink:
-            return (try attr(n), options.snapshotAttrTimeout)
-        default:
-            return (try attr(n), options.controlTimeout)
-        }
+        if case .root = n { refresh() }
+        return (try attr(n), timeouts(n).attr)
     }
 
-    /// Whether the kernel may keep `ino`'s listing: directories inside snapshots never change, except for staged
-    /// unlinks, which the kernel sees itself, and their return after the window, which the poller announces.
+    /// Whether the kernel may keep `ino`'s listing across opens, for kernels that still send OPENDIR: directories
+    /// inside snapshots never change, except for staged unlinks, which the kernel sees itself, and their return
+    /// after the window, which the poller announces. (Kernels that skip OPENDIR keep every listing and check the
+    /// directory's modification time first, which moves whenever a generated listing does.)
     public func listingIsCacheable(_ ino: UInt64) -> Bool {
         switch try? node(ino) {
         case .snapshot?, .directory?: return true
@@ -86,7 +80,27 @@ extension SnapFileSystem {
         }
     }
 
-    public func opendir(_ ino: UInt64) throws(FSError) -> UInt64 {
+    /// Entries from `offset` on (offset = how many the caller has already consumed). A listing is built when a
+    /// reader starts at 0 and kept while it pages through, so a directory of N entries costs O(N), not O(N²).
+    public func readdir(_ ino: UInt64, offset: Int) throws(FSError) -> ArraySlice<DirEntry> {
+        var list = offset == 0 ? nil : state.withLock { $0.listings[ino] }
+        if list == nil {
+            let built = try directoryEntries(ino)
+            state.withLock { s in
+                // Readers that stop half way leave theirs behind; a bound keeps that from growing.
+                if s.listings.count >= 256 { s.listings.removeAll(keepingCapacity: true) }
+                s.listings[ino] = built
+            }
+            list = built
+        }
+        guard let list, offset < list.count else {
+            _ = state.withLock { $0.listings.removeValue(forKey: ino) }
+            return []
+        }
+        return list[offset...]
+    }
+
+    func directoryEntries(_ ino: UInt64) throws(FSError) -> [DirEntry] {
         let n = try node(ino)
         var out = [DirEntry(name: ".", ino: ino, mode: 0o040000), DirEntry(name: "..", ino: InodeNumber.root, mode: 0o040000)]
         func add(_ name: String, _ c: Node, _ mode: UInt32) { out.append(DirEntry(name: name, ino: register(c), mode: mode)) }
@@ -106,9 +120,7 @@ extension SnapFileSystem {
         case .controlDir(.trigger):
             for f in TriggerFormat.allCases { add(f.rawValue, .trigger(f), 0o100000) }
         case .controlDir(.requests):
-            let reqs: [SnapshotRequest]
-            do { reqs = try store.requests() } catch { throw .store(error) }
-            for r in reqs { add("\(r.seq).json", .controlFile(.request(r.seq)), 0o100000) }
+            for name in try requestNames() { add(name, .controlFile(.request(Int64(name.dropLast(5))!)), 0o100000) }
         case .controlDir(.snapshots):
             for name in listing().names { add("\(name).json", .controlFile(.report(name)), 0o100000) }
         case .snapshot(let id), .directory(let id, _):
@@ -129,13 +141,12 @@ extension SnapFileSystem {
         default:
             throw .notDirectory
         }
-        return addHandle(.directory(out))
+        return out
     }
 
-    /// Entries from `offset` on (offset = how many the caller has already consumed).
-    public func readdir(handle: UInt64, offset: Int) throws(FSError) -> ArraySlice<DirEntry> {
-        guard case .directory(let list)? = state.withLock({ $0.handles[handle] }) else { throw .badHandle }
-        return offset < list.count ? list[offset...] : []
+    /// The names in `.snapfs/requests`, oldest request first.
+    func requestNames() throws(FSError) -> [String] {
+        do { return try store.requests().map { "\($0.seq).json" } } catch { throw .store(error) }
     }
 
     public func readlink(_ ino: UInt64) throws(FSError) -> String {

@@ -17,8 +17,10 @@ public final class SnapFileSystem: Sendable {
     let logger = Logger(label: "snapfs.mount")
     let now: @Sendable () -> Date
     let state: Mutex<State>
-    /// The store's directory as a plain path: object files are opened by `root + "/" + relative` on every open.
-    let rootPath: String
+    /// Descriptors of stored objects, leased by reads.
+    let objects: ObjectDescriptors
+    /// Set by the kernel adapter: drops the kernel's cached attributes and listings of these inodes now.
+    let kernelNotifier = Mutex<(@Sendable ([UInt64]) -> Void)?>(nil)
     /// The time shown for the mount's own entries (`latest`, `.snapfs`), which have none of their own.
     let mountedAtNanos: Int64
 
@@ -31,13 +33,9 @@ public final class SnapFileSystem: Sendable {
         var names: [String] = []
         var latest: String?
         var recoveryPoint: String?
-    }
-
-    enum Handle {
-        case object(path: String, fd: Int32)
-        case buffer([UInt8])
-        case trigger(TriggerWrite)
-        case directory([DirEntry])
+        /// When the root's entries last changed: its modification time, which tells the kernel to drop its
+        /// cached listing.
+        var changedAt: Int64 = 0
     }
 
     struct State {
@@ -45,10 +43,9 @@ public final class SnapFileSystem: Sendable {
         var indexes: [SnapshotID: SnapshotIndex] = [:]
         var inodes = InodeTable()
         var staging = StagingArea()
-        var handles: [UInt64: Handle] = [:]
-        var nextHandle: UInt64 = 1
-        /// Open object files by store path, shared by every handle on the same object.
-        var fds: [String: (fd: Int32, refs: Int)] = [:]
+        var generated = GeneratedContent()
+        /// Listings being paged through by `readdir`, by directory inode.
+        var listings: [UInt64: [DirEntry]] = [:]
         /// When a refusal was last written to the event log per snapshot, so `rm -rf` of a protected tree records
         /// one line, not one per file.
         var lastRefusalLogged: [String: Date] = [:]
@@ -66,13 +63,24 @@ public final class SnapFileSystem: Sendable {
         self.options = options
         self.now = clock
         self.state = Mutex(State())
-        self.rootPath = store.root.path
+        self.objects = ObjectDescriptors(root: store.root.path)
         self.mountedAtNanos = Int64(clock().timeIntervalSince1970 * 1e9)
     }
 
-    deinit {
-        state.withLock { s in for (_, f) in s.fds { close(f.fd) } }
+    /// Installs how to tell the kernel to drop cached attributes and listings at once (the adapter's
+    /// `notify_inval_inode`); without one, as in tests, the kernel-side caches are simply not there.
+    public func setKernelNotifier(_ notify: @escaping @Sendable ([UInt64]) -> Void) {
+        kernelNotifier.withLock { $0 = notify }
     }
+
+    /// Tells the kernel now, rather than at the next poll, that the root and the generated directories changed:
+    /// for requests made through the mount itself, whose caller lists the result as soon as its command returns.
+    func announceListingChanges() {
+        refresh()
+        kernelNotifier.withLock { $0 }?([InodeNumber.root, InodeNumber.requestsDir, InodeNumber.snapshotsDir])
+    }
+
+    var nowNanos: Int64 { Int64(now().timeIntervalSince1970 * 1e9) }
 
     // MARK: catalog view
 
@@ -99,23 +107,75 @@ public final class SnapFileSystem: Sendable {
             for (name, snap) in old.byName where l.byName[name]?.id != snap.id { changed.insert(name) }
             for (name, snap) in l.byName where old.byName[name]?.id != snap.id { changed.insert(name) }
             if old.latest != l.latest { changed.insert("latest") }
+            l.changedAt = changed.isEmpty && old.generation >= 0 ? old.changedAt : max(nowNanos, old.changedAt + 1)
             var inodes: Set<UInt64> = []
             if Set(old.byID.keys) != Set(l.byID.keys) {
-                // Link counts of shared objects moved; indexes of gone snapshots are garbage. Every object inode
-                // the kernel can hold attributes for came from a cached index, so invalidating theirs is enough.
-                for idx in s.indexes.values {
-                    for e in idx.entries.values where e.type == .file { if let p = e.objectPath { inodes.insert(InodeNumber.object(p)) } }
-                }
-                s.indexes.removeAll()
+                inodes = Self.forgetLinkCounts(&s)
                 for id in s.staging.bySnapshot.keys where l.byID[id] == nil { s.staging.clear(id) }
             }
             s.listing = l
             // A refresh made inside a request (after a delete or a trigger) must not swallow what the kernel has to
             // forget: the poller hands it over.
             s.pendingChanges.formUnion(changed)
-            s.pendingInodes.formUnion(inodes)
             return RootChanges(names: changed.sorted(), inodes: Array(inodes))
         }
+    }
+
+    /// Link counts of shared objects moved because the set of snapshots did, and indexes of gone snapshots are
+    /// garbage. Every object inode the kernel can hold attributes for came from a cached index, so invalidating
+    /// theirs (at the next poll) is enough.
+    private static func forgetLinkCounts(_ s: inout State) -> Set<UInt64> {
+        var inodes: Set<UInt64> = []
+        for idx in s.indexes.values {
+            for e in idx.entries.values where e.type == .file { if let p = e.objectPath { inodes.insert(InodeNumber.object(p)) } }
+        }
+        s.indexes.removeAll()
+        s.pendingInodes.formUnion(inodes)
+        return inodes
+    }
+
+    /// A change this mount made to the catalog itself.
+    enum OwnChange {
+        case moved(from: String, to: String)
+        case deleted(String)
+    }
+
+    /// Applies a move or delete this mount has just made to its listing in place, when the catalog's generation
+    /// shows it was the only change since the listing was read; otherwise rereads the catalog. A reread costs time
+    /// in proportion to the number of snapshots, which the move or delete of one snapshot should not.
+    func refresh(afterOwn change: OwnChange, since before: Int64) {
+        let gen = store.generation()
+        let t = nowNanos
+        let applied = state.withLock { s -> Bool in
+            guard before >= 0, s.listing.generation == before, gen == before + 1 else { return false }
+            switch change {
+            case .moved(let from, let to):
+                guard var snap = s.listing.byName[from], s.listing.byName[to] == nil,
+                      let i = s.listing.names.firstIndex(of: from) else { return false }
+                snap.name = to
+                s.listing.byName[from] = nil
+                s.listing.byName[to] = snap
+                s.listing.byID[snap.id] = snap
+                s.listing.names[i] = to
+                s.pendingChanges.formUnion([from, to])
+                if s.listing.latest == from { s.listing.latest = to; s.pendingChanges.insert("latest") }
+                if s.listing.recoveryPoint == from { s.listing.recoveryPoint = to }
+            case .deleted(let name):
+                // Which snapshot is `latest` after the recovery point or the newest goes is the engine's answer.
+                guard let snap = s.listing.byName[name], name != s.listing.latest, name != s.listing.recoveryPoint,
+                      let i = s.listing.names.firstIndex(of: name) else { return false }
+                s.listing.byName[name] = nil
+                s.listing.byID[snap.id] = nil
+                s.listing.names.remove(at: i)
+                s.staging.clear(snap.id)
+                s.pendingChanges.insert(name)
+                _ = Self.forgetLinkCounts(&s)
+            }
+            s.listing.generation = gen
+            s.listing.changedAt = max(t, s.listing.changedAt + 1)
+            return true
+        }
+        if !applied { refresh() }
     }
 
     /// Called by the adapter's poller: every catalog change since the last poll, whoever noticed it, plus staging
@@ -183,17 +243,26 @@ public final class SnapFileSystem: Sendable {
         switch n {
         case .root:
             let l = state.withLock { $0.listing }
-            return dirAttr(ino, mode: 0o755, nlink: 3 + l.names.count, mtime: Int64((l.byName.values.map(\.createdAt).max() ?? 0) * 1e9))
+            return dirAttr(ino, mode: 0o755, nlink: 3 + l.names.count, mtime: l.changedAt)
         case .latest:
             let target = state.withLock { $0.listing.latest } ?? ""
             return Attr(ino: ino, mode: 0o120777, nlink: 1, size: Int64(target.utf8.count), blocks: 0, mtimeNanos: mountedAtNanos,
                         uid: options.uid, gid: options.gid)
         case .controlDir(let d):
-            return dirAttr(ino, mode: 0o555, nlink: d == .top ? 5 : 2, mtime: mountedAtNanos)
+            let mtime: Int64
+            switch d {
+            case .top, .trigger: mtime = mountedAtNanos
+            case .snapshots: mtime = listing().changedAt
+            case .requests:
+                let names = try requestNames(), t = nowNanos
+                mtime = state.withLock { $0.generated.listingTime(ino, names: names, now: t) }
+            }
+            return dirAttr(ino, mode: 0o555, nlink: d == .top ? 5 : 2, mtime: mtime)
         case .controlFile(let f):
-            let size = try ControlContent.generate(f, fs: self).count
+            let v = try generated(f, ino)
+            let size = v.bytes.count
             return Attr(ino: ino, mode: 0o100444, nlink: 1, size: Int64(size), blocks: Int64((size + 511) / 512),
-                        mtimeNanos: Int64(now().timeIntervalSince1970 * 1e9), uid: options.uid, gid: options.gid)
+                        mtimeNanos: v.changedAt, uid: options.uid, gid: options.gid)
         case .trigger:
             return Attr(ino: ino, mode: 0o100600, nlink: 1, size: 0, blocks: 0, mtimeNanos: mountedAtNanos, uid: options.uid, gid: options.gid)
         case .snapshot(let id):
@@ -219,14 +288,29 @@ public final class SnapFileSystem: Sendable {
 
     func entry(_ n: Node) throws(FSError) -> Entry {
         _ = register(n)
-        let a = try attr(n)
+        let t = timeouts(n)
+        return Entry(attr: try attr(n), entryTimeout: t.entry, attrTimeout: t.attr)
+    }
+
+    /// How long the kernel may trust a node's name and attributes.
+    /// - Inside snapshots: long. Names and content never change; link counts that move are invalidated inode by
+    ///   inode by the poller.
+    /// - Generated files and the generated directories `requests/` and `snapshots/`: not at all. Each read and
+    ///   each listing starts with a `stat`, whose modification time tells the kernel whether its cached pages or
+    ///   listing still hold. They are never on the way to a snapshot file, so this costs no read path anything.
+    /// - Trigger files: not at all, so that every open sees size 0 and an appending write still starts at 0.
+    /// - The root and the rest: a second. Every path crosses the root, so its attributes must stay cached; the
+    ///   poller and the mount's own requests invalidate it when snapshots come and go.
+    func timeouts(_ n: Node) -> (entry: Double, attr: Double) {
         switch n {
         case .directory, .file, .symlink:
-            // Names inside a snapshot never change (staged unlinks go through the kernel, which drops the entry).
-            return Entry(attr: a, entryTimeout: options.snapshotEntryTimeout, attrTimeout: options.snapshotAttrTimeout)
-        default:
-            // Root names come and go with the catalog; the poller invalidates them, this bounds a missed change.
-            return Entry(attr: a, entryTimeout: options.controlTimeout, attrTimeout: options.controlTimeout)
+            return (options.snapshotEntryTimeout, options.snapshotAttrTimeout)
+        case .controlFile, .controlDir(.requests), .controlDir(.snapshots):
+            return (options.controlTimeout, 0)
+        case .trigger:
+            return (0, 0)
+        case .root, .latest, .controlDir, .snapshot:
+            return (options.controlTimeout, options.controlTimeout)
         }
     }
 }

@@ -37,12 +37,13 @@ public struct DirEntry: Sendable, Equatable {
     public var mode: UInt32
 }
 
-/// How the kernel should treat an open file: snapshot files are immutable (keep the page cache across opens),
-/// generated control files change size under it (no caching at all).
+/// How the kernel should treat an open file, on kernels that still send OPEN: snapshot files are immutable (keep
+/// the page cache across opens), generated files and triggers change under it (no caching at all).
 public struct OpenReply: Sendable {
-    public var handle: UInt64
     public var directIO: Bool
     public var keepCache: Bool
+
+    public init(directIO: Bool, keepCache: Bool) { self.directIO = directIO; self.keepCache = keepCache }
 }
 
 public struct FSStats: Sendable {

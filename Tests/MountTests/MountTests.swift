@@ -210,8 +210,9 @@ final class TriggerMountTests: MountTestCase {
         XCTAssertTrue(read.ok, read.summary)
         XCTAssertEqual(try w.openStore().snapshots().count, 4, "refused and read-only requests took nothing")
 
-        // A snapshot that fails reaches the script: from the write for bash's builtin echo (whose close error is
-        // lost in dup2), from close for touch; nothing is listed, and the request says why.
+        // A snapshot that fails reaches the script: from the write for `echo`, from the time update for `touch`
+        // (the mount skips opens and closes, so each is the request itself); nothing is listed, and the request
+        // says why.
         let away = w.state.path + ".away"
         try FileManager.default.moveItem(atPath: w.state.path, toPath: away)
         let failedEcho = Command.sh("echo doomed > \(shellQuote(t + "/native-full")) && echo reached")
@@ -234,6 +235,24 @@ final class TriggerMountTests: MountTestCase {
         XCTAssertEqual(r1?["snapshot"] as? String, "pre-upgrade")
         let formats = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: w.m + "/.snapfs/formats"))) as? [Any]
         XCTAssertEqual(formats?.count, 3)
+
+        // Appending works like writing (every open sees an empty trigger), a label without a newline is the whole
+        // write, and a label written in pieces is refused rather than guessed.
+        let before = try w.openStore().snapshots().count
+        let statusBefore = Command.sh("cat \(shellQuote(w.m + "/.snapfs/status"))")
+        for label in ["app-1", "app-2"] {
+            let r = Command.sh("echo \(label) >> \(shellQuote(t + "/native-full")) && ls \(shellQuote(w.m))")
+            XCTAssertTrue(r.ok && r.out.split(separator: "\n").contains(Substring(label)), r.summary)
+        }
+        let printf = Command.sh("printf no-newline > \(shellQuote(t + "/native-full")) && ls \(shellQuote(w.m))")
+        XCTAssertTrue(printf.ok && printf.out.contains("no-newline"), printf.summary)
+        let split = Command.sh("python3 -c \"import os; fd = os.open('\(t)/native-full', os.O_WRONLY); os.write(fd, b'sp'); os.write(fd, b'lit')\"")
+        XCTAssertFalse(split.ok, "a label in pieces: \(split.summary)")
+        XCTAssertTrue(split.err.contains("Invalid argument"), split.summary)
+        XCTAssertEqual(try w.openStore().snapshots().map(\.name).suffix(4), ["app-1", "app-2", "no-newline", "sp"])
+        XCTAssertEqual(try w.openStore().snapshots().count, before + 4)
+        let statusAfter = Command.sh("cat \(shellQuote(w.m + "/.snapfs/status"))")
+        XCTAssertNotEqual(statusBefore.out, statusAfter.out, "a generated file is read fresh after it changed")
         w.unmount()
         w.verifyClean()
     }

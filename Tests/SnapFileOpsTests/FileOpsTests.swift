@@ -2,6 +2,7 @@ import Foundation
 import LocalEngine
 import SnapFileOps
 import SnapStore
+import Synchronization
 import XCTest
 
 final class InodeTests: XCTestCase {
@@ -114,15 +115,17 @@ final class RefusalTests: XCTestCase {
         try f.write("link-target", "y")
         let s = try f.snapshot(.nativeFull)
         let dir = try f.ino("\(s.name)/d"), file = try f.ino("\(s.name)/d/file"), top = try f.ino(s.name)
-        XCTAssertFSError(try f.fs.create(parent: dir, name: "new", flags: O_WRONLY), EROFS)
+        XCTAssertFSError(try f.fs.create(parent: dir, name: "new"), EROFS)
         XCTAssertFSError(try f.fs.mkdir(parent: dir, name: "new"), EROFS)
         XCTAssertFSError(try f.fs.symlink(parent: dir, name: "l", target: "file"), EROFS)
         XCTAssertFSError(try f.fs.link(file, newParent: dir, newName: "hard"), EROFS)
         XCTAssertFSError(try f.fs.open(file, flags: O_WRONLY), EROFS)
         XCTAssertFSError(try f.fs.open(file, flags: O_RDONLY | O_TRUNC), EROFS)
-        XCTAssertFSError(try f.fs.setattr(file, SetAttrRequest(size: 0), handle: nil), EROFS)
-        XCTAssertFSError(try f.fs.setattr(file, SetAttrRequest(mode: 0o777), handle: nil), EROFS)
-        XCTAssertFSError(try f.fs.setattr(top, SetAttrRequest(times: true), handle: nil), EROFS)
+        // Kernels that skip OPEN deliver the write itself, by inode.
+        XCTAssertFSError(try Array("z".utf8).withUnsafeBytes { try f.fs.write(file, offset: 0, data: $0) }, EROFS)
+        XCTAssertFSError(try f.fs.setattr(file, SetAttrRequest(size: 0)), EROFS)
+        XCTAssertFSError(try f.fs.setattr(file, SetAttrRequest(mode: 0o777)), EROFS)
+        XCTAssertFSError(try f.fs.setattr(top, SetAttrRequest(times: true)), EROFS)
         XCTAssertFSError(try f.fs.setxattr(file, name: "user.x"), EROFS)
         XCTAssertFSError(try f.fs.rename(parent: dir, name: "file", newParent: top, newName: "moved", flags: 0), EROFS)
         XCTAssertFSError(try f.fs.rename(parent: InodeNumber.root, name: s.name, newParent: dir, newName: "in", flags: 0), EROFS)
@@ -143,6 +146,7 @@ final class RefusalTests: XCTestCase {
         XCTAssertFSError(try f.fs.rmdir(parent: control, name: "trigger"), EPERM)
         XCTAssertFSError(try f.fs.rename(parent: try f.ino(".snapfs/trigger"), name: "canonical", newParent: root, newName: "c", flags: 0), EPERM)
         XCTAssertFSError(try f.fs.open(try f.ino(".snapfs/status"), flags: O_WRONLY), EPERM)
+        XCTAssertFSError(try Array("z".utf8).withUnsafeBytes { try f.fs.write(try f.ino(".snapfs/status"), offset: 0, data: $0) }, EPERM)
     }
 
     func testMoveRenamesAndNeverReplaces() throws {
@@ -160,6 +164,20 @@ final class RefusalTests: XCTestCase {
         XCTAssertFSError(try f.resolve(a.name), ENOENT)
         XCTAssertEqual(try f.store.snapshot(named: "renamed").id, a.id)
         XCTAssertTrue(try f.store.events().contains { $0.type == "refusal" && $0.detail.contains("never replaced") })
+
+        // The mount applies its own move to its listing without rereading the catalog, unless the catalog changed
+        // behind it meanwhile; either way the root lists what the catalog holds.
+        let c = try f.snapshot(.nativeFull)
+        _ = f.fs.poll()
+        try f.store.rename(b.name, to: "moved-elsewhere")
+        try f.fs.rename(parent: root, name: "renamed", newParent: root, newName: "again", flags: 0)
+        XCTAssertEqual(Set(try f.names("")), Set(try f.store.snapshots().map(\.name) + ["latest", ".snapfs"]))
+        try f.fs.rename(parent: root, name: "again", newParent: root, newName: "once-more", flags: 0)
+        try f.fs.rmdir(parent: root, name: "moved-elsewhere")
+        XCTAssertEqual(try f.names(""), ["once-more", c.name, "latest", ".snapfs"])
+        XCTAssertEqual(try f.fs.readlink(try f.ino("latest")), c.name)
+        XCTAssertEqual(f.fs.poll().names.sorted(), ["again", "moved-elsewhere", "once-more", "renamed", b.name].sorted(),
+                       "every name the kernel may hold is handed to the poller")
     }
 }
 
@@ -176,19 +194,22 @@ final class TriggerTests: XCTestCase {
         XCTAssertEqual(try f.store.requests().map(\.state), [.complete])
     }
 
-    func testTouchTakesExactlyOneSnapshot() throws {
+    func testEachTouchTakesExactlyOneSnapshot() throws {
         let f = try Fixture()
         try f.write("x", "x")
         let ino = try f.ino(".snapfs/trigger/native-incremental")
-        let o = try f.fs.open(ino, flags: O_WRONLY)
-        _ = try f.fs.setattr(ino, SetAttrRequest(times: true), handle: nil)
-        try f.fs.flush(handle: o.handle)
-        try f.fs.flush(handle: o.handle)
-        f.fs.release(handle: o.handle)
+        // `touch`: its time update is the request; opening and closing the file reach no one.
+        _ = try f.fs.setattr(ino, SetAttrRequest(times: true))
         let snaps = try f.store.snapshots()
         XCTAssertEqual(snaps.count, 1)
         XCTAssertEqual(snaps.first?.format, .nativeIncremental)
         XCTAssertTrue(snaps.first.map { SnapshotName.isAutomatic($0.name) } ?? false)
+        XCTAssertTrue(try f.names("").contains(snaps[0].name), "listed when touch returns")
+        _ = try f.fs.setattr(ino, SetAttrRequest(times: true))
+        XCTAssertEqual(try f.store.snapshots().count, 2)
+        // The truncation of `>` alone (`: > trigger`) asks for nothing.
+        _ = try f.fs.setattr(ino, SetAttrRequest(size: 0, times: true))
+        XCTAssertEqual(try f.store.snapshots().count, 2)
     }
 
     func testBadOrDuplicateLabelFailsTheWriteAndTakesNothing() throws {
@@ -197,35 +218,42 @@ final class TriggerTests: XCTestCase {
         XCTAssertEqual(try f.echo("has space\n", to: "default")?.errno, EINVAL)
         XCTAssertEqual(try f.echo(".hidden\n", to: "default")?.errno, EINVAL)
         XCTAssertEqual(try f.echo("chk-7\n", to: "default")?.errno, EINVAL)
+        XCTAssertEqual(try f.echo("a b", to: "default")?.errno, EINVAL, "without a newline the write's content is the label")
         XCTAssertEqual(try f.store.snapshots().count, 0)
         XCTAssertNil(try f.echo("taken\n", to: "native-full"))
         XCTAssertEqual(try f.echo("taken\n", to: "native-full")?.errno, EINVAL)
         XCTAssertEqual(try f.store.snapshots().map(\.name), ["taken"])
         XCTAssertTrue(try f.store.events().contains { $0.type == "refusal" && $0.detail.contains("has space") })
-        // Without a newline the label is checked when the file is closed.
-        let ino = try f.ino(".snapfs/trigger/default")
-        let o = try f.fs.open(ino, flags: O_WRONLY)
-        _ = try Array("a b".utf8).withUnsafeBytes { try f.fs.write(handle: o.handle, offset: 0, data: $0) }
-        XCTAssertFSError(try f.fs.flush(handle: o.handle), EINVAL)
-        f.fs.release(handle: o.handle)
-        XCTAssertEqual(try f.store.snapshots().count, 1)
+        XCTAssertNil(try f.echo("no-newline", to: "native-full"))
+        XCTAssertEqual(try f.store.snapshots().map(\.name), ["taken", "no-newline"])
+    }
+
+    func testALabelInPiecesIsRefusedNotGuessed() throws {
+        let f = try Fixture()
+        try f.write("x", "x")
+        XCTAssertNil(try f.echo("par", to: "default"))
+        // The rest of the label, in a second write: the mount cannot tell it from a new request.
+        let e = try XCTUnwrap(try f.echo("ignored", to: "default", offset: 3))
+        XCTAssertEqual(e.errno, EINVAL)
+        XCTAssertTrue(e.description.contains("one write at the start of the file"), e.description)
+        XCTAssertEqual(try f.store.snapshots().map(\.name), ["par"])
+        XCTAssertTrue(try f.store.events().contains { $0.type == "refusal" && $0.detail.contains("offset 3") })
     }
 
     func testEmptyLineTakesAnAutomaticNameAndReadingNeverTriggers() throws {
         let f = try Fixture()
         try f.write("x", "x")
-        let ino = try f.ino(".snapfs/trigger/default")
-        let r = try f.fs.open(ino, flags: O_RDONLY)
-        try f.fs.flush(handle: r.handle)
-        f.fs.release(handle: r.handle)
+        XCTAssertEqual(try f.read(".snapfs/trigger/default"), Data())
+        XCTAssertEqual(try f.resolve(".snapfs/trigger/default").attr.size, 0)
         XCTAssertEqual(try f.store.snapshots().count, 0)
         XCTAssertNil(try f.echo("\n", to: "default"))
         XCTAssertEqual(try f.store.snapshots().count, 1)
+        XCTAssertEqual(try f.resolve(".snapfs/trigger/default").attr.size, 0, "an append after it starts at 0 again")
     }
 
     func testUnknownTriggerDoesNotExist() throws {
         let f = try Fixture()
-        XCTAssertFSError(try f.fs.create(parent: try f.ino(".snapfs/trigger"), name: "full", flags: O_WRONLY), ENOENT)
+        XCTAssertFSError(try f.fs.create(parent: try f.ino(".snapfs/trigger"), name: "full"), ENOENT)
         XCTAssertFSError(try f.resolve(".snapfs/trigger/full"), ENOENT)
         XCTAssertEqual(try f.names(".snapfs/trigger"), ["canonical", "native-full", "native-incremental", "default"])
         XCTAssertEqual(try f.resolve(".snapfs/trigger/canonical").attr.mode & 0o7777, 0o600)
@@ -272,6 +300,25 @@ final class ControlTests: XCTestCase {
         XCTAssertEqual(String(decoding: try f.fs.getxattr(dir, name: "user.snapfs.format"), as: UTF8.self), "native-full")
         XCTAssertEqual(String(decoding: try f.fs.getxattr(dir, name: "user.snapfs.id"), as: UTF8.self), String(s.id))
         XCTAssertFSError(try f.fs.getxattr(dir, name: "user.other"), ENODATA)
+    }
+
+    func testGeneratedContentShowsANewTimeExactlyWhenItChanges() throws {
+        let f = try Fixture(running: false)
+        try f.write("x", "x")
+        let told = Mutex<[UInt64]>([])
+        f.fs.setKernelNotifier { inodes in told.withLock { $0 += inodes } }
+        let status = try f.resolve(".snapfs/status").attr
+        XCTAssertEqual(try f.resolve(".snapfs/status").attr.mtimeNanos, status.mtimeNanos, "unchanged, so the kernel keeps its pages")
+        let root = try f.fs.getattr(InodeNumber.root), requests = try f.resolve(".snapfs/requests").attr
+        XCTAssertEqual(try f.fs.getattr(InodeNumber.root).mtimeNanos, root.mtimeNanos)
+
+        XCTAssertNil(try f.echo("t\n", to: "native-full"))
+        XCTAssertTrue(told.withLock { $0 }.contains(InodeNumber.root), "the kernel is told before the write returns")
+        let after = try f.resolve(".snapfs/status").attr
+        XCTAssertGreaterThan(after.mtimeNanos, status.mtimeNanos, "the clock did not move; the content did")
+        XCTAssertEqual(Int64(try f.read(".snapfs/status").count), after.size, "a read serves what the stat announced")
+        XCTAssertGreaterThan(try f.fs.getattr(InodeNumber.root).mtimeNanos, root.mtimeNanos)
+        XCTAssertGreaterThan(try f.resolve(".snapfs/requests").attr.mtimeNanos, requests.mtimeNanos)
     }
 
     func testCatalogChangesFromElsewhereAreReported() throws {

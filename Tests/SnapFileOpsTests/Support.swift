@@ -61,40 +61,41 @@ final class Fixture {
     func ino(_ path: String) throws -> UInt64 { try resolve(path).attr.ino }
 
     func names(_ path: String) throws -> [String] {
-        let h = try fs.opendir(try ino(path))
-        defer { fs.release(handle: h) }
-        return try fs.readdir(handle: h, offset: 0).map(\.name).filter { $0 != "." && $0 != ".." }
+        // Paged as the kernel pages it: a few entries per call, each call continuing at the last offset.
+        let dir = try ino(path)
+        var out: [DirEntry] = []
+        while true {
+            let page = try fs.readdir(dir, offset: out.count).prefix(3)
+            if page.isEmpty { break }
+            out += page
+        }
+        return out.map(\.name).filter { $0 != "." && $0 != ".." }
     }
 
+    /// Reads as the kernel does: a `stat` first (the lookup), then reads by inode from offset 0 on.
     func read(_ path: String) throws -> Data {
-        let o = try fs.open(try ino(path), flags: O_RDONLY)
-        defer { fs.release(handle: o.handle) }
+        let file = try ino(path)
         var out = Data()
         var buf = [UInt8](repeating: 0, count: 7000)
         while true {
-            let n = try buf.withUnsafeMutableBytes { try fs.read(handle: o.handle, offset: Int64(out.count), into: $0) }
+            let n = try buf.withUnsafeMutableBytes { try fs.read(file, offset: Int64(out.count), into: $0) }
             if n == 0 { break }
             out.append(contentsOf: buf[0..<n])
         }
         return out
     }
 
-    /// `echo CONTENT > trigger` as the kernel delivers it: open, truncate, an early flush from the shell's dup2,
-    /// the write, the flush of the final close, release. Returns the error the shell would report (the write's
-    /// or the final close's).
-    func echo(_ content: String, to format: String) throws -> FSError? {
+    /// `echo CONTENT > trigger` as the kernel delivers it on a mount that skips opens: the truncation of `>`,
+    /// then one write at `offset` (0 unless a test continues an earlier write). Returns the error the shell
+    /// would report (the write's).
+    func echo(_ content: String, to format: String, offset: Int64 = 0) throws -> FSError? {
         let ino = try self.ino(".snapfs/trigger/\(format)")
-        let o = try fs.open(ino, flags: O_WRONLY | O_TRUNC)
-        defer { fs.release(handle: o.handle) }
-        _ = try fs.setattr(ino, SetAttrRequest(size: 0, times: true), handle: o.handle)
-        try fs.flush(handle: o.handle)
+        if offset == 0 { _ = try fs.setattr(ino, SetAttrRequest(size: 0, times: true)) }
         do {
-            _ = try Array(content.utf8).withUnsafeBytes { try fs.write(handle: o.handle, offset: 0, data: $0) }
+            _ = try Array(content.utf8).withUnsafeBytes { try fs.write(ino, offset: offset, data: $0) }
         } catch let e as FSError {
-            try fs.flush(handle: o.handle)
             return e
         }
-        do { try fs.flush(handle: o.handle) } catch { return error }
         return nil
     }
 }
