@@ -78,9 +78,6 @@ public final class FUSEMount: Sendable {
         session.withLock { $0 = SessionPointer(raw: se) }
         fs.setKernelNotifier { [self] inodes in invalidate(inodes) }
         logger.notice("mounted", metadata: ["mountpoint": .string(mountpoint), "store": .string(fs.store.root.path)])
-        if !openless.files {
-            logger.warning("this kernel cannot skip opens: every read of a snapshot file costs OPEN and RELEASE round trips")
-        }
         startPoller()
         // Triggers and deletes block a worker until they finish; enough threads keep reads flowing meanwhile.
         // libfuse 3.14 is built with versioned symbols, so `fuse_session_loop_mt` here binds to

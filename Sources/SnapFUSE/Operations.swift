@@ -167,11 +167,17 @@ private func opInit(_ userdata: UnsafeMutableRawPointer?, _ conn: UnsafeMutableP
     // Splicing lets object pages go from the page cache to /dev/fuse without a copy through this process.
     let splice = UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
     conn.pointee.want |= conn.pointee.capable & splice
+    // POSIX ACLs (there are none) are then asked for once per inode and cached by the kernel, instead of costing
+    // two GETXATTR round trips per file on every `ls -l`.
+    conn.pointee.want |= conn.pointee.capable & UInt32(FUSE_CAP_POSIX_ACL)
     // With opens skipped, an O_TRUNC open must reach `setattr` (EROFS inside a snapshot), not vanish into an open
     // that is never sent.
     conn.pointee.want &= ~UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
     m.openless.set(files: conn.pointee.capable & UInt32(FUSE_CAP_NO_OPEN_SUPPORT) != 0,
                    directories: conn.pointee.capable & UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT) != 0)
+    if !m.openless.files {
+        m.logger.warning("this kernel cannot skip opens: every read of a snapshot file costs OPEN and RELEASE round trips")
+    }
 }
 
 private func opRead(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off: off_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {

@@ -299,17 +299,20 @@ public final class SnapFileSystem: Sendable {
     ///   each listing starts with a `stat`, whose modification time tells the kernel whether its cached pages or
     ///   listing still hold. They are never on the way to a snapshot file, so this costs no read path anything.
     /// - Trigger files: not at all, so that every open sees size 0 and an appending write still starts at 0.
+    /// - Snapshot names at the root: long as well. What a name stands for changes only by a move, delete or new
+    ///   snapshot; through the mount the kernel sees those itself, and the poller tells it of the others within a
+    ///   quarter second. A snapshot directory's own attributes never change.
     /// - The root and the rest: a second. Every path crosses the root, so its attributes must stay cached; the
     ///   poller and the mount's own requests invalidate it when snapshots come and go.
     func timeouts(_ n: Node) -> (entry: Double, attr: Double) {
         switch n {
-        case .directory, .file, .symlink:
+        case .snapshot, .directory, .file, .symlink:
             return (options.snapshotEntryTimeout, options.snapshotAttrTimeout)
         case .controlFile, .controlDir(.requests), .controlDir(.snapshots):
             return (options.controlTimeout, 0)
         case .trigger:
             return (0, 0)
-        case .root, .latest, .controlDir, .snapshot:
+        case .root, .latest, .controlDir:
             return (options.controlTimeout, options.controlTimeout)
         }
     }
