@@ -1,7 +1,7 @@
 /// What the mount generates rather than stores (control files, and the listings of the root, `.snapfs/requests`
 /// and `.snapfs/snapshots`), remembered per inode with the time it last changed.
 ///
-/// The kernel is told never to open or close files on this mount, so it keeps every file's pages and every
+/// The kernel is told to skip opens and closes on this mount, so it keeps every file's pages and every
 /// directory's listing, and drops them when a fresh `stat` shows a new modification time. That time must therefore
 /// move exactly when the content does: moving it on every `stat` would throw the caches away for nothing, and
 /// keeping it would serve stale content. Reads are served from the bytes recorded at the last `stat`, so they
