@@ -22,6 +22,8 @@ struct BenchPopulateCommand: ParsableCommand {
     @Option(help: "Bytes in each new file.") var size = 1024
     @Option(help: "checkpoint or user (user snapshots are never removed by retention).") var kind = "user"
     @Option(help: "Seed for the files' content and the object names.") var seed: UInt64 = 1
+    @Flag(help: "Continue the chain of the store's newest snapshot (made by this command): its files are the start, so even the first snapshot added rewrites only --changed of them.")
+    var continueChain = false
 
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count must be at least 1") }
@@ -35,8 +37,21 @@ struct BenchPopulateCommand: ParsableCommand {
         let kind = SnapshotKind(rawValue: kind)!
         var rng = SplitMix64(seed: seed)
         var current: [ObjectID?] = Array(repeating: nil, count: files)
+        // Where in the rotation of rewritten files the chain stands: 0 starts a new chain with every file new.
+        var position = 0
+        if continueChain {
+            let existing = try CLI.run { () throws(StoreError) in try store.snapshots() }
+            if let newest = existing.last {
+                let entries = try CLI.run { () throws(StoreError) in try store.entries(of: newest.id) }
+                for e in entries {
+                    if let i = Int(e.path.dropFirst().dropLast(4)), e.path.hasPrefix("f"), i < files { current[i] = e.object }
+                }
+                if current.allSatisfy({ $0 != nil }) { position = existing.count }
+            }
+        }
         let started = Date()
-        for n in 0..<count {
+        for step in 0..<count {
+            let n = position + step
             let pending = try CLI.run { () throws(StoreError) in
                 try store.beginSnapshot(label: nil, kind: kind, format: .nativeIncremental, job: "bench")
             }
@@ -58,7 +73,7 @@ struct BenchPopulateCommand: ParsableCommand {
                 checksums[ids[k]] = (Int64(size), sha)
                 current[f] = ids[k]
             }
-            let mtime = Int64(started.timeIntervalSince1970) * 1_000_000_000 + Int64(n)
+            let mtime = Int64(started.timeIntervalSince1970) * 1_000_000_000 + Int64(step)
             let entries = (0..<files).map { i in
                 NewEntry(path: String(format: "f%05d.dat", i), type: .file, size: Int64(size), mode: UInt32(S_IFREG) | 0o644,
                          mtimeNanos: mtime, object: current[i])
