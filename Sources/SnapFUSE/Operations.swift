@@ -164,9 +164,11 @@ private func opCreate(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePo
 private func opInit(_ userdata: UnsafeMutableRawPointer?, _ conn: UnsafeMutablePointer<fuse_conn_info>?) {
     guard let conn, let userdata else { return }
     let m = Unmanaged<FUSEMount>.fromOpaque(userdata).takeUnretainedValue()
-    // Splicing lets object pages go from the page cache to /dev/fuse without a copy through this process.
-    let splice = UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
-    conn.pointee.want |= conn.pointee.capable & splice
+    // Splicing lets object pages go from the page cache to /dev/fuse without a copy through this process. Not
+    // SPLICE_MOVE: it lets the kernel steal the object's cached pages into the mount's page cache as single pages,
+    // and warm reads of a file filled that way measured 0.09 s per GiB against 0.07 s for one filled by copying
+    // (cold reads the same either way).
+    conn.pointee.want |= conn.pointee.capable & UInt32(FUSE_CAP_SPLICE_WRITE)
     // POSIX ACLs (there are none) are then asked for once per inode and cached by the kernel, instead of costing
     // two GETXATTR round trips per file on every `ls -l`.
     conn.pointee.want |= conn.pointee.capable & UInt32(FUSE_CAP_POSIX_ACL)
@@ -191,7 +193,7 @@ private func opRead(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off: o
             bv.buf.flags = fuse_buf_flags(rawValue: FUSE_BUF_IS_FD.rawValue | FUSE_BUF_FD_SEEK.rawValue)
             bv.buf.fd = fd
             bv.buf.pos = off
-            _ = fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE)
+            _ = fuse_reply_data(req, &bv, fuse_buf_copy_flags(rawValue: 0))
         }
         if spliced != nil { return }
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 16)
