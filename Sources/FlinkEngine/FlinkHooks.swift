@@ -2,6 +2,7 @@ import FlinkMetadata
 import Foundation
 import Logging
 import SnapStore
+import Synchronization
 
 /// The facts the store's delete and move rules need, as Flink knows them.
 ///
@@ -20,11 +21,19 @@ public struct FlinkHooks: EngineHooks {
     let logger: Logger
     /// Seconds to wait for the JobManager before falling back; a delete should not hang on a dead cluster.
     let restTimeout: Double
+    /// Seconds after the JobManager failed to answer during which the status goes straight to the fallback. A
+    /// mount asks for the status on every catalog change; without this, a JobManager that hangs would cost each of
+    /// them the whole timeout. Only the failure is remembered: the fallback is the most protective answer, and an
+    /// answer Flink did give is never reused.
+    let retryAfter: Double
+    private let outage = RESTOutage()
 
-    public init(settings: FlinkStoreSettings, logger: Logger = Logger(label: "snapfs.flink"), restTimeout: Double = 3) {
+    public init(settings: FlinkStoreSettings, logger: Logger = Logger(label: "snapfs.flink"), restTimeout: Double = 3,
+                retryAfter: Double = 5) {
         self.settings = settings
         self.logger = logger
         self.restTimeout = restTimeout
+        self.retryAfter = retryAfter
     }
 
     /// Catches the catalog up with Flink before a delete or move decides anything: a file is only safe if every
@@ -48,6 +57,11 @@ public struct FlinkHooks: EngineHooks {
             return JobStatus(running: !stopped, recoveryPoint: newest,
                              detail: "no Flink REST address configured: protecting job \(job)'s newest snapshot")
         }
+        let unreachable = { (why: String) in
+            JobStatus(running: true, recoveryPoint: newest,
+                      detail: "Flink REST unreachable (\(why)); assuming job \(job) runs and protecting its newest snapshot")
+        }
+        if let why = outage.current(now: Date()) { return unreachable(why) }
         do {
             let api = try FlinkREST(baseURL: rest, timeout: restTimeout)
             guard let state = try api.jobState(job) else {
@@ -74,9 +88,10 @@ public struct FlinkHooks: EngineHooks {
             }
             return JobStatus(running: running, recoveryPoint: point, detail: detail)
         } catch {
-            logger.warning("Flink REST unreachable", metadata: ["error": .string(error.description)])
-            return JobStatus(running: true, recoveryPoint: newest,
-                             detail: "Flink REST unreachable (\(error)); assuming job \(job) runs and protecting its newest snapshot")
+            logger.warning("Flink REST unreachable", metadata: ["error": .string(error.description),
+                                                                "retry after seconds": .stringConvertible(retryAfter)])
+            outage.record("\(error)", until: Date().addingTimeInterval(retryAfter))
+            return unreachable("\(error)")
         }
     }
 
@@ -130,5 +145,20 @@ enum FlinkPaths {
             }
         }
         return "file://" + path
+    }
+}
+
+/// The JobManager's last failure to answer, until it is worth asking again. Shared by every copy of the hooks.
+final class RESTOutage: Sendable {
+    private let state = Mutex<(why: String, until: Date)?>(nil)
+
+    func record(_ why: String, until: Date) { state.withLock { $0 = (why, until) } }
+
+    /// Why the JobManager is taken to be unreachable now, or nil once it is worth asking again.
+    func current(now: Date) -> String? {
+        state.withLock { s in
+            guard let o = s, now < o.until else { return nil }
+            return o.why
+        }
     }
 }

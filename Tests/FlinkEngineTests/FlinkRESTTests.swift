@@ -96,6 +96,41 @@ final class FlinkRESTTests: XCTestCase {
         XCTAssertNoThrow(try w.store.delete("dd758e-chk-17"))
     }
 
+    /// A JobManager that does not answer costs one timeout, not one per question: within the retry window the
+    /// status is the protective fallback without asking again, and afterwards Flink is asked again.
+    func testAHangingJobManagerIsAskedAgainOnlyAfterTheRetryWindow() throws {
+        let job = "dd758ebfe2c5e0335122d7ddaf752ba0"
+        let hang = Mutex(true)
+        let fake = try FakeFlink { method, path, _ in
+            if hang.withLock({ $0 }) { usleep(600_000) }
+            switch (method, path) {
+            case ("GET", "/jobs/\(job)"): return (200, #"{"state":"CANCELED"}"#)
+            case ("GET", "/jobs/\(job)/checkpoints"): return (200, #"{"latest":{"completed":null}}"#)
+            default: return (404, #"{"errors":["Not found"]}"#)
+            }
+        }
+        defer { fake.stop() }
+        let w = try FlinkWorkspace(store: 1, job: job, rest: fake.url)
+        try w.importer.refresh()
+        w.store.setHooks(FlinkHooks(settings: w.settings, restTimeout: 0.2, retryAfter: 2))
+        let first = w.store.jobStatus()
+        XCTAssertTrue(first.running, "unanswered: assumed running")
+        XCTAssertNotNil(first.recoveryPoint, "and its newest snapshot protected")
+        XCTAssertTrue(first.detail?.contains("unreachable") == true, first.detail ?? "")
+        let asked = fake.seen.count
+        XCTAssertEqual(asked, 1)
+        for _ in 0..<5 {
+            let again = w.store.jobStatus()
+            XCTAssertEqual(again.recoveryPoint, first.recoveryPoint)
+            XCTAssertTrue(again.running)
+        }
+        XCTAssertEqual(fake.seen.count, asked, "not asked again within the window")
+        hang.withLock { $0 = false }
+        Thread.sleep(forTimeInterval: 2.2)
+        XCTAssertFalse(w.store.jobStatus().running, "asked again after the window: Flink says CANCELED")
+        XCTAssertGreaterThan(fake.seen.count, asked)
+    }
+
     /// Flink's failure cause reaches the request record; the catalog is unchanged.
     func testFailedSavepointCarriesFlinksCause() throws {
         let job = "dd758ebfe2c5e0335122d7ddaf752ba0"
