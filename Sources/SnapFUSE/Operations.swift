@@ -154,8 +154,9 @@ private func opOpen(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ fi: UnsafeMutablePo
 private func opCreate(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ mode: mode_t,
                       _ fi: UnsafeMutablePointer<fuse_file_info>?) {
     do {
-        let e = try mount(req).fs.create(parent: parent, name: str(name))
-        applyOpen(fi, OpenReply(directIO: true, keepCache: false))
+        let fs = mount(req).fs
+        let e = try fs.create(parent: parent, name: str(name))
+        applyOpen(fi, try fs.open(e.attr.ino, flags: fi?.pointee.flags ?? O_WRONLY))
         var p = entryParam(e)
         _ = fuse_reply_create(req, &p, fi)
     } catch { fail(req, error, "create") }

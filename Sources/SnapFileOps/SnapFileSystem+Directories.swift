@@ -120,7 +120,7 @@ extension SnapFileSystem {
         case .controlDir(.trigger):
             for f in TriggerFormat.allCases { add(f.rawValue, .trigger(f), 0o100000) }
         case .controlDir(.requests):
-            for name in try requestNames() { add(name, .controlFile(.request(Int64(name.dropLast(5))!)), 0o100000) }
+            for seq in try requestSeqs() { add("\(seq).json", .controlFile(.request(seq)), 0o100000) }
         case .controlDir(.snapshots):
             for name in listing().names { add("\(name).json", .controlFile(.report(name)), 0o100000) }
         case .snapshot(let id), .directory(let id, _):
@@ -144,9 +144,9 @@ extension SnapFileSystem {
         return out
     }
 
-    /// The names in `.snapfs/requests`, oldest request first.
-    func requestNames() throws(FSError) -> [String] {
-        do { return try store.requests().map { "\($0.seq).json" } } catch { throw .store(error) }
+    /// The requests listed in `.snapfs/requests`, oldest first.
+    func requestSeqs() throws(FSError) -> [Int64] {
+        do { return try store.requests().map(\.seq) } catch { throw .store(error) }
     }
 
     public func readlink(_ ino: UInt64) throws(FSError) -> String {

@@ -41,8 +41,9 @@ extension SnapFileSystem {
     public func read(_ ino: UInt64, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(FSError) -> Int {
         let n = try node(ino)
         switch n {
-        case .file:
-            return try withObjectDescriptor(ino) { fd throws(FSError) -> Int in
+        case .file(_, let e):
+            guard let rel = e.objectPath else { throw .io("\(e.path) has no stored object") }
+            return try objects.withDescriptor(rel) { fd throws(FSError) -> Int in
                 var done = 0
                 while done < buffer.count {
                     let r = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
@@ -54,7 +55,7 @@ extension SnapFileSystem {
                     done += r
                 }
                 return done
-            } ?? 0
+            }
         case .controlFile(let f):
             var bytes = state.withLock { $0.generated.current(ino) }?.bytes ?? []
             if bytes.isEmpty { bytes = try generated(f, ino).bytes }

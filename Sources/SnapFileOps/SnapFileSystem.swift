@@ -73,11 +73,12 @@ public final class SnapFileSystem: Sendable {
         kernelNotifier.withLock { $0 = notify }
     }
 
-    /// Tells the kernel now, rather than at the next poll, that the root and the generated directories changed:
-    /// for requests made through the mount itself, whose caller lists the result as soon as its command returns.
+    /// Tells the kernel now, rather than at the next poll, that the root changed: for requests made through the
+    /// mount itself, whose caller lists the result as soon as its command returns. (`requests/` and `snapshots/`
+    /// need no telling: their attributes are never cached, so every listing checks their modification time.)
     func announceListingChanges() {
         refresh()
-        kernelNotifier.withLock { $0 }?([InodeNumber.root, InodeNumber.requestsDir, InodeNumber.snapshotsDir])
+        kernelNotifier.withLock { $0 }?([InodeNumber.root])
     }
 
     var nowNanos: Int64 { Int64(now().timeIntervalSince1970 * 1e9) }
@@ -254,7 +255,7 @@ public final class SnapFileSystem: Sendable {
             case .top, .trigger: mtime = mountedAtNanos
             case .snapshots: mtime = listing().changedAt
             case .requests:
-                let names = try requestNames(), t = nowNanos
+                let names = try requestSeqs().map(String.init), t = nowNanos
                 mtime = state.withLock { $0.generated.listingTime(ino, names: names, now: t) }
             }
             return dirAttr(ino, mode: 0o555, nlink: d == .top ? 5 : 2, mtime: mtime)

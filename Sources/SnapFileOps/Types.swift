@@ -42,8 +42,6 @@ public struct DirEntry: Sendable, Equatable {
 public struct OpenReply: Sendable {
     public var directIO: Bool
     public var keepCache: Bool
-
-    public init(directIO: Bool, keepCache: Bool) { self.directIO = directIO; self.keepCache = keepCache }
 }
 
 public struct FSStats: Sendable {
