@@ -89,7 +89,7 @@ extension SnapFileSystem {
         switch try place(p) {
         case .control: throw controlRefusal("unlink .snapfs/…/\(name)")
         case .root:
-            if name == "latest" || name == ".snapfs" { throw controlRefusal("unlink \(name)") }
+            try refuseIfControl(name, "unlink \(name)")
             guard try child(of: p, name) != nil else { throw .notFound }
             throw .isDirectory
         case .snapshot(let id, _):
@@ -104,7 +104,7 @@ extension SnapFileSystem {
         switch try place(p) {
         case .control: throw controlRefusal("rmdir .snapfs/…/\(name)")
         case .root:
-            if name == "latest" || name == ".snapfs" { throw controlRefusal("rmdir \(name)") }
+            try refuseIfControl(name, "rmdir \(name)")
             guard case .snapshot(let id)? = try child(of: p, name) else { throw .notFound }
             let before = state.withLock { $0.listing.generation }
             do {
@@ -154,7 +154,7 @@ extension SnapFileSystem {
         case .control: throw controlRefusal("rename of .snapfs/…/\(name)")
         case .snapshot(let id, let dir): throw readOnly("rename of \(SnapshotIndex.join(dir, name))", id)
         case .root:
-            if name == "latest" || name == ".snapfs" { throw controlRefusal("rename of \(name)") }
+            try refuseIfControl(name, "rename of \(name)")
             guard case .snapshot? = try child(of: p, name) else { throw .notFound }
             switch try place(np) {
             case .control: throw controlRefusal("rename of \(name) into .snapfs")

@@ -35,6 +35,11 @@ extension SnapFileSystem {
         refuse(.notPermitted("`latest` and `.snapfs` are part of the mount and cannot be changed"), snapshot: nil, what)
     }
 
+    /// `latest` and `.snapfs` stand at the root beside the snapshots; no removal or move may touch them (EPERM).
+    func refuseIfControl(_ rootName: String, _ what: String) throws(FSError) {
+        if rootName == "latest" || rootName == ".snapfs" { throw controlRefusal(what) }
+    }
+
     /// What kind of place a directory is, for the operations that create or remove names in it.
     enum Place { case root, snapshot(SnapshotID, String), control }
 
