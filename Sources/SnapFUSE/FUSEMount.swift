@@ -47,6 +47,7 @@ public final class FUSEMount: Sendable {
     private let session = Mutex<SessionPointer?>(nil)
     private let poller = Mutex<PeriodicTask?>(nil)
     let openless = OpenlessIO()
+    let readAhead = ReadAhead()
 
     /// `options` are passed to the kernel as `-o`; `default_permissions,fsname=snapfs,subtype=snapfs` are always set.
     public init(fs: SnapFileSystem, mountpoint: String, allowOther: Bool, extraOptions: [String] = []) {
@@ -95,9 +96,12 @@ public final class FUSEMount: Sendable {
 
     /// Polls the catalog's generation a few times a second: a delete, move or snapshot made by the command line
     /// or the scheduler shows in the mount within a second (SPEC §8), because the kernel is told to forget
-    /// exactly the root names that changed.
+    /// exactly the root names that changed. Its ticks also raise the read-ahead window once `INIT` is done.
     private func startPoller() {
-        let t = PeriodicTask(name: "snapfs-poller", interval: 0.25, waitsFirst: false) { [self] in tellKernel(fs.poll()) }
+        let t = PeriodicTask(name: "snapfs-poller", interval: 0.25, waitsFirst: false) { [self] in
+            tellKernel(fs.poll())
+            readAhead.adjust(mountpoint: mountpoint, logger: logger)
+        }
         poller.withLock { $0 = t }
         t.start()
     }

@@ -181,6 +181,7 @@ private func opInit(_ userdata: UnsafeMutableRawPointer?, _ conn: UnsafeMutableP
     if !m.openless.files {
         m.logger.warning("this kernel cannot skip opens: every read of a snapshot file costs OPEN and RELEASE round trips")
     }
+    m.readAhead.kernelInitialized()
 }
 
 private func opRead(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off: off_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
