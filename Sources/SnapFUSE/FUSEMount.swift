@@ -48,11 +48,15 @@ public final class FUSEMount: Sendable {
     private let poller = Mutex<PeriodicTask?>(nil)
     let openless = OpenlessIO()
     let readAhead = ReadAhead()
+    /// False makes the kernel send OPEN and RELEASE for every file and directory, as kernels before 4.19 do: the
+    /// path those kernels take stays testable here, and its cost measurable.
+    let skipOpens: Bool
 
     /// `options` are passed to the kernel as `-o`; `default_permissions,fsname=snapfs,subtype=snapfs` are always set.
-    public init(fs: SnapFileSystem, mountpoint: String, allowOther: Bool, extraOptions: [String] = []) {
+    public init(fs: SnapFileSystem, mountpoint: String, allowOther: Bool, skipOpens: Bool = true, extraOptions: [String] = []) {
         self.fs = fs
         self.mountpoint = mountpoint
+        self.skipOpens = skipOpens
         var o = ["default_permissions", "fsname=snapfs", "subtype=snapfs"]
         if allowOther { o.append("allow_other") }
         self.options = o + extraOptions

@@ -176,9 +176,9 @@ private func opInit(_ userdata: UnsafeMutableRawPointer?, _ conn: UnsafeMutableP
     // With opens skipped, an O_TRUNC open must reach `setattr` (EROFS inside a snapshot), not vanish into an open
     // that is never sent.
     conn.pointee.want &= ~UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
-    m.openless.set(files: conn.pointee.capable & UInt32(FUSE_CAP_NO_OPEN_SUPPORT) != 0,
-                   directories: conn.pointee.capable & UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT) != 0)
-    if !m.openless.files {
+    m.openless.set(files: m.skipOpens && conn.pointee.capable & UInt32(FUSE_CAP_NO_OPEN_SUPPORT) != 0,
+                   directories: m.skipOpens && conn.pointee.capable & UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT) != 0)
+    if m.skipOpens && !m.openless.files {
         m.logger.warning("this kernel cannot skip opens: every read of a snapshot file costs OPEN and RELEASE round trips")
     }
     m.readAhead.kernelInitialized()

@@ -29,6 +29,8 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Clear a stale mount (Transport endpoint is not connected) on MOUNTPOINT first.") var clearStale = false
     @Flag(name: .shortAndLong, help: "Accepted for compatibility: the daemon always runs in the foreground; see Mount/README.md to background it.") var foreground = false
     @Flag(help: "Log only warnings and errors.") var quiet = false
+    @Flag(help: "Have the kernel send OPEN and RELEASE for every file and directory, as kernels before 4.19 do, instead of skipping them (slower; for tests and measurements).")
+    var sendOpens = false
     @Option(name: .customShort("o"), help: ArgumentHelp("Comma-separated mount options, as mount(8) and fstab pass them.", valueName: "options"))
     var mountOptions: [String] = []
 
@@ -50,7 +52,7 @@ struct MountCommand: ParsableCommand {
         let opened = try CLI.run { () throws(StoreError) in try Store.open(at: storeURL) }
         let engine = try makeEngine(store: opened, stateOverride: state)
         let fs = SnapFileSystem(store: opened, engine: engine, options: FileOpsOptions(stageWindow: stageWindow))
-        let fuse = FUSEMount(fs: fs, mountpoint: mnt, allowOther: allowOther)
+        let fuse = FUSEMount(fs: fs, mountpoint: mnt, allowOther: allowOther, skipOpens: !sendOpens)
         let scheduler = makeScheduler(store: opened, engine: engine, interval: checkpointInterval, retain: retain)
         scheduler?.start()
         logger.notice("serving", metadata: ["store": .string(storeURL.path), "mountpoint": .string(mnt),

@@ -347,6 +347,29 @@ final class ReadMountTests: MountTestCase {
         XCTAssertTrue(cmp.ok, "a cold read in large requests returns the same bytes: " + cmp.summary)
     }
 
+    /// Kernels before 4.19 cannot skip OPEN and RELEASE. `--send-opens` makes this kernel send them too, so the path
+    /// such kernels take (every open checked by the daemon) is driven for real: the same bytes, the same refusals,
+    /// triggers that still work, and a write refused at open instead of at the first write.
+    func testWithOpensSentTheMountBehavesTheSame() throws {
+        try twoSnapshots()
+        try w.mount(["--send-opens"])
+        let file = w.m + "/T/dir0/sub0/file-0.dat"
+        XCTAssertEqual(w.errnoOf("os.open('\(file)', os.O_WRONLY)"), "EROFS", "a snapshot file opened for writing")
+        XCTAssertEqual(w.errnoOf("os.close(os.open('\(file)', os.O_RDONLY))"), "OK")
+        for label in ["S", "T"] {
+            XCTAssertEqual(treeDigest(w.m + "/" + label), treeDigest(w.expected.appendingPathComponent(label).path), label)
+        }
+        let tar = Command.sh("tar -C \(shellQuote(w.m + "/T")) -cf - . | tar -tf - | wc -l")
+        XCTAssertTrue(tar.ok, tar.summary)
+        XCTAssertEqual(Int(tar.out.trimmingCharacters(in: .whitespacesAndNewlines)), treeDigest(w.m + "/T").count + 1, "tar lists . and every entry")
+        let trigger = Command.sh("echo with-opens > \(shellQuote(w.m + "/.snapfs/trigger/native-full"))")
+        XCTAssertTrue(trigger.ok, trigger.summary)
+        XCTAssertTrue(w.rootNames().contains("with-opens"), "listed once the trigger returned: \(w.rootNames())")
+        let rm = Command.sh("rm -rf \(shellQuote(w.m + "/latest/"))")
+        XCTAssertTrue(rm.err.contains("Device or resource busy"), rm.summary)
+        XCTAssertTrue(w.rootNames().contains("with-opens"))
+    }
+
     func testDuCountsSharedObjectsOnce() throws {
         try twoSnapshots()
         try w.mount()
