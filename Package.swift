@@ -47,10 +47,12 @@ let package = Package(
         .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing", "FlinkFixtures"]),
         .testTarget(name: "FlinkEngineTests", dependencies: ["FlinkEngine", "FlinkMetadata", "SnapStore", "FlinkFixtures"]),
         .testTarget(name: "SnapFileOpsTests", dependencies: ["SnapFileOps", "SnapStore", "LocalEngine"]),
+        // Finds the built `snapfs` for the two targets below that run it.
+        .target(name: "BuiltTools", path: "Tests/BuiltTools"),
         // Mounts for real with the built `snapfs` binary; depends on `snapfs` so it is built.
-        .testTarget(name: "MountTests", dependencies: ["SnapStore", "snapfs"]),
+        .testTarget(name: "MountTests", dependencies: ["SnapStore", "snapfs", "BuiltTools"]),
         // The command line driven as a user would, including SIGKILL crash tests; depends on `snapfs` so it is built.
-        .testTarget(name: "CLITests", dependencies: ["SnapStore", "snapfs"]),
+        .testTarget(name: "CLITests", dependencies: ["SnapStore", "snapfs", "BuiltTools"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,3 +1,4 @@
+import BuiltTools
 import Foundation
 import SnapStore
 import XCTest
@@ -5,16 +6,7 @@ import XCTest
 /// The built `snapfs` executable, run as a user would run it.
 enum SnapFSTool {
     /// `SNAPFS_BIN`, or the `snapfs` that SwiftPM built beside the test bundle.
-    static var executable: URL {
-        if let p = ProcessInfo.processInfo.environment["SNAPFS_BIN"] { return URL(fileURLWithPath: p) }
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("snapfs")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("snapfs")
-    }
+    static var executable: URL { URL(fileURLWithPath: BuiltTools.snapfs) }
 
     struct Result {
         var status: Int32

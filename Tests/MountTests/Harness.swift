@@ -1,3 +1,4 @@
+import BuiltTools
 import Foundation
 import SnapStore
 import XCTest
@@ -55,18 +56,7 @@ enum Command {
 }
 
 /// The built `snapfs` next to the test bundle, or `SNAPFS_BIN`.
-let snapfsBinary: String = {
-    if let b = ProcessInfo.processInfo.environment["SNAPFS_BIN"] { return b }
-    let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    var dir = here.deletingLastPathComponent()
-    for _ in 0..<4 {
-        let c = dir.appendingPathComponent("snapfs")
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: c.path, isDirectory: &isDir), !isDir.boolValue { return c.path }
-        dir = dir.deletingLastPathComponent()
-    }
-    return "snapfs"
-}()
+let snapfsBinary = BuiltTools.snapfs
 
 func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
