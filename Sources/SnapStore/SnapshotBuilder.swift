@@ -1,5 +1,6 @@
 import Foundation
 import Crypto
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,7 +9,7 @@ import Glibc
 /// - native-incremental: only files new or changed since the base snapshot get new objects; the rest are referenced;
 /// - native-full: every file gets a new object of its own, so the snapshot depends on no other;
 /// - canonical: a plain tree under `canonical/<id>/files` plus `MANIFEST.json` and `SHA256SUMS`, readable without SnapFS.
-public struct SnapshotBuilder {
+public struct SnapshotBuilder: Sendable {
     public let store: Store
     /// How often a snapshot is retried from a fresh scan when a source file vanishes or will not hold still.
     public var attempts = 3
@@ -91,14 +92,12 @@ public struct SnapshotBuilder {
         let paths = toCopy.enumerated().map { (n, i) in (path: objectPath(for: pending, scanned[i], n), size: scanned[i].size) }
         let ids = try pending.reserveObjects(paths)
         let totalBytes = toCopy.reduce(Int64(0)) { $0 + scanned[$1].size }
-        var copied: Int64 = 0
+        let targets = paths.map { store.root.path + "/" + $0.path }
+        for parent in Set(targets.map { ($0 as NSString).deletingLastPathComponent }) { try makeDirectories(parent) }
+        let copies = try copyAll(toCopy.map { scanned[$0] }, to: targets, from: source, totalBytes: totalBytes, progress: progress)
         var checksums: [ObjectID: (size: Int64, sha256: String)] = [:]
-        var createdDirs = Set<String>()
         for (n, i) in toCopy.enumerated() {
-            let abs = store.root.path + "/" + paths[n].path
-            let parent = (abs as NSString).deletingLastPathComponent
-            if createdDirs.insert(parent).inserted { try makeDirectories(parent) }
-            let (real, sha) = try copy(scanned[i], from: source, to: abs) { copied += Int64($0); progress?(copied, totalBytes, scanned[i].path) }
+            let (real, sha) = copies[n]
             checksums[ids[n]] = (real.size, sha)
             entries[i].object = ids[n]
             entries[i].size = real.size
@@ -115,6 +114,39 @@ public struct SnapshotBuilder {
                                                          "entries": .stringConvertible(entries.count), "copied": .stringConvertible(toCopy.count)])
         return snap
     }
+
+    /// Copies `entries[n]` to `targets[n]` on up to `parallelCopies` threads. One thread left a core idle while it
+    /// hashed: a native-incremental snapshot of 1,000 changed files of 100 KiB spent a third of its time copying and
+    /// hashing them one after another (SHA-256 alone 14% of it). The first failure stops the other threads from taking
+    /// more files and is thrown once all have stopped; what was copied is left to `pending.abort`.
+    private func copyAll(_ entries: [SourceEntry], to targets: [String], from source: some SnapshotSource,
+                         totalBytes: Int64, progress: ProgressHandler?) throws -> [(SourceEntry, String)] {
+        let next = Atomic<Int>(0)
+        let copied = Atomic<Int64>(0)
+        let outcome = Mutex<(copies: [(SourceEntry, String)?], failure: (any Error)?)>((Array(repeating: nil, count: entries.count), nil))
+        DispatchQueue.concurrentPerform(iterations: max(1, min(Self.parallelCopies, entries.count))) { _ in
+            while true {
+                let n = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard n < entries.count, outcome.withLock({ $0.failure == nil }) else { return }
+                do {
+                    let done = try copy(entries[n], from: source, to: targets[n]) { bytes in
+                        progress?(copied.wrappingAdd(Int64(bytes), ordering: .relaxed).newValue, totalBytes, entries[n].path)
+                    }
+                    outcome.withLock { $0.copies[n] = done }
+                } catch {
+                    outcome.withLock { if $0.failure == nil { $0.failure = error } }
+                    return
+                }
+            }
+        }
+        return try outcome.withLock { o in
+            if let failure = o.failure { throw failure }
+            return o.copies.map { $0! }
+        }
+    }
+
+    /// Beyond a few threads the disk, not the CPU, sets the pace.
+    static let parallelCopies = min(ProcessInfo.processInfo.activeProcessorCount, 4)
 
     /// Copies one file, hashing as it goes; a file that changes under the copy is copied again, twice at most.
     private func copy(_ e: SourceEntry, from source: some SnapshotSource, to abs: String,

@@ -33,7 +33,8 @@ public enum SourceProblem: Error, Sendable {
 }
 
 /// Where a snapshot's content comes from: a live state directory, another snapshot, an exported canonical tree.
-public protocol SnapshotSource {
+/// Sendable because a snapshot reads several files of one source at once.
+public protocol SnapshotSource: Sendable {
     var description: String { get }
     /// Whether an unchanged file (same size and mtime as in the base snapshot) may be referenced instead of copied.
     var allowsReuse: Bool { get }
