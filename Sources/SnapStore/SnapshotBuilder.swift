@@ -115,9 +115,9 @@ public struct SnapshotBuilder: Sendable {
         return snap
     }
 
-    /// Copies `entries[n]` to `targets[n]` on up to `parallelCopies` threads. One thread left a core idle while it
-    /// hashed: a native-incremental snapshot of 1,000 changed files of 100 KiB spent a third of its time copying and
-    /// hashing them one after another (SHA-256 alone 14% of it). The first failure stops the other threads from taking
+    /// Copies `entries[n]` to `targets[n]` on up to `parallelCopies` threads. Copying and hashing one file after
+    /// another left a core idle: on two cores a native-incremental snapshot of 1,000 changed files of 100 KiB took
+    /// 0.71 s instead of 0.96 s (medians of ten, alternating). The first failure stops the other threads from taking
     /// more files and is thrown once all have stopped; what was copied is left to `pending.abort`.
     private func copyAll(_ entries: [SourceEntry], to targets: [String], from source: some SnapshotSource,
                          totalBytes: Int64, progress: ProgressHandler?) throws -> [(SourceEntry, String)] {
