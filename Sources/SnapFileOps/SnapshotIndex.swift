@@ -9,6 +9,10 @@ final class SnapshotIndex: Sendable {
     let entries: [String: SnapshotEntry]
     /// Child names of each directory path ("" is the snapshot's top), sorted.
     let children: [String: [String]]
+    /// How many of each directory's children are directories (its link count is 2 more). Counted once here: the
+    /// kernel asks for a directory's attributes again after every uncached listing of it (reading a directory
+    /// invalidates its atime), and counting 1,000 children on each of those requests cost about a millisecond.
+    private let subdirectories: [String: Int]
 
     init(id: SnapshotID, entries list: [SnapshotEntry]) {
         self.id = id
@@ -29,8 +33,13 @@ final class SnapshotIndex: Sendable {
             }
             if e.type == .directory, children[e.path] == nil { children[e.path] = [] }
         }
+        var subdirectories: [String: Int] = [:]
+        for (path, e) in entries where e.type == .directory && !path.isEmpty {
+            subdirectories[SnapshotIndex.split(path).parent, default: 0] += 1
+        }
         self.entries = entries
         self.children = children.mapValues { $0.sorted() }
+        self.subdirectories = subdirectories
     }
 
     static func split(_ path: String) -> (parent: String, name: String) {
@@ -40,7 +49,5 @@ final class SnapshotIndex: Sendable {
 
     static func join(_ parent: String, _ name: String) -> String { parent.isEmpty ? name : parent + "/" + name }
 
-    func subdirectoryCount(_ dir: String) -> Int {
-        (children[dir] ?? []).reduce(0) { $0 + (entries[SnapshotIndex.join(dir, $1)]?.type == .directory ? 1 : 0) }
-    }
+    func subdirectoryCount(_ dir: String) -> Int { subdirectories[dir] ?? 0 }
 }

@@ -370,6 +370,17 @@ final class ReadMountTests: MountTestCase {
         XCTAssertTrue(w.rootNames().contains("with-opens"))
     }
 
+    /// `find -links`, `ls -l` and backup tools see each directory's link count as on the state: 2 + its subdirectories.
+    func testDirectoryLinkCountsMatchTheState() throws {
+        try twoSnapshots()
+        try w.mount()
+        let listing = { (dir: String) in Command.sh("cd \(shellQuote(dir)) && find . -type d -printf '%p %n\\n' | sort") }
+        let mine = listing(w.m + "/T"), want = listing(w.expected.appendingPathComponent("T").path)
+        XCTAssertTrue(mine.ok, mine.summary)
+        XCTAssertTrue(want.out.contains("./dir0 4"), want.out)
+        XCTAssertEqual(mine.out, want.out)
+    }
+
     func testDuCountsSharedObjectsOnce() throws {
         try twoSnapshots()
         try w.mount()
