@@ -135,6 +135,8 @@ public struct FileTreeSource: SnapshotSource {
         }
         var after = stat()
         guard fstat(fd, &after) == 0 else { throw SourceProblem.unreadable(path: abs, errno: errno) }
+        // Unlinked while open: the bytes read are whole, but the file is no longer part of the state.
+        if after.st_nlink == 0 { throw SourceProblem.vanished(entry.path) }
         if before.st_size != after.st_size || before.st_mtim.tv_sec != after.st_mtim.tv_sec
             || before.st_mtim.tv_nsec != after.st_mtim.tv_nsec || before.st_ctim.tv_nsec != after.st_ctim.tv_nsec
             || total != Int64(after.st_size) {

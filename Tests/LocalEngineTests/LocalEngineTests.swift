@@ -186,9 +186,10 @@ final class LocalEngineTests: XCTestCase {
         let w = try LiveState()
         try w.write("a", Data(count: 2 << 20))
         try w.write("b", "b")
-        let stateDir = w.state
-        let source = InterferingSource(inner: FileTreeSource(root: w.state), victim: "a", interferences: Countdown(1)) { _ in
-            try FileManager.default.removeItem(at: stateDir.appendingPathComponent("b"))
+        // The writer deletes "b" while "b" itself is being copied: files are copied on several threads, so
+        // deleting it from another file's copy could come after "b" was already copied.
+        let source = InterferingSource(inner: FileTreeSource(root: w.state), victim: "b", interferences: Countdown(1)) { url in
+            try FileManager.default.removeItem(at: url)
         }
         let s = try SnapshotBuilder(store: w.store).build(from: source, format: .nativeIncremental, kind: .checkpoint, label: nil)
         XCTAssertEqual(Set(try w.snapshotChecksums(s.name).keys), ["a"], "the snapshot is consistent with the state after the delete")
