@@ -148,8 +148,8 @@ public struct FlinkImporter: Sendable {
     /// Job ids that own checkpoint directories (`…/<job>/chk-N`), for naming and for attributing savepoints.
     private func jobDirectories(_ directories: [String]) -> Set<String> {
         Set(directories.compactMap { dir -> String? in
-            let parts = dir.split(separator: "/")
-            guard parts.count >= 2, Self.checkpointNumber(String(parts[parts.count - 1])) != nil else { return nil }
+            let parts = PathBytes.components(dir)
+            guard parts.count >= 2, Self.checkpointNumber(parts[parts.count - 1]) != nil else { return nil }
             return String(parts[parts.count - 2])
         })
     }
@@ -201,7 +201,7 @@ public struct FlinkImporter: Sendable {
     /// The name a Flink user recognises: `<job-prefix>-chk-N` (the six-character prefix Flink itself uses in
     /// savepoint names, the full id if two jobs share it) or the savepoint directory's own name.
     static func defaultName(directory: String, jobs: Set<String>) -> String {
-        let parts = directory.split(separator: "/").map(String.init)
+        let parts = PathBytes.components(directory)
         let last = parts.last ?? directory
         if checkpointNumber(last) != nil, parts.count >= 2 {
             let job = parts[parts.count - 2]
@@ -228,7 +228,7 @@ public struct FlinkImporter: Sendable {
     /// The job a snapshot belongs to: a checkpoint's parent directory, or for a savepoint the one job whose id
     /// starts with the six characters Flink put in its name.
     static func job(of directory: String, jobs: Set<String>) -> String? {
-        let parts = directory.split(separator: "/").map(String.init)
+        let parts = PathBytes.components(directory)
         guard let last = parts.last else { return nil }
         if checkpointNumber(last) != nil, parts.count >= 2 { return parts[parts.count - 2] }
         let pieces = last.split(separator: "-")
@@ -264,14 +264,14 @@ public struct FlinkImporter: Sendable {
     /// able to make a delete remove the store's own files. Such references are kept as outside files instead.
     static func isAdoptable(_ relative: String) -> Bool {
         guard Store.isSafeRelativePath(relative) else { return false }
-        let first = relative.split(separator: "/").first.map(String.init) ?? relative
+        let first = PathBytes.first(relative)
         return first != Store.runDirectory && !first.hasPrefix("catalog.sqlite")
     }
 
     /// `mtime` is when Flink finished writing `_metadata`, i.e. when the snapshot completed.
     private func record(directory: String, metadata: CheckpointMetadata, metadataSize: Int, mtime: Double, name: String?,
                         jobs: Set<String>) throws(StoreError) -> Snapshot {
-        let last = directory.split(separator: "/").last.map(String.init) ?? directory
+        let last = PathBytes.components(directory).last ?? directory
         let (kind, format) = Self.classify(metadata, directoryName: last)
         var (inside, outside) = neededFiles(metadata, directory: directory)
         let metadataPath = directory + "/_metadata"
@@ -296,8 +296,8 @@ public struct FlinkImporter: Sendable {
                 let mtime = exists ? Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) : 0
                 entries.append(NewEntry(path: file.path, type: .file, size: file.size, mode: mode, mtimeNanos: mtime, object: id))
                 var parent = file.path
-                while let slash = parent.lastIndex(of: "/") {
-                    parent = String(parent[..<slash])
+                while parent.utf8.contains(UInt8(ascii: "/")) {
+                    parent = PathBytes.split(parent).parent
                     directories.insert(parent)
                 }
             }
@@ -320,7 +320,7 @@ public struct FlinkImporter: Sendable {
     /// The top-level directories holding snapshots are the ones whose every file must belong to a snapshot, so
     /// `verify` and `gc` can find files no snapshot needs (orphans Flink left in `shared/`).
     private func updateManagedRoots(_ directories: [String]) throws(StoreError) {
-        var roots = Set(directories.compactMap { $0.split(separator: "/").first.map(String.init) })
+        var roots = Set(directories.compactMap { PathBytes.components($0).first })
         if let old = try store.meta("managed_roots"), let data = old.data(using: .utf8),
            let previous = try? JSONDecoder().decode([String].self, from: data) {
             roots.formUnion(previous)

@@ -63,9 +63,13 @@ enum FlinkPath {
 
     /// Normalizes an absolute local path. Leading `..` segments stay at the root, which is where
     /// the operating system would resolve them anyway.
+    /// Cut at the byte, not by Character: "/" or "\\" followed by a combining mark is one Character, and a `..`
+    /// before it would otherwise go unseen.
     static func normalize(_ path: String) -> String {
-        var segments: [Substring] = []
-        for segment in path.replacingBackslashes().split(separator: "/", omittingEmptySubsequences: true) {
+        var segments: [String] = []
+        let separators: Set<UInt8> = [UInt8(ascii: "/"), UInt8(ascii: "\\")]
+        for bytes in path.utf8.split(whereSeparator: { separators.contains($0) }) {
+            let segment = String(decoding: bytes, as: UTF8.self)
             switch segment {
             case ".": continue
             case "..": _ = segments.popLast()
@@ -101,8 +105,3 @@ enum FlinkPath {
     }
 }
 
-extension String {
-    fileprivate func replacingBackslashes() -> String {
-        contains("\\") ? String(map { $0 == "\\" ? "/" : $0 }) : self
-    }
-}

@@ -23,11 +23,11 @@ struct StagingArea {
     /// Whether `path` or one of its parents was staged.
     func hides(_ id: SnapshotID, _ path: String) -> Bool {
         guard let s = bySnapshot[id], !s.paths.isEmpty else { return false }
-        var p = Substring(path)
+        var p = path
         while true {
-            if s.paths.contains(String(p)) { return true }
-            guard let slash = p.lastIndex(of: "/") else { return false }
-            p = p[..<slash]
+            if s.paths.contains(p) { return true }
+            guard p.utf8.contains(UInt8(ascii: "/")) else { return false }
+            p = PathBytes.split(p).parent
         }
     }
 

@@ -150,7 +150,7 @@ extension Store {
     /// A path relative to the store that cannot leave it: no leading `/`, no `..`, no empty component.
     public static func isSafeRelativePath(_ p: String) -> Bool {
         if p.isEmpty || p.hasPrefix("/") || p.contains("\0") { return false }
-        for c in p.split(separator: "/", omittingEmptySubsequences: false) where c.isEmpty || c == "." || c == ".." { return false }
+        for c in PathBytes.components(p, omittingEmpty: false) where c.isEmpty || c == "." || c == ".." { return false }
         return true
     }
 

@@ -180,15 +180,17 @@ public final class Store: Sendable {
                     ORDER BY e.path
                     """, arguments: [id])
                 var out: [SnapshotEntry] = []
+                // Columns by position, in the SELECT's order: looking each up by name was a fifth of the time a
+                // mount takes to open a snapshot of 100,000 files.
                 while let r = try rows.next() {
-                    let t: String = r["type"]
+                    let t: String = r[1]
                     guard let type = EntryType(rawValue: t) else {
-                        throw StoreError.corrupt("catalog entry '\(r["path"] as String? ?? "?")' of snapshot \(id) has type '\(t)'")
+                        throw StoreError.corrupt("catalog entry '\(r[0] as String? ?? "?")' of snapshot \(id) has type '\(t)'")
                     }
-                    out.append(SnapshotEntry(path: r["path"], type: type, size: r["size"], mode: UInt32(truncatingIfNeeded: r["mode"] as Int64),
-                                             mtimeNanos: r["mtime_ns"], object: r["object_id"], objectPath: r["opath"],
-                                             sha256: r["sha256"], symlinkTarget: r["symlink_target"],
-                                             links: max(1, r["links"] as Int), hidden: (r["hidden"] as Int) != 0))
+                    out.append(SnapshotEntry(path: r[0], type: type, size: r[2], mode: UInt32(truncatingIfNeeded: r[3] as Int64),
+                                             mtimeNanos: r[4], object: r[5], objectPath: r[8],
+                                             sha256: r[9], symlinkTarget: r[6],
+                                             links: max(1, r[10] as Int), hidden: (r[7] as Int) != 0))
                 }
                 return out
             }

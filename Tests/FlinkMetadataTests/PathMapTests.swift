@@ -11,6 +11,12 @@ final class PathMapTests: XCTestCase {
         XCTAssertEqual(map.map("s3://bucket/a"), "s3://bucket/a")
     }
 
+    func testDotDotBeforeACombiningMarkIsStillResolved() {
+        // "/" followed by U+0301 is one Swift Character; Flink and the kernel see "..", then a name.
+        XCTAssertEqual(PathMap.identity.map("file:/srv/a/b/../\u{301}x"), "/srv/a/\u{301}x")
+        XCTAssertEqual(PathMap.identity.map("/srv/a/..\\\u{301}x"), "/srv/\u{301}x")
+    }
+
     func testLongestRuleWins() {
         let map = PathMap([(from: "/srv", to: "/a"), (from: "/srv/flink-store", to: "/b")])
         XCTAssertEqual(map.map("file:/srv/flink-store/x"), "/b/x")

@@ -40,6 +40,18 @@ final class InodeTests: XCTestCase {
         XCTAssertEqual(try f.fs.getattr(sb.ino).nlink, 1, "link count follows the deleted snapshot")
         XCTAssertEqual(try f.read("\(b.name)/shared").count, 3000)
     }
+
+    func testNameStartingWithACombiningMarkStaysInItsDirectory() throws {
+        // "/" followed by U+0301 is one Character to Swift; a path is cut at the byte, as the kernel cuts it.
+        let f = try Fixture(running: false)
+        let name = "\u{301}e"
+        try f.write("d/\(name)", "accent")
+        let s = try f.snapshot(.nativeFull)
+        XCTAssertEqual(try f.names(s.name), ["d"])
+        XCTAssertEqual(try f.names("\(s.name)/d"), [name])
+        let e = try f.fs.lookup(parent: try f.ino("\(s.name)/d"), name: name)
+        XCTAssertEqual(e.attr.size, 6)
+    }
 }
 
 final class StagingTests: XCTestCase {

@@ -66,6 +66,27 @@ final class IntegrityTests: XCTestCase {
         XCTAssertTrue(try w.store.verify().clean, "a failed import leaves nothing behind")
     }
 
+    func testManifestPathThatLeavesTheSnapshotIsRefusedEvenBehindACombiningMark() throws {
+        let w = try Workspace()
+        try w.write("one", "1")
+        let s = try w.snapshot()
+        let out = w.root.appendingPathComponent("export")
+        _ = try w.store.export(s.name, to: out)
+        let manifest = out.appendingPathComponent("MANIFEST.json")
+        let original = try String(contentsOf: manifest, encoding: .utf8)
+        // "../\u{301}x" is a single Character-wise component, but ".." and "\u{301}x" to the kernel.
+        for bad in ["../\u{301}x", "a/../../\u{301}x", "a/./\u{301}x", "a//\u{301}x"] {
+            let escaped = bad.unicodeScalars.map { $0.isASCII ? String($0) : String(format: "\\u%04x", $0.value) }.joined()
+            try original.replacingOccurrences(of: "\"path\" : \"one\"", with: "\"path\" : \"\(escaped)\"")
+                .replacingOccurrences(of: "\"path\":\"one\"", with: "\"path\":\"\(escaped)\"")
+                .write(to: manifest, atomically: true, encoding: .utf8)
+            XCTAssertNotEqual(try String(contentsOf: manifest, encoding: .utf8), original, "the test rewrote the entry's path")
+            let before = try w.store.snapshots().count
+            XCTAssertThrowsStoreError(try w.store.importCanonical(from: out, label: "bad")) { $0.description.contains("leaves the snapshot") }
+            XCTAssertEqual(try w.store.snapshots().count, before)
+        }
+    }
+
     func testConvertIncrementalToCanonicalIsSelfContained() throws {
         let w = try Workspace(job: false)
         try w.write("a", "1"); try w.write("b", "2")

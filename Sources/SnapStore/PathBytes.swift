@@ -1,0 +1,30 @@
+/// Store paths cut at the byte "/", as the kernel cuts them.
+///
+/// Swift splits and searches a `String` by Character, and "/" followed by a combining mark (U+0301, say) is one
+/// Character that is not "/". Cut that way, "../\u{301}x" is a single harmless component instead of ".." and
+/// "\u{301}x", and a file named "\u{301}x" in directory "d" lands at the top as "d/\u{301}x".
+public enum PathBytes {
+    private static let slash = UInt8(ascii: "/")
+
+    /// The components of `path`; with `omittingEmpty: false`, "a//b" and "a/" keep their empty ones.
+    public static func components(_ path: String, omittingEmpty: Bool = true) -> [String] {
+        path.utf8.split(separator: slash, omittingEmptySubsequences: omittingEmpty).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The part before the last "/" and the part after it; ("", path) when there is no "/".
+    public static func split(_ path: String) -> (parent: String, name: String) {
+        let bytes = path.utf8
+        guard let i = bytes.lastIndex(of: slash) else { return ("", path) }
+        return (String(decoding: bytes[..<i], as: UTF8.self), String(decoding: bytes[bytes.index(after: i)...], as: UTF8.self))
+    }
+
+    /// The first component ("" for a path that starts with "/").
+    public static func first(_ path: String) -> String {
+        let bytes = path.utf8
+        guard let i = bytes.firstIndex(of: slash) else { return path }
+        return String(decoding: bytes[..<i], as: UTF8.self)
+    }
+
+    /// The last component: what follows the last "/".
+    public static func last(_ path: String) -> String { split(path).name }
+}
