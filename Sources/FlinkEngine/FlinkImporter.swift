@@ -150,7 +150,7 @@ public struct FlinkImporter: Sendable {
         Set(directories.compactMap { dir -> String? in
             let parts = PathBytes.components(dir)
             guard parts.count >= 2, Self.checkpointNumber(parts[parts.count - 1]) != nil else { return nil }
-            return String(parts[parts.count - 2])
+            return parts[parts.count - 2]
         })
     }
 

@@ -24,7 +24,4 @@ public enum PathBytes {
         guard let i = bytes.firstIndex(of: slash) else { return path }
         return String(decoding: bytes[..<i], as: UTF8.self)
     }
-
-    /// The last component: what follows the last "/".
-    public static func last(_ path: String) -> String { split(path).name }
 }
