@@ -32,7 +32,9 @@ struct DemoCommand: ParsableCommand {
         defer { workload.stop() }
         let m = mnt.path
         let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "snapfs"
-        print("""
+        // Written straight to the descriptor: print() holds it in a buffer until exit when stdout is a pipe or a
+        // file (`Scripts/demo | tee demo.log`), so what to try would show only after the demo stopped.
+        FileHandle.standardOutput.write(Data("""
         SnapFS demo: a key-value store's state in \(state.path) changes every \(period) s;
         a checkpoint is taken every \(Int(checkpointInterval)) s and the newest \(retain) are kept.
         The store is mounted at \(m). In another terminal, try:
@@ -54,7 +56,8 @@ struct DemoCommand: ParsableCommand {
 
         Press Ctrl-C here to unmount and stop.
 
-        """)
+
+        """.utf8))
         var mount = try MountCommand.parse([storeDir.path, m, "--checkpoint-interval", String(checkpointInterval),
                                             "--retain", String(retain), "--clear-stale"])
         try mount.run()

@@ -1,5 +1,6 @@
 import Foundation
 import SnapStore
+import Synchronization
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -497,6 +498,36 @@ final class DaemonMountTests: MountTestCase {
         }
     }
 
+    func testDemoSaysWhatToTryWhileItRunsEvenIntoAPipe() throws {
+        // `Scripts/demo | tee demo.log`: stdout is a pipe, and the hints must arrive while the demo runs.
+        let dir = w.root.appendingPathComponent("demo").path
+        let mnt = dir + "/mnt"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: snapfsBinary)
+        p.arguments = ["demo", "--dir", dir]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        let seen = LockedText()
+        out.fileHandleForReading.readabilityHandler = { h in seen.append(h.availableData) }
+        try p.run()
+        defer {
+            if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+            out.fileHandleForReading.readabilityHandler = nil
+            _ = Command.run("/bin/fusermount3", ["-uz", mnt])
+        }
+        let mounted = { (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.contains(" \(mnt) ") ?? false }
+        let end = Date().addingTimeInterval(60)
+        while !(seen.text.contains("Press Ctrl-C") && mounted()) && p.isRunning && Date() < end { usleep(100_000) }
+        XCTAssertTrue(p.isRunning, "the demo stopped: \(seen.text)")
+        XCTAssertTrue(mounted(), "the demo did not mount \(mnt)")
+        XCTAssertTrue(seen.text.contains("echo before-upgrade > \(mnt)/.snapfs/trigger/canonical"), "no hints while running: '\(seen.text)'")
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        XCTAssertFalse(mounted(), "SIGTERM left the demo's mount behind")
+    }
+
     func testSigkillMidDeleteAndMidTriggerLosesNothing() throws {
         try w.populate(files: 300)
         // Large enough that a full snapshot is still being written when the daemon is killed.
@@ -549,4 +580,11 @@ final class DaemonMountTests: MountTestCase {
         }
         w.verifyClean()
     }
+}
+
+/// Text read from a pipe on another thread.
+final class LockedText: Sendable {
+    private let data = Mutex(Data())
+    func append(_ d: Data) { data.withLock { $0.append(d) } }
+    var text: String { data.withLock { String(decoding: $0, as: UTF8.self) } }
 }
