@@ -129,20 +129,16 @@ enum FlinkPaths {
     /// A Flink location (`file:/srv/flink-store/savepoints/savepoint-…`) as a store-relative path, if it lies inside.
     static func storeRelative(_ location: String, store: Store, settings: FlinkStoreSettings) -> String? {
         let local = settings.metadataPathMap.map(location)
-        let root = store.root.path.hasSuffix("/") ? store.root.path : store.root.path + "/"
-        guard local.hasPrefix(root) else { return nil }
-        let rel = String(local.dropFirst(root.count))
+        guard let rel = PathBytes.relative(local, under: store.root.path) else { return nil }
         return Store.isSafeRelativePath(rel) ? rel : nil
     }
 
     /// A local path as Flink sees it: the path map applied backwards, as a `file://` URI.
     static func flinkLocation(ofLocal path: String, settings: FlinkStoreSettings) -> String {
         for rule in settings.pathMap.sorted(by: { $0.to.count > $1.to.count }) {
-            let to = PathMap.identity.map(rule.to)
-            if path == to || path.hasPrefix(to.hasSuffix("/") ? to : to + "/") {
-                let from = PathMap.identity.map(rule.from)
-                return "file://" + from + path.dropFirst(to.count)
-            }
+            let to = PathMap.identity.map(rule.to), from = PathMap.identity.map(rule.from)
+            if path.utf8.elementsEqual(to.utf8) { return "file://" + from }
+            if let rel = PathBytes.relative(path, under: to) { return "file://" + (from.hasSuffix("/") ? from : from + "/") + rel }
         }
         return "file://" + path
     }

@@ -245,10 +245,8 @@ public struct FlinkImporter: Sendable {
         let absoluteDirectory = store.root.path + "/" + directory
         var inside: [String: Int64] = [:]
         var outside: [String: Int64] = [:]
-        let rootPrefix = store.root.path.hasSuffix("/") ? store.root.path : store.root.path + "/"
         for ref in metadata.referencedFiles(metadataDirectory: absoluteDirectory, pathMap: settings.metadataPathMap) {
-            if ref.path.hasPrefix(rootPrefix), Self.isAdoptable(String(ref.path.dropFirst(rootPrefix.count))) {
-                let rel = String(ref.path.dropFirst(rootPrefix.count))
+            if let rel = PathBytes.relative(ref.path, under: store.root.path), Self.isAdoptable(rel) {
                 // One path at two sizes cannot both be right; the larger is what a reader would need to find.
                 inside[rel] = max(inside[rel] ?? 0, ref.size)
             } else {

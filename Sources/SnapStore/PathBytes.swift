@@ -18,6 +18,17 @@ public enum PathBytes {
         return (String(decoding: bytes[..<i], as: UTF8.self), String(decoding: bytes[bytes.index(after: i)...], as: UTF8.self))
     }
 
+    /// `path` relative to `directory` when it lies below it, compared byte for byte. `hasPrefix` compares Characters
+    /// under canonical equivalence, so a path under "/stor\u{E9}" would pass for one under "/store\u{301}": a
+    /// different directory to the kernel.
+    public static func relative(_ path: String, under directory: String) -> String? {
+        var dir = Array(directory.utf8)
+        while dir.last == slash { dir.removeLast() }
+        let p = Array(path.utf8)
+        guard p.count > dir.count + 1, p.starts(with: dir), p[dir.count] == slash else { return nil }
+        return String(decoding: p[(dir.count + 1)...], as: UTF8.self)
+    }
+
     /// The first component ("" for a path that starts with "/").
     public static func first(_ path: String) -> String {
         let bytes = path.utf8
