@@ -293,10 +293,10 @@ public struct FlinkImporter: Sendable {
                 let mode = exists ? UInt32(st.st_mode) : UInt32(S_IFREG) | 0o644
                 let mtime = exists ? Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) : 0
                 entries.append(NewEntry(path: file.path, type: .file, size: file.size, mode: mode, mtimeNanos: mtime, object: id))
-                var parent = file.path
-                while parent.utf8.contains(UInt8(ascii: "/")) {
-                    parent = PathBytes.split(parent).parent
+                var p = file.path
+                while let parent = PathBytes.parent(p) {
                     directories.insert(parent)
+                    p = parent
                 }
             }
             for d in directories.sorted() {

@@ -67,8 +67,7 @@ enum FlinkPath {
     /// before it would otherwise go unseen.
     static func normalize(_ path: String) -> String {
         var segments: [String] = []
-        let separators: Set<UInt8> = [UInt8(ascii: "/"), UInt8(ascii: "\\")]
-        for bytes in path.utf8.split(whereSeparator: { separators.contains($0) }) {
+        for bytes in path.utf8.split(whereSeparator: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "\\") }) {
             let segment = String(decoding: bytes, as: UTF8.self)
             switch segment {
             case ".": continue

@@ -23,12 +23,12 @@ struct StagingArea {
     /// Whether `path` or one of its parents was staged.
     func hides(_ id: SnapshotID, _ path: String) -> Bool {
         guard let s = bySnapshot[id], !s.paths.isEmpty else { return false }
-        var p = path
-        while true {
-            if s.paths.contains(p) { return true }
-            guard p.utf8.contains(UInt8(ascii: "/")) else { return false }
-            p = PathBytes.split(p).parent
+        var p: String? = path
+        while let here = p {
+            if s.paths.contains(here) { return true }
+            p = PathBytes.parent(here)
         }
+        return false
     }
 
     mutating func stage(_ id: SnapshotID, _ path: String, now: Date) {

@@ -18,6 +18,13 @@ public enum PathBytes {
         return (String(decoding: bytes[..<i], as: UTF8.self), String(decoding: bytes[bytes.index(after: i)...], as: UTF8.self))
     }
 
+    /// What precedes the last "/", or nil when there is none: the next step of a walk up to the top.
+    public static func parent(_ path: String) -> String? {
+        let bytes = path.utf8
+        guard let i = bytes.lastIndex(of: slash) else { return nil }
+        return String(decoding: bytes[..<i], as: UTF8.self)
+    }
+
     /// `path` relative to `directory` when it lies below it, compared byte for byte. `hasPrefix` compares Characters
     /// under canonical equivalence, so a path under "/stor\u{E9}" would pass for one under "/store\u{301}": a
     /// different directory to the kernel.

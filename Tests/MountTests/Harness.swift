@@ -58,6 +58,12 @@ enum Command {
 /// The built `snapfs` next to the test bundle, or `SNAPFS_BIN`.
 let snapfsBinary = BuiltTools.snapfs
 
+/// Whether something is mounted at `path` (field 5 of /proc/self/mountinfo).
+func isMountpoint(_ path: String) -> Bool {
+    guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+    return text.split(separator: "\n").contains { $0.split(separator: " ").count > 4 && $0.split(separator: " ")[4] == path }
+}
+
 func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
 /// A store, its live state directory and a mountpoint under one temporary directory, with the daemon started and
@@ -136,10 +142,7 @@ final class MountWorkspace {
 
     // MARK: mount
 
-    func isMounted() -> Bool {
-        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
-        return text.split(separator: "\n").contains { $0.split(separator: " ").count > 4 && $0.split(separator: " ")[4] == m }
-    }
+    func isMounted() -> Bool { isMountpoint(m) }
 
     var logURL: URL { root.appendingPathComponent("daemon-\(logIndex).log") }
 

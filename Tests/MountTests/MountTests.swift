@@ -516,7 +516,7 @@ final class DaemonMountTests: MountTestCase {
             out.fileHandleForReading.readabilityHandler = nil
             _ = Command.run("/bin/fusermount3", ["-uz", mnt])
         }
-        let mounted = { (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.contains(" \(mnt) ") ?? false }
+        let mounted = { isMountpoint(mnt) }
         let end = Date().addingTimeInterval(60)
         while !(seen.text.contains("Press Ctrl-C") && mounted()) && p.isRunning && Date() < end { usleep(100_000) }
         XCTAssertTrue(p.isRunning, "the demo stopped: \(seen.text)")

@@ -14,6 +14,8 @@ final class PathBytesTests: XCTestCase {
         XCTAssertTrue(PathBytes.split("top") == ("", "top"))
         XCTAssertEqual(PathBytes.first("a/b/c"), "a")
         XCTAssertEqual(PathBytes.first("/a"), "")
+        XCTAssertEqual(PathBytes.parent("a/b/\u{301}c"), "a/b")
+        XCTAssertNil(PathBytes.parent("top"))
     }
 
     func testRelativeComparesBytesNotCanonicalEquivalents() {
