@@ -14,11 +14,11 @@ enum Catalog {
     /// treat every object as garbage. A read-only catalog is opened without migrating, and `immutable` when nothing
     /// waits in its write-ahead log, because SQLite cannot otherwise read a WAL database whose directory it may not
     /// write to.
-    static func open(at url: URL, creating: Bool = false, readOnly: Bool = false) throws -> DatabasePool {
+    static func open(at url: URL, creating: Bool = false, readOnly: Bool = false, busyTimeout: TimeInterval = 30) throws -> DatabasePool {
         if creating { try precreate(url) }
         var config = Configuration()
         config.readonly = readOnly
-        config.busyMode = .timeout(30)
+        config.busyMode = .timeout(busyTimeout)
         config.label = "snapfs.catalog"
         config.prepareDatabase { db in
             if !db.configuration.readonly { try db.execute(sql: "PRAGMA synchronous = FULL") }

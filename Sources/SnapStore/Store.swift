@@ -134,7 +134,8 @@ public final class Store: Sendable {
         throw .badInput("\(root.path) is not a SnapFS store (no \(Catalog.fileName)); create one with `snapfs init`")
     }
 
-    private static func open(at root: URL, creating: Bool, logger: Logger = Logger(label: "snapfs.store")) throws(StoreError) -> Store {
+    /// `busyTimeout`: how long a write waits for another process's lock on the catalog before it is refused as busy.
+    static func open(at root: URL, creating: Bool, logger: Logger = Logger(label: "snapfs.store"), busyTimeout: TimeInterval = 30) throws(StoreError) -> Store {
         let catalogURL = root.appendingPathComponent(Catalog.fileName)
         if !creating { try checkCatalogPresent(at: root) }
         // access(2) answers for this user and for read-only mounts alike (root passes mode bits, not EROFS).
@@ -145,7 +146,7 @@ public final class Store: Sendable {
         }
         let store: Store
         do {
-            let pool = try Catalog.open(at: catalogURL, creating: creating, readOnly: readOnly)
+            let pool = try Catalog.open(at: catalogURL, creating: creating, readOnly: readOnly, busyTimeout: busyTimeout)
             store = try Store(root: root.standardizedFileURL, db: pool, logger: logger, readOnly: readOnly)
         } catch {
             throw .wrap(error, "cannot open catalog \(catalogURL.path)", storeRoot: root.path)

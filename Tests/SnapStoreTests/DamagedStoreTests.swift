@@ -84,6 +84,28 @@ final class DamagedStoreTests: XCTestCase {
         XCTAssertEqual(StoreError.wrap(CocoaError(.fileWriteOutOfSpace), "cannot y").errno, ENOSPC)
     }
 
+    /// A catalog another process holds locked longer than a write waits: busy (exit 5, EBUSY), not damage.
+    func testALockedCatalogIsBusyNotDamaged() throws {
+        let w = try Workspace()
+        let patient = try Store.open(at: w.storeURL, creating: false, busyTimeout: 0.2)
+        // Another process (the sqlite3 shell) takes the write lock and holds it until told to let go.
+        let other = Process()
+        other.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+        other.arguments = [w.storeURL.appendingPathComponent("catalog.sqlite").path]
+        let input = Pipe(), output = Pipe()
+        other.standardInput = input; other.standardOutput = output
+        try other.run()
+        input.fileHandleForWriting.write(Data("BEGIN EXCLUSIVE;\nINSERT INTO meta(key, value) VALUES ('held', '1');\nSELECT 'locked';\n".utf8))
+        XCTAssertEqual(String(decoding: output.fileHandleForReading.availableData, as: UTF8.self), "locked\n")
+        XCTAssertThrowsStoreError(try patient.setMeta("x", "1")) { e in
+            e.exitCode == 5 && e.errno == EBUSY && e.description.contains("locked")
+        }
+        input.fileHandleForWriting.write(Data("ROLLBACK;\n".utf8))
+        try input.fileHandleForWriting.close()
+        other.waitUntilExit()
+        XCTAssertNoThrow(try patient.setMeta("x", "1"))
+    }
+
     /// Owner-only, as a restic repository: directories 0700 and files 0600, whatever the umask.
     func testStoreFilesAreOwnerOnlyWhateverTheUmask() throws {
         let old = umask(0)
