@@ -1,5 +1,5 @@
 import Foundation
-import SnapFileOps
+@testable import SnapFileOps
 import SnapStore
 import XCTest
 
@@ -25,7 +25,7 @@ final class RefusalEventTests: XCTestCase {
         try f.write("x", "x")
         for _ in 0..<3 { XCTAssertEqual(try f.echo("has space\n", to: "default")?.errno, EINVAL) }
         XCTAssertEqual(try f.store.events().filter { $0.type == "refusal" }.count, 1, "identical repeats within the window wait to be counted")
-        f.clock.advance(SnapFileSystemRefusalWindow.seconds + 1)
+        f.clock.advance(SnapFileSystem.refusalWindow + 1)
         _ = f.fs.poll()
         let refusals = try f.store.events().filter { $0.type == "refusal" }
         XCTAssertEqual(refusals.count, 2, refusals.map(\.detail).description)
@@ -35,6 +35,3 @@ final class RefusalEventTests: XCTestCase {
         XCTAssertEqual(try f.store.events().filter { $0.type == "refusal" }.count, 3)
     }
 }
-
-/// The window is an implementation detail; the test only needs to step past it.
-enum SnapFileSystemRefusalWindow { static let seconds: TimeInterval = 5 }
