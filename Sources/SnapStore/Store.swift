@@ -124,7 +124,10 @@ public final class Store: Sendable {
     /// would look unreferenced), `.badInput` when the directory is simply not a store.
     public static func checkCatalogPresent(at root: URL) throws(StoreError) {
         let catalogURL = root.appendingPathComponent(Catalog.fileName)
-        if FileManager.default.fileExists(atPath: catalogURL.path) { return }
+        var st = stat()
+        if stat(catalogURL.path, &st) == 0 { return }
+        // A store this user may not enter is not "not a store".
+        if errno == EACCES { throw .io(path: catalogURL.path, errno: EACCES, what: "cannot open catalog") }
         let fm = FileManager.default
         let leftovers = storeLayout.filter { fm.fileExists(atPath: root.appendingPathComponent($0).path) }
             + (fm.fileExists(atPath: catalogURL.path + "-wal") ? [Catalog.fileName + "-wal"] : [])

@@ -88,6 +88,14 @@ final class ReadOnlyStoreCLITests: XCTestCase {
         XCTAssertEqual(made.status, 0, made.out + made.err)
         defer { shell("chmod -R u+w \(q(store))") }
         readOnlyChecks(store, out: s.path("out"), expect: ["a": "alpha"], as: unprivilegedUser)
+
+        // Someone else's (owner-only) store: permission denied, not "not a store" and not "damaged".
+        let rootStore = s.path("root-store"), rootState = s.path("root-state")
+        try FileManager.default.createDirectory(atPath: rootState, withIntermediateDirectories: true)
+        _ = try SnapFSTool.ok(["init", rootStore, "--state", rootState])
+        let denied = shell("\(bin) list \(q(rootStore))", asUser: unprivilegedUser)
+        XCTAssertEqual(denied.status, 8, denied.err)
+        XCTAssertTrue(denied.err.contains("Permission denied"), denied.err)
     }
 }
 
