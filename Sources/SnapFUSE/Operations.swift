@@ -17,11 +17,29 @@ private func mount(_ req: fuse_req_t?) -> FUSEMount {
     Unmanaged<FUSEMount>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
 }
 
+/// The one place an error becomes the kernel's answer, so every failure a caller sees is in the daemon's log:
+/// refusals at warning, failures of the store or the disk at error. Answers that are part of normal traffic are
+/// not failures: a lookup of a name that is not there, an attribute a file does not have, a size probe.
 private func fail(_ req: fuse_req_t?, _ error: FSError, _ op: String) {
-    if error.errno != ENOENT && error.errno != ENODATA {
-        mount(req).logger.debug("\(op) failed", metadata: ["errno": .stringConvertible(error.errno), "reason": .string(error.description)])
+    let e = error.errno
+    let routine = (e == ENOENT && op == "lookup") || e == ENODATA || e == ERANGE
+    if !routine {
+        let meta: Logger.Metadata = ["op": .string(op), "errno": .string(errnoName(e)), "reason": .string(error.description)]
+        if e == EIO || e == ENOSPC || e == EDQUOT {
+            mount(req).logger.error("\(op) failed", metadata: meta)
+        } else {
+            mount(req).logger.warning("\(op) refused", metadata: meta)
+        }
     }
-    _ = fuse_reply_err(req, error.errno)
+    _ = fuse_reply_err(req, e)
+}
+
+/// "ENOSPC (No space left on device)": the symbol to grep for and the words to read.
+private func errnoName(_ e: Int32) -> String {
+    let names: [Int32: String] = [EPERM: "EPERM", ENOENT: "ENOENT", EIO: "EIO", EBUSY: "EBUSY", EEXIST: "EEXIST",
+                                  ENOTDIR: "ENOTDIR", EISDIR: "EISDIR", EINVAL: "EINVAL", ENOSPC: "ENOSPC", EROFS: "EROFS",
+                                  ENOTEMPTY: "ENOTEMPTY", EXDEV: "EXDEV", EACCES: "EACCES", EDQUOT: "EDQUOT", ENOSYS: "ENOSYS"]
+    return "\(names[e] ?? "errno \(e)") (\(String(cString: strerror(e))))"
 }
 
 private func fill(_ st: inout stat, _ a: Attr) {

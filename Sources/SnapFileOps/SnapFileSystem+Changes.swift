@@ -44,9 +44,7 @@ extension SnapFileSystem {
                 return try entry(.snapshot(s.id))
             case .failure(let e):
                 logger.error("snapshot by mkdir failed", metadata: ["name": .string(name), "error": .string(e.description)])
-                if case .alreadyExists = e { throw .store(e) }
-                if case .badInput = e { throw .store(e) }
-                throw .io(e.description)
+                throw Self.snapshotFailure(e)
             }
         }
     }
@@ -138,6 +136,7 @@ extension SnapFileSystem {
     func stage(_ id: SnapshotID, _ path: String) throws(FSError) {
         expireStaging()
         let name = snapshotName(id) ?? "#\(id)"
+        do { try store.requireWritable("delete \(name)") } catch { throw refuse(.store(error), snapshot: name, "unlink of \(path)") }
         if state.withLock({ $0.staging.isEmpty(id) }) {
             if case .refused(let why) = store.deletability(of: name) {
                 throw refuse(.busy("snapshot '\(name)' may not be deleted: \(why)"), snapshot: name, "unlink of \(path)")

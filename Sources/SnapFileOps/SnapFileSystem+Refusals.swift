@@ -7,22 +7,60 @@ import Glibc
 
 /// Every refusal in one place: the errno the SPEC names, and the reason in the event log and the daemon's log.
 extension SnapFileSystem {
-    /// Every refusal goes to the event log and the daemon's log (SPEC §4: never silent); repeated refusals of the
-    /// same kind on one snapshot within a few seconds, as `rm -rf` produces, are logged once.
+    /// How long identical refusals are counted rather than each written to the event log.
+    static let refusalWindow: TimeInterval = 5
+
+    /// Every refusal goes to the event log and the daemon's log (SPEC §4: never silent). Refusals that differ in
+    /// anything (snapshot, errno, operation, path, reason) are separate events; only an identical one repeated
+    /// within a few seconds is counted, and `flushRefusals` then writes how many times it came again.
     func refuse(_ error: FSError, snapshot: String?, _ what: String) -> FSError {
-        let key = (snapshot ?? "-") + "|" + String(describing: error.errno)
+        let detail = "\(what) refused: \(error)"
+        let key = "\(snapshot ?? "-")|\(error.errno)|\(detail)"
         let t = now()
-        let record = state.withLock { s -> Bool in
-            if let last = s.lastRefusalLogged[key], t.timeIntervalSince(last) < 5 { return false }
-            s.lastRefusalLogged[key] = t
-            return true
+        let (record, overdue) = state.withLock { s -> (Bool, RefusalRun?) in
+            if var run = s.recentRefusals[key] {
+                if t.timeIntervalSince(run.since) < Self.refusalWindow {
+                    run.repeats += 1
+                    s.recentRefusals[key] = run
+                    return (false, nil)
+                }
+                s.recentRefusals[key] = RefusalRun(since: t, snapshot: snapshot, detail: detail)
+                return (true, run.repeats > 0 ? run : nil)
+            }
+            s.recentRefusals[key] = RefusalRun(since: t, snapshot: snapshot, detail: detail)
+            return (true, nil)
         }
+        if let overdue { recordRepeats(overdue) }
         if record {
-            store.recordEvent("refusal", snapshot: snapshot, "\(what) refused: \(error)")
+            store.recordEvent("refusal", snapshot: snapshot, detail)
         } else {
-            logger.debug("refused", metadata: ["snapshot": .string(snapshot ?? "-"), "what": .string(what)])
+            logger.warning("refused again", metadata: ["snapshot": .string(snapshot ?? "-"), "reason": .string(detail)])
         }
         return error
+    }
+
+    /// Writes the counts of identical refusals whose window has closed, and forgets them.
+    func flushRefusals() {
+        let t = now()
+        let closed = state.withLock { s -> [RefusalRun] in
+            let done = s.recentRefusals.filter { t.timeIntervalSince($0.value.since) >= Self.refusalWindow }
+            for k in done.keys { s.recentRefusals[k] = nil }
+            return done.values.filter { $0.repeats > 0 }.sorted { $0.since < $1.since }
+        }
+        for run in closed { recordRepeats(run) }
+    }
+
+    private func recordRepeats(_ run: RefusalRun) {
+        store.recordEvent("refusal", snapshot: run.snapshot,
+                          "\(run.detail) (the same refusal \(run.repeats) more time\(run.repeats == 1 ? "" : "s") within \(Int(Self.refusalWindow)) s)")
+    }
+
+    /// One refusal, written once, and how many identical ones followed within the window.
+    struct RefusalRun {
+        var since: Date
+        var snapshot: String?
+        var detail: String
+        var repeats = 0
     }
 
     func snapshotName(_ id: SnapshotID) -> String? { state.withLock { $0.listing.byID[id]?.name } }

@@ -69,14 +69,26 @@ extension SnapFileSystem {
         do {
             result = try store.requestSnapshot(engine: engine, format: format, label: label, source: "trigger file \(format.rawValue)").1
         } catch {
-            throw .invalid(error.description)
+            // The request could not even be recorded: a bad label (EINVAL), a full disk (ENOSPC), a read-only store.
+            logger.error("trigger refused", metadata: ["format": .string(format.rawValue), "error": .string(error.description)])
+            throw .store(error)
         }
         switch result {
         case .success(let s):
             logger.info("trigger complete", metadata: ["snapshot": .string(s.name)])
         case .failure(let e):
             logger.error("trigger failed", metadata: ["format": .string(format.rawValue), "error": .string(e.description)])
-            throw .io(e.description)
+            throw Self.snapshotFailure(e)
+        }
+    }
+
+    /// The errno a failed snapshot reports: EIO (SPEC §6) unless the cause has a more useful one of its own, as a
+    /// full disk (ENOSPC), a read-only store (EROFS), a taken label (EEXIST) or a locked catalog (EBUSY) do.
+    static func snapshotFailure(_ e: StoreError) -> FSError {
+        switch e {
+        case .io(_, let code, _) where code == ENOSPC || code == EDQUOT: return .store(e)
+        case .readOnly, .alreadyExists, .badInput, .locked: return .store(e)
+        default: return .io(e.description)
         }
     }
 }

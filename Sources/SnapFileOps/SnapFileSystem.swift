@@ -23,6 +23,9 @@ public final class SnapFileSystem: Sendable {
     let kernelNotifier = Mutex<(@Sendable ([UInt64]) -> Void)?>(nil)
     /// The time shown for the mount's own entries (`latest`, `.snapfs`), which have none of their own.
     let mountedAtNanos: Int64
+    /// Shown for snapshots that recorded no root of their own (taken before that was recorded, or by an engine
+    /// without one): the store directory's mode and owner, which guarded their files on disk.
+    let storeRootOwnership: RootOwnership
 
     /// A snapshot of the catalog's root listing, refreshed when the catalog's generation moves.
     struct Listing {
@@ -46,9 +49,9 @@ public final class SnapFileSystem: Sendable {
         var generated = GeneratedContent()
         /// Listings being paged through by `readdir`, by directory inode.
         var listings: [UInt64: [DirEntry]] = [:]
-        /// When a refusal was last written to the event log per snapshot, so `rm -rf` of a protected tree records
-        /// one line, not one per file.
-        var lastRefusalLogged: [String: Date] = [:]
+        /// Refusals written to the event log in the last few seconds, by their full text: an identical one within
+        /// the window is counted instead of written again, and the count follows as an event of its own.
+        var recentRefusals: [String: RefusalRun] = [:]
         /// Root names and inodes the kernel must be told to forget at the next poll.
         var pendingChanges: Set<String> = []
         var pendingInodes: Set<UInt64> = []
@@ -65,6 +68,7 @@ public final class SnapFileSystem: Sendable {
         self.state = Mutex(State())
         self.objects = ObjectDescriptors(root: store.root.path)
         self.mountedAtNanos = Int64(clock().timeIntervalSince1970 * 1e9)
+        self.storeRootOwnership = RootOwnership.of(directory: store.root.path) ?? RootOwnership(mode: 0o700, uid: options.uid, gid: options.gid)
     }
 
     /// Installs how to tell the kernel to drop cached attributes and listings at once (the adapter's
@@ -184,6 +188,7 @@ public final class SnapFileSystem: Sendable {
     public func poll() -> RootChanges {
         refresh()
         expireStaging()
+        flushRefusals()
         return state.withLock { s in
             defer { s.pendingChanges.removeAll(); s.pendingInodes.removeAll(); s.pendingDirectories.removeAll() }
             return RootChanges(names: s.pendingChanges.sorted(), inodes: Array(s.pendingInodes), directories: Array(s.pendingDirectories))
@@ -270,7 +275,12 @@ public final class SnapFileSystem: Sendable {
             let snap = state.withLock { $0.listing.byID[id] }
             guard let snap else { throw .notFound }
             let idx = try index(id)
-            return dirAttr(ino, mode: 0o755, nlink: 2 + idx.subdirectoryCount(""), mtime: Int64(snap.createdAt * 1e9))
+            // As its source's root was when it was taken: with `allow_other` and the kernel checking permissions
+            // (`default_permissions`), that is what keeps other users out of a snapshot of a private state directory.
+            let root = snap.root ?? storeRootOwnership
+            var a = dirAttr(ino, mode: root.mode, nlink: 2 + idx.subdirectoryCount(""), mtime: Int64(snap.createdAt * 1e9))
+            a.uid = root.uid; a.gid = root.gid
+            return a
         case .directory(let id, let p):
             let idx = try index(id)
             guard let e = idx.entries[p] else { throw .notFound }

@@ -1,23 +1,80 @@
 import Foundation
 import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The catalog: an SQLite database (WAL) inside the store. Every decision about snapshots and references is a
 /// transaction here first; physical files follow, so a crash between the two is finished on the next open.
 enum Catalog {
     static let fileName = "catalog.sqlite"
 
-    static func open(at url: URL, readOnly: Bool = false) throws -> DatabasePool {
+    /// Opens the catalog. `creating` is the only case where an empty database is acceptable: anywhere else an
+    /// empty or foreign one beside a store's objects would read as "no snapshots", and `verify` and `gc` would then
+    /// treat every object as garbage. A read-only catalog is opened without migrating, and `immutable` when nothing
+    /// waits in its write-ahead log, because SQLite cannot otherwise read a WAL database whose directory it may not
+    /// write to.
+    static func open(at url: URL, creating: Bool = false, readOnly: Bool = false, busyTimeout: TimeInterval = 30) throws -> DatabasePool {
+        if creating { try precreate(url) }
         var config = Configuration()
         config.readonly = readOnly
-        config.busyMode = .timeout(30)
+        config.busyMode = .timeout(busyTimeout)
         config.label = "snapfs.catalog"
         config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
+            if !db.configuration.readonly { try db.execute(sql: "PRAGMA synchronous = FULL") }
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
-        let pool = try DatabasePool(path: url.path, configuration: config)
-        if !readOnly { try migrator.migrate(pool) }
+        var path = url.path
+        if readOnly {
+            let wal = url.path + "-wal"
+            var st = stat()
+            if stat(wal, &st) != 0 || st.st_size == 0 {
+                path = "file:" + (url.path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? url.path) + "?immutable=1"
+            } else if access(url.path + "-shm", R_OK) != 0 {
+                throw StoreError.readOnly("the catalog \(url.path) has unfinished writes in its log that SQLite cannot read without write access; open the store writable once")
+            }
+        }
+        if !creating {
+            // Checked through a read-only connection first: opening the pool would already switch someone else's
+            // database to WAL.
+            var probeConfig = Configuration()
+            probeConfig.readonly = true
+            let probe = try DatabaseQueue(path: path, configuration: probeConfig)
+            defer { try? probe.close() }
+            try probe.read { db throws in try checkIdentity(db, url: url, creating: creating) }
+        }
+        let pool = try DatabasePool(path: path, configuration: config)
+        if readOnly {
+            let current = try pool.read { db in try migrator.hasCompletedMigrations(db) }
+            guard current else {
+                throw StoreError.readOnly("the catalog \(url.path) was written by an older SnapFS and must be upgraded, which needs write access: open the store writable once")
+            }
+        } else {
+            try migrator.migrate(pool)
+        }
         return pool
+    }
+
+    /// Creates the catalog file owner-only before SQLite does: SQLite creates its log files with the mode of the
+    /// database file, so this one mode covers all three.
+    private static func precreate(_ url: URL) throws {
+        let fd = Glibc.open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StoreError.io(path: url.path, errno: errno, what: "cannot create catalog") }
+        fchmod(fd, 0o600)
+        close(fd)
+    }
+
+    /// Whether the database is a SnapFS catalog: its tables are ours, or (only when creating) there are none.
+    private static func checkIdentity(_ db: Database, url: URL, creating: Bool) throws {
+        let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
+        if tables.isEmpty {
+            if creating { return }
+            throw StoreError.corrupt("the catalog \(url.path) is empty (no tables): it is not the store's catalog, so its snapshots and references are unknown; nothing was changed")
+        }
+        let ours: Set<String> = ["meta", "snapshots", "objects", "entries", "grdb_migrations"]
+        guard ours.isSubset(of: tables) else {
+            throw StoreError.corrupt("\(url.path) is an SQLite database but not a SnapFS catalog (tables: \(tables.sorted().joined(separator: ", "))); nothing was changed")
+        }
     }
 
     static var migrator: DatabaseMigrator {
@@ -96,6 +153,16 @@ enum Catalog {
             CREATE INDEX events_snapshot ON events(snapshot, type, seq);
             """)
         }
+        // Each snapshot's root directory is shown in the mount with the mode and owner the state directory had
+        // when it was taken: otherwise a state directory that kept others out would not keep them out of its
+        // snapshots. NULL for snapshots taken before this was recorded, and for engines whose source has no root.
+        m.registerMigration("v3-root-ownership") { db in
+            try db.execute(sql: """
+            ALTER TABLE snapshots ADD COLUMN root_mode INTEGER;
+            ALTER TABLE snapshots ADD COLUMN root_uid INTEGER;
+            ALTER TABLE snapshots ADD COLUMN root_gid INTEGER;
+            """)
+        }
         return m
     }
 }
@@ -108,7 +175,7 @@ extension Database {
 }
 
 extension Snapshot: FetchableRecord {
-    static let columns = "id, name, kind, format, state, engine, job, created_at, completed_at, directory, external_id"
+    static let columns = "id, name, kind, format, state, engine, job, created_at, completed_at, directory, external_id, root_mode, root_uid, root_gid"
 
     public init(row: Row) throws {
         id = row["id"]
@@ -122,5 +189,10 @@ extension Snapshot: FetchableRecord {
         engine = row["engine"]; job = row["job"]
         createdAt = row["created_at"]; completedAt = row["completed_at"]
         directory = row["directory"]; externalID = row["external_id"]
+        if let mode = row["root_mode"] as Int64?, let uid = row["root_uid"] as Int64?, let gid = row["root_gid"] as Int64? {
+            root = RootOwnership(mode: UInt32(truncatingIfNeeded: mode), uid: UInt32(truncatingIfNeeded: uid), gid: UInt32(truncatingIfNeeded: gid))
+        } else {
+            root = nil
+        }
     }
 }

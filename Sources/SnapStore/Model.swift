@@ -47,6 +47,27 @@ public struct Snapshot: Codable, Sendable, Hashable {
     public var directory: String?
     /// An engine's own identifier, e.g. a Flink checkpoint id.
     public var externalID: String?
+    /// The mode and owner of the source's root directory when the snapshot was taken (nil: not recorded).
+    public var root: RootOwnership?
+}
+
+/// Who may enter a snapshot's root: the permission bits and owner its source's root directory had. The mount shows
+/// the snapshot's directory with these, so a snapshot is no more open to other users than its state was.
+public struct RootOwnership: Codable, Sendable, Hashable {
+    public var mode: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+
+    public init(mode: UInt32, uid: UInt32, gid: UInt32) {
+        self.mode = mode & 0o7777; self.uid = uid; self.gid = gid
+    }
+
+    /// The mode and owner of a directory now, or nil if it cannot be read.
+    public static func of(directory path: String) -> RootOwnership? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return RootOwnership(mode: UInt32(st.st_mode), uid: st.st_uid, gid: st.st_gid)
+    }
 }
 
 /// What a snapshot's directory entry is.

@@ -13,17 +13,28 @@ final class OwnerLock: Sendable {
 
     /// Creates and holds a fresh token under `dir` for as long as this object lives.
     init(directory dir: URL) throws {
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         token = "\(getpid())-\(UInt64.random(in: 0...UInt64.max) & 0xffff_ffff_ffff)"
         path = dir.appendingPathComponent(token + ".lock").path
-        fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StoreError.io(path: path, errno: errno, what: "cannot create owner lock") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd); throw StoreError.io(path: path, errno: errno, what: "cannot lock")
         }
     }
 
+    private init(unheldToken: String) {
+        token = unheldToken
+        fd = -1
+        path = ""
+    }
+
+    /// A token no lock file stands for, for a process that only reads: it records nothing another process would
+    /// have to ask about.
+    static func unheld() -> OwnerLock { OwnerLock(unheldToken: "reader-\(getpid())") }
+
     deinit {
+        guard fd >= 0 else { return }
         unlink(path)
         close(fd)
     }
@@ -49,9 +60,9 @@ public final class DaemonLock: Sendable {
 
     public init(store root: URL) throws(StoreError) {
         let dir = root.appendingPathComponent(Store.runDirectory)
-        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let path = dir.appendingPathComponent("daemon.lock").path
-        let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .io(path: path, errno: errno, what: "cannot open daemon lock") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             var buf = [UInt8](repeating: 0, count: 64)

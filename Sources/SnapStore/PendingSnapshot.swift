@@ -146,8 +146,9 @@ extension Store {
     /// Starts a snapshot. Without a label, a checkpoint is named `chk-<id>` and a user snapshot `sp-<id>`.
     public func beginSnapshot(label: String?, kind: SnapshotKind, format: SnapshotFormat, job: String? = nil,
                               engine: String? = nil, externalID: String? = nil,
-                              directory: ((SnapshotID) -> String)? = nil) throws(StoreError) -> PendingSnapshot {
+                              root: RootOwnership? = nil, directory: ((SnapshotID) -> String)? = nil) throws(StoreError) -> PendingSnapshot {
         if let label { try SnapshotName.validateLabel(label) }
+        try requireWritable("take a snapshot")
         let engine = engine ?? engineName
         do {
             let s = try db.write { db -> Snapshot in
@@ -166,7 +167,8 @@ extension Store {
                 }
                 let dir = directory?(id)
                 if let dir, !Store.isSafeRelativePath(dir) { throw StoreError.badInput("snapshot directory '\(dir)' would leave the store") }
-                try db.execute(sql: "UPDATE snapshots SET name = ?, directory = ? WHERE id = ?", arguments: [name, dir, id])
+                try db.execute(sql: "UPDATE snapshots SET name = ?, directory = ?, root_mode = ?, root_uid = ?, root_gid = ? WHERE id = ?",
+                               arguments: [name, dir, root.map { Int64($0.mode) }, root.map { Int64($0.uid) }, root.map { Int64($0.gid) }, id])
                 try db.bumpGeneration()
                 return try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE id = ?", arguments: [id])!
             }

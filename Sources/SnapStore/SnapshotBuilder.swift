@@ -36,6 +36,8 @@ public struct SnapshotBuilder: Sendable {
                 if case .snapshotFailed = e { throw e }
                 if case .alreadyExists = e { throw e }
                 if case .badInput = e { throw e }
+                // A full disk, a read-only store or a locked catalog keep their cause: ENOSPC is not "snapshot failed".
+                switch e { case .io, .readOnly, .locked: throw e; default: break }
                 throw .snapshotFailed("\(e)")
             } catch {
                 throw .snapshotFailed("\(error)")
@@ -51,7 +53,7 @@ public struct SnapshotBuilder: Sendable {
         if format == .nativeIncremental, source.allowsReuse, let base {
             for e in try store.entries(of: base.id) where e.type == .file && e.sha256 != nil { reusable[e.path] = e }
         }
-        let pending = try store.beginSnapshot(label: label, kind: kind, format: format, job: job,
+        let pending = try store.beginSnapshot(label: label, kind: kind, format: format, job: job, root: source.rootOwnership(),
                                               directory: format == .canonical ? { "\(Store.canonicalDirectory)/\($0)" } : nil)
         do {
             let snap = try write(scanned, reusable: reusable, into: pending, source: source, progress: progress)
@@ -154,7 +156,7 @@ public struct SnapshotBuilder: Sendable {
         var tries = 0
         while true {
             tries += 1
-            let fd = open(abs, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            let fd = open(abs, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw StoreError.io(path: abs, errno: errno, what: "cannot create object") }
             var hasher = SHA256()
             do {
@@ -197,13 +199,13 @@ public struct SnapshotBuilder: Sendable {
     }
 
     private func makeDirectories(_ path: String) throws {
-        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]) }
         catch { throw StoreError.io(path: path, errno: Int32((error as NSError).code == 0 ? Int(EIO) : (error as NSError).code), what: "cannot create directory") }
     }
 
     private func writeFile(_ path: String, _ data: Data) throws {
         try makeDirectories((path as NSString).deletingLastPathComponent)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StoreError.io(path: path, errno: errno, what: "cannot create") }
         defer { close(fd) }
         try data.withUnsafeBytes { b in

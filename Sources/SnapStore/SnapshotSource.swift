@@ -41,6 +41,12 @@ public protocol SnapshotSource: Sendable {
     func scan() throws(StoreError) -> [SourceEntry]
     /// Streams the bytes of `entry` to `sink`, returning the entry as it really was when copied.
     func read(_ entry: SourceEntry, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> SourceEntry
+    /// The mode and owner of the tree's root, recorded with the snapshot so the mount keeps out whom it kept out.
+    func rootOwnership() -> RootOwnership?
+}
+
+extension SnapshotSource {
+    public func rootOwnership() -> RootOwnership? { nil }
 }
 
 /// A directory tree on this machine. For a live state directory, every file is checked before and after its copy,
@@ -57,6 +63,7 @@ public struct FileTreeSource: SnapshotSource {
 
     public var description: String { root.path }
     public var allowsReuse: Bool { expected.isEmpty }
+    public func rootOwnership() -> RootOwnership? { RootOwnership.of(directory: root.path) }
 
     public func scan() throws(StoreError) -> [SourceEntry] {
         var out: [SourceEntry] = []
@@ -170,6 +177,7 @@ public struct StoredSnapshotSource: SnapshotSource {
 
     public var description: String { "snapshot \(snapshot.name)" }
     public var allowsReuse: Bool { false }
+    public func rootOwnership() -> RootOwnership? { snapshot.root }
 
     public func scan() throws(StoreError) -> [SourceEntry] {
         byPath.values.sorted { $0.path < $1.path }.map {

@@ -48,6 +48,7 @@ extension Store {
     /// transaction; the files follow from the removal journal, which `open` replays if the process dies first.
     @discardableResult
     public func delete(_ name: String, reason: String = "user request") throws(StoreError) -> DeleteSummary {
+        try requireWritable("delete \(name)")
         try hooks.refresh(self)
         let job = jobStatus()
         let summary: DeleteSummary
@@ -108,6 +109,7 @@ extension Store {
     /// Does the physical half of decided deletes. Idempotent, so two processes draining at once, or a replay after
     /// a crash, is harmless. A path the catalog has since taken back as an object is left alone.
     public func drainRemovals() {
+        if isReadOnly { return }
         let rows: [Row]
         do { rows = try db.read { try Row.fetchAll($0, sql: "SELECT path, is_directory FROM removals ORDER BY is_directory, length(path) DESC") } }
         catch { logger.error("cannot read removal journal: \(error)"); return }
@@ -158,6 +160,7 @@ extension Store {
     /// no file: the engine owned the removal, and a file it kept may belong to something the catalog does not know yet.
     /// Objects no remaining snapshot references leave the catalog, so `verify` lists any leftover file as unreferenced.
     public func forget(_ name: String, reason: String) throws(StoreError) {
+        try requireWritable("forget \(name)")
         do {
             try db.write { db in
                 guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
@@ -184,6 +187,7 @@ extension Store {
 
     /// Renames a snapshot (SPEC §4 `mv S T`). Never replaces an existing snapshot.
     public func rename(_ name: String, to newName: String) throws(StoreError) {
+        try requireWritable("move \(name)")
         do {
             try SnapshotName.validateLabel(newName)
         } catch {
@@ -222,6 +226,12 @@ extension Store {
 
     /// Holds a snapshot against delete while `body` reads it (export, convert), across processes.
     public func withPin<T>(_ name: String, what: String, _ body: (Snapshot) throws -> T) throws -> T {
+        // Nothing can delete from a store no one may write, and a reader could not record the pin anyway.
+        if isReadOnly {
+            let s = try snapshot(named: name)
+            guard s.state == .complete else { throw StoreError.busy(snapshot: name, reason: "still being written") }
+            return try body(s)
+        }
         let s: Snapshot
         do {
             s = try db.write { db -> Snapshot in

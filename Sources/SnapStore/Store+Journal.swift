@@ -38,6 +38,7 @@ extension Store {
         } else {
             logger.info("\(type)", metadata: ["snapshot": .string(snapshot ?? "-"), "detail": .string(detail)])
         }
+        if isReadOnly { return }
         do { try db.write { try insertEvent($0, type, snapshot, detail) } } catch {
             logger.error("cannot record event: \(error)")
         }
@@ -65,6 +66,7 @@ extension Store {
     // MARK: requests
 
     public func openRequest(format: String, label: String?, source: String) throws(StoreError) -> SnapshotRequest {
+        try requireWritable("request a snapshot")
         do {
             return try db.write { db in
                 try db.execute(sql: "INSERT INTO requests(format, label, source, state, owner, requested_at) VALUES (?, ?, ?, 'pending', ?, ?)",
@@ -74,7 +76,7 @@ extension Store {
                 try db.bumpGeneration()
                 return try fetchRequest(db, seq)!
             }
-        } catch { throw .wrap(error, "cannot record request") }
+        } catch { throw .wrap(error, "cannot record request", storeRoot: root.path) }
     }
 
     public func updateRequest(_ seq: Int64, state: SnapshotRequest.State, snapshot: String? = nil, error: String? = nil) {

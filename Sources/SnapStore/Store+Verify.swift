@@ -105,6 +105,7 @@ extension Store {
 
     /// Removes files no snapshot references once they are older than `grace` (a younger one may belong to a writer).
     public func gc(grace: TimeInterval) throws(StoreError) -> GCReport {
+        try requireWritable("remove unreferenced files")
         drainRemovals()
         var report = GCReport(removedFiles: [], removedBytes: 0, keptYoungerThanGrace: [])
         for f in try unreferencedFiles() {

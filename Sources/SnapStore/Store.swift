@@ -2,6 +2,9 @@ import Foundation
 import GRDB
 import Logging
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What an engine lets the store ask it: whether the job runs and which snapshot it would restart from, and whether
 /// a move is possible. The store applies the rules; the engine supplies the facts.
@@ -43,6 +46,9 @@ public final class Store: Sendable {
     let owner: OwnerLock
     public let logger: Logger
     private let hooksBox: Mutex<any EngineHooks>
+    /// Opened without write access (a read-only mount, a directory this user may not write): listing, showing,
+    /// verifying, exporting and mounting work; nothing that records anything does (see `requireWritable`).
+    public let isReadOnly: Bool
 
     public var hooks: any EngineHooks {
         get { hooksBox.withLock { $0 } }
@@ -51,29 +57,47 @@ public final class Store: Sendable {
 
     var runDir: URL { root.appendingPathComponent(Store.runDirectory) }
 
-    private init(root: URL, db: DatabasePool, logger: Logger) throws {
+    private init(root: URL, db: DatabasePool, logger: Logger, readOnly: Bool) throws {
         self.root = root
         self.db = db
         self.logger = logger
-        self.owner = try OwnerLock(directory: root.appendingPathComponent(Store.runDirectory))
+        self.isReadOnly = readOnly
+        // A reader records nothing that a token would have to vouch for, so a read-only store needs no lock file.
+        self.owner = readOnly ? OwnerLock.unheld() : try OwnerLock(directory: root.appendingPathComponent(Store.runDirectory))
         self.hooksBox = Mutex(DefaultHooks())
     }
 
-    /// Creates an empty store. Refuses a directory that holds anything but an empty store.
-    public static func create(at root: URL, engine: String, settings: [String: String] = [:]) throws(StoreError) -> Store {
+    /// Throws unless the store can be written: what needs writing on a read-only store is refused up front, with
+    /// what was asked for, rather than failing half way.
+    public func requireWritable(_ what: String) throws(StoreError) {
+        if isReadOnly {
+            throw .readOnly("cannot \(what): the store at \(root.path) is read-only (it can be listed, shown, verified, exported and mounted, not changed)")
+        }
+    }
+
+    /// Creates an empty store. Refuses a directory that holds anything but an empty store; `adopting` lets an engine
+    /// whose files are already there (Flink) put its catalog beside them.
+    public static func create(at root: URL, engine: String, settings: [String: String] = [:], adopting: Bool = false) throws(StoreError) -> Store {
         let fm = FileManager.default
         var isDir: ObjCBool = false
-        if fm.fileExists(atPath: root.path, isDirectory: &isDir) {
+        let existed = fm.fileExists(atPath: root.path, isDirectory: &isDir)
+        if existed {
             guard isDir.boolValue else { throw .badInput("\(root.path) exists and is not a directory") }
             if fm.fileExists(atPath: root.appendingPathComponent(Catalog.fileName).path) {
                 throw .alreadyExists("store at \(root.path)")
             }
+            if !adopting, let names = try? fm.contentsOfDirectory(atPath: root.path), !names.isEmpty {
+                let shown = names.sorted().prefix(5).joined(separator: ", ") + (names.count > 5 ? ", …" : "")
+                throw .badInput("\(root.path) is not empty (\(shown)) and is not a SnapFS store: a store needs a new or empty directory, since it owns everything under it")
+            }
         }
         do {
-            try fm.createDirectory(at: root, withIntermediateDirectories: true)
+            // Owner-only, whatever the umask: the store holds copies of state that may be private.
+            try fm.createDirectory(at: root, withIntermediateDirectories: true, attributes: adopting ? nil : [.posixPermissions: 0o700])
         } catch {
             throw .io(path: root.path, errno: (error as NSError).code == 0 ? EIO : Int32((error as NSError).code), what: "cannot create store")
         }
+        if !adopting && chmod(root.path, 0o700) != 0 { throw .io(path: root.path, errno: errno, what: "cannot restrict store") }
         let store = try open(at: root, creating: true)
         do {
             try store.db.write { db in
@@ -86,27 +110,72 @@ public final class Store: Sendable {
         return store
     }
 
-    /// Opens an existing store and finishes or rolls back whatever an interrupted process left undone.
+    /// Opens an existing store and finishes or rolls back whatever an interrupted process left undone. A store this
+    /// process cannot write is opened read-only, and nothing is finished or rolled back.
     public static func open(at root: URL, logger: Logger = Logger(label: "snapfs.store")) throws(StoreError) -> Store {
         try open(at: root, creating: false, logger: logger)
     }
 
-    private static func open(at root: URL, creating: Bool, logger: Logger = Logger(label: "snapfs.store")) throws(StoreError) -> Store {
+    /// The names a store keeps its own files under; a directory holding any of them without a catalog is a
+    /// damaged store, not a new one.
+    static let storeLayout = [objectsDirectory, canonicalDirectory, runDirectory]
+
+    /// Throws unless `root` holds a catalog: `.corrupt` when it is missing beside a store's files (every object
+    /// would look unreferenced), `.badInput` when the directory is simply not a store.
+    public static func checkCatalogPresent(at root: URL) throws(StoreError) {
         let catalogURL = root.appendingPathComponent(Catalog.fileName)
-        if !creating && !FileManager.default.fileExists(atPath: catalogURL.path) {
-            throw .badInput("\(root.path) is not a SnapFS store (no \(Catalog.fileName)); create one with `snapfs init`")
+        var st = stat()
+        if stat(catalogURL.path, &st) == 0 { return }
+        // A store this user may not enter is not "not a store".
+        if errno == EACCES { throw .io(path: catalogURL.path, errno: EACCES, what: "cannot open catalog") }
+        let fm = FileManager.default
+        let leftovers = storeLayout.filter { fm.fileExists(atPath: root.appendingPathComponent($0).path) }
+            + (fm.fileExists(atPath: catalogURL.path + "-wal") ? [Catalog.fileName + "-wal"] : [])
+        if !leftovers.isEmpty {
+            throw .corrupt("\(catalogURL.path) is missing, but \(root.path) holds a store's files (\(leftovers.joined(separator: ", "))): without the catalog no one knows which files snapshots need; nothing was changed")
+        }
+        throw .badInput("\(root.path) is not a SnapFS store (no \(Catalog.fileName)); create one with `snapfs init`")
+    }
+
+    /// `busyTimeout`: how long a write waits for another process's lock on the catalog before it is refused as busy.
+    static func open(at root: URL, creating: Bool, logger: Logger = Logger(label: "snapfs.store"), busyTimeout: TimeInterval = 30) throws(StoreError) -> Store {
+        let catalogURL = root.appendingPathComponent(Catalog.fileName)
+        if !creating { try checkCatalogPresent(at: root) }
+        // access(2) answers for this user and for read-only mounts alike (root passes mode bits, not EROFS).
+        let readOnly = !creating && (access(root.path, W_OK) != 0 || access(catalogURL.path, W_OK) != 0)
+        var st = stat()
+        if !creating, stat(catalogURL.path, &st) == 0, st.st_size == 0 {
+            throw .corrupt("the catalog \(catalogURL.path) is empty (0 bytes): it is not the store's catalog, so its snapshots and references are unknown; nothing was changed")
         }
         let store: Store
         do {
-            let pool = try Catalog.open(at: catalogURL)
-            store = try Store(root: root.standardizedFileURL, db: pool, logger: logger)
-        } catch let e as StoreError {
-            throw e
+            let pool = try Catalog.open(at: catalogURL, creating: creating, readOnly: readOnly, busyTimeout: busyTimeout)
+            store = try Store(root: root.standardizedFileURL, db: pool, logger: logger, readOnly: readOnly)
         } catch {
-            throw .corrupt("cannot open catalog \(catalogURL.path): \(error)")
+            throw .wrap(error, "cannot open catalog \(catalogURL.path)", storeRoot: root.path)
         }
-        try store.recover()
+        if readOnly {
+            logger.info("store opened read-only", metadata: ["store": .string(root.path)])
+        } else {
+            if !creating { store.restrictOwnFiles() }
+            try store.recover()
+        }
         return store
+    }
+
+    /// Makes the store's own files owner-only (SPEC §5), for stores made before this was done at creation. A
+    /// local store's root covers everything under it; in a Flink store only SnapFS's files are touched, never
+    /// Flink's.
+    func restrictOwnFiles() {
+        let local = (try? meta("engine")) != "flink"
+        var own = [Catalog.fileName, Catalog.fileName + "-wal", Catalog.fileName + "-shm"].map { (root.appendingPathComponent($0).path, mode_t(0o600)) }
+        own.append((runDir.path, 0o700))
+        if local { own.append((root.path, 0o700)) }
+        for (path, mode) in own {
+            var st = stat()
+            guard stat(path, &st) == 0, st.st_mode & 0o777 & ~mode != 0 else { continue }
+            if chmod(path, mode) == 0 { logger.notice("made \(path) owner-only") }
+        }
     }
 
     // MARK: settings
@@ -117,6 +186,7 @@ public final class Store: Sendable {
     }
 
     public func setMeta(_ key: String, _ value: String?) throws(StoreError) {
+        try requireWritable("change the store's settings")
         do {
             try db.write { db in
                 if let value {

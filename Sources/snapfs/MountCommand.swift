@@ -41,19 +41,22 @@ struct MountCommand: ParsableCommand {
         guard stageWindow >= 0 else { CLI.fail(.badInput("--stage-window must not be negative")); throw ExitCode(2) }
         if let r = retain, r < 1 { CLI.fail(.badInput("--retain must be at least 1")); throw ExitCode(2) }
         let storeURL = URL(fileURLWithPath: store).standardizedFileURL
-        guard FileManager.default.fileExists(atPath: storeURL.appendingPathComponent("catalog.sqlite").path) else {
-            CLI.fail(.badInput("\(storeURL.path) is not a SnapFS store (no catalog.sqlite); create one with `snapfs init`"))
-            throw ExitCode(2)
-        }
-        // One daemon per store (SPEC §8): checked before anything else changes.
-        let lock = try CLI.run { () throws(StoreError) in try DaemonLock(store: storeURL) }
+        try CLI.run { () throws(StoreError) in try Store.checkCatalogPresent(at: storeURL) }
+        // One daemon per store (SPEC §8): checked before anything else changes. A store no one can write needs no
+        // such lock (two readers cannot disturb each other), and could not hold one.
+        let writable = access(storeURL.path, W_OK) == 0
+        let lock = writable ? try CLI.run { () throws(StoreError) in try DaemonLock(store: storeURL) } : nil
         let mnt = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
         try checkMountpoint(mnt, logger)
         let opened = try CLI.run { () throws(StoreError) in try Store.open(at: storeURL) }
         let engine = try makeEngine(store: opened, stateOverride: state)
         let fs = SnapFileSystem(store: opened, engine: engine, options: FileOpsOptions(stageWindow: stageWindow))
         let fuse = FUSEMount(fs: fs, mountpoint: mnt, allowOther: allowOther, skipOpens: !sendOpens)
-        let scheduler = makeScheduler(store: opened, engine: engine, interval: checkpointInterval, retain: retain)
+        let scheduler = opened.isReadOnly ? nil : makeScheduler(store: opened, engine: engine, interval: checkpointInterval, retain: retain)
+        if opened.isReadOnly {
+            logger.notice("the store is read-only: snapshots can be read and copied; triggers, deletes and moves are refused (EROFS), and no checkpoints are taken",
+                          metadata: ["store": .string(storeURL.path)])
+        }
         scheduler?.start()
         logger.notice("serving", metadata: ["store": .string(storeURL.path), "mountpoint": .string(mnt),
                                             "checkpoints": .string(scheduler == nil ? "off" : "on")])

@@ -40,7 +40,7 @@ struct StoreOptions: ParsableArguments {
             let s = try Store.open(at: URL(fileURLWithPath: store))
             if s.engineName == FlinkStoreSettings.engineName {
                 let engine = try FlinkEngine.forStore(s)
-                if refresh { try engine.importer.refresh() }
+                if refresh && !s.isReadOnly { try engine.importer.refresh() }
             }
             return s
         }

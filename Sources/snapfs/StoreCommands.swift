@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FlinkEngine
+import LocalEngine
 import SnapStore
 
 struct InitCommand: ParsableCommand {
@@ -46,7 +47,8 @@ struct InitCommand: ParsableCommand {
         }
         let stateDir = URL(fileURLWithPath: state).standardizedFileURL.path
         let s = try CLI.run { () throws(StoreError) in
-            try Store.create(at: URL(fileURLWithPath: store), engine: "local", settings: [
+            try LocalEngine.checkSeparate(state: URL(fileURLWithPath: stateDir), store: URL(fileURLWithPath: store))
+            return try Store.create(at: URL(fileURLWithPath: store), engine: "local", settings: [
                 "state_dir": stateDir, "default_format": defaultFormat, "job_state": "running",
                 "checkpoint_interval": String(checkpointInterval), "retain": String(retain),
             ])
@@ -73,7 +75,7 @@ struct InitCommand: ParsableCommand {
                 savepointDirectory: savepointDir, defaultFormat: try SnapshotFormat(userInput: defaultFormat ?? "canonical"),
                 triggerTimeout: triggerTimeout)
             guard Store.isSafeRelativePath(savepointDir) else { throw .badInput("--savepoint-dir must be a path inside the store") }
-            let s = try Store.create(at: URL(fileURLWithPath: store), engine: FlinkStoreSettings.engineName, settings: settings.metaRows)
+            let s = try Store.create(at: URL(fileURLWithPath: store), engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true)
             let engine = try FlinkEngine.forStore(s)
             return (s, try engine.importer.refresh())
         }

@@ -15,7 +15,7 @@ final class FlinkWorkspace {
     init(store number: Int, job: String? = nil, rest: String? = nil) throws {
         root = try FlinkFixtures.copy(store: number)
         settings = FlinkStoreSettings(restURL: rest, jobID: job, pathMap: [(from: FlinkFixtures.writtenAt, to: root.path)])
-        store = try Store.create(at: root, engine: FlinkStoreSettings.engineName, settings: settings.metaRows)
+        store = try Store.create(at: root, engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true)
         _ = try FlinkEngine.forStore(store)
         truth = try FlinkFixtures.truth(store: number, root: root.path)
     }

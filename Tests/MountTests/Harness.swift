@@ -149,12 +149,12 @@ final class MountWorkspace {
     func log() -> String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
     /// Starts the daemon and waits until the kernel lists the mount (or the daemon exits, which fails the test).
-    func mount(_ extra: [String] = [], file: StaticString = #filePath, line: UInt = #line) throws {
+    func mount(_ extra: [String] = [], store: String? = nil, file: StaticString = #filePath, line: UInt = #line) throws {
         logIndex += 1
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: snapfsBinary)
-        p.arguments = ["mount", s, m] + extra
+        p.arguments = ["mount", store ?? s, m] + extra
         let h = FileHandle(forWritingAtPath: logURL.path)!
         p.standardOutput = h
         p.standardError = h
