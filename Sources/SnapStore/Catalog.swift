@@ -96,6 +96,20 @@ enum Catalog {
             CREATE INDEX events_snapshot ON events(snapshot, type, seq);
             """)
         }
+        // What a snapshot does not hold of its source (sockets, FIFOs, devices), so it is never silently absent;
+        // and the last failure of each journalled removal, so one that keeps failing is logged once, not at every open.
+        m.registerMigration("v3-omissions") { db in
+            try db.execute(sql: """
+            CREATE TABLE omissions(
+                snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+                path TEXT NOT NULL,
+                type TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                PRIMARY KEY(snapshot_id, path)
+            ) WITHOUT ROWID;
+            ALTER TABLE removals ADD COLUMN failure TEXT;
+            """)
+        }
         return m
     }
 }

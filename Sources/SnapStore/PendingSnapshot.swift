@@ -89,7 +89,7 @@ public final class PendingSnapshot {
     /// `adoptedDirectory` is a directory the snapshot owns from now on but that this writer did not create (a Flink
     /// `chk-N`): recorded only here, so that a rollback before the commit can never remove it.
     public func commit(entries: [NewEntry], checksums: [ObjectID: (size: Int64, sha256: String)], takenAt: Double? = nil,
-                       adoptedDirectory: String? = nil) throws(StoreError) -> Snapshot {
+                       adoptedDirectory: String? = nil, omitted: [Omission] = []) throws(StoreError) -> Snapshot {
         if let d = adoptedDirectory, !Store.isSafeRelativePath(d) { throw .badInput("snapshot directory '\(d)' would leave the store") }
         var seen = Set<String>()
         for e in entries {
@@ -115,7 +115,9 @@ public final class PendingSnapshot {
                 }
                 try db.execute(sql: "UPDATE snapshots SET state = 'complete', completed_at = ?, created_at = COALESCE(?, created_at), owner = NULL WHERE id = ?",
                                arguments: [takenAt ?? now, takenAt, snapshot.id])
-                try store.insertEvent(db, "snapshot", snapshot.name, "\(snapshot.kind.rawValue) snapshot complete: format \(snapshot.format.rawValue), \(entries.count) entries, \(checksums.count) objects written")
+                try store.insertOmissions(db, snapshot.id, omitted)
+                try store.insertEvent(db, "snapshot", snapshot.name, "\(snapshot.kind.rawValue) snapshot complete: format \(snapshot.format.rawValue), \(entries.count) entries, \(checksums.count) objects written"
+                                      + Omission.summary(omitted))
                 try db.bumpGeneration()
                 return try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE id = ?", arguments: [snapshot.id])!
             }
@@ -130,7 +132,7 @@ public final class PendingSnapshot {
         finished = true
         // Free the space of what this writer wrote before touching the catalog: when the disk is full, SQLite can
         // record the rollback only once that space is back. The removal journal below makes this idempotent.
-        for p in reservedPaths { _ = unlink(store.root.path + "/" + p) }
+        for p in reservedPaths { _ = PathAt.unlink(store.root.path, p) }
         do {
             try store.db.write { db in
                 let sum = try store.removeSnapshotRows(db, snapshot)

@@ -62,7 +62,7 @@ extension Store {
             let path: String = r["path"], size: Int64 = r["size"]
             let names = ((r["names"] as String?) ?? "").split(separator: ",").map(String.init).sorted()
             var st = stat()
-            if stat(root.path + "/" + path, &st) != 0 {
+            if PathAt.stat(root.path, path, &st) != 0 {
                 problems.append(.init(snapshots: names, path: path, problem: "missing"))
                 continue
             }
@@ -71,7 +71,7 @@ extension Store {
                 continue
             }
             if checksums, let want = r["sha256"] as String? {
-                let got = Self.sha256(ofFile: root.path + "/" + path)
+                let got = Self.sha256(ofFile: root.path, path)
                 if got != want { problems.append(.init(snapshots: names, path: path, problem: "checksum \(got ?? "unreadable"), expected \(want)")) }
             }
             done += size
@@ -91,12 +91,11 @@ extension Store {
         } catch { throw .wrap(error, "cannot read catalog") }
         var out: [(String, TimeInterval, Int64)] = []
         let now = Date().timeIntervalSince1970
+        // Walked by descriptor with names decoded as the catalog stores them (PathBytes): a lossy decoding would
+        // make a catalogued file with a non-UTF-8 name look unreferenced.
         for top in managedRoots {
-            guard let en = FileManager.default.enumerator(atPath: root.path + "/" + top) else { continue }
-            while let rel = en.nextObject() as? String {
-                let p = top + "/" + rel
-                var st = stat()
-                guard lstat(root.path + "/" + p, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR else { continue }
+            PathAt.walk(root.path, top) { p, st, _, _ in
+                guard (st.st_mode & S_IFMT) != S_IFDIR else { return }
                 if !known.contains(p) { out.append((p, now - Double(st.st_mtim.tv_sec), Int64(st.st_size))) }
             }
         }
@@ -109,14 +108,17 @@ extension Store {
         var report = GCReport(removedFiles: [], removedBytes: 0, keptYoungerThanGrace: [])
         for f in try unreferencedFiles() {
             if f.age < grace { report.keptYoungerThanGrace.append(f.path); continue }
-            if unlink(root.path + "/" + f.path) == 0 {
+            if PathAt.unlink(root.path, f.path) == 0 {
                 report.removedFiles.append(f.path)
                 report.removedBytes += f.size
             }
         }
         for top in managedRoots {
-            guard let subs = try? FileManager.default.contentsOfDirectory(atPath: root.path + "/" + top) else { continue }
-            for s in subs { Self.removeEmptyDirectories(root.path + "/" + top + "/" + s) }
+            let fd = Glibc.open(root.path + "/" + top, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            let subs = PathAt.names(in: fd) ?? []
+            close(fd)
+            for s in subs { Self.removeEmptyDirectories(root.path, top + "/" + s) }
         }
         if !report.removedFiles.isEmpty {
             recordEvent("gc", snapshot: nil, "removed \(report.removedFiles.count) unreferenced files (\(report.removedBytes) bytes)")
@@ -124,8 +126,11 @@ extension Store {
         return report
     }
 
-    public static func sha256(ofFile path: String) -> String? {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+    public static func sha256(ofFile path: String) -> String? { sha256(ofFile: path, "") }
+
+    /// The SHA-256 of the file at `rel` below `base` (a store path: any bytes, any depth).
+    public static func sha256(ofFile base: String, _ rel: String) -> String? {
+        let fd = rel.isEmpty ? Glibc.open(base, O_RDONLY | O_CLOEXEC) : PathAt.open(base, rel, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var h = SHA256()

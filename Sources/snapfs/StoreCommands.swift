@@ -145,12 +145,14 @@ struct ShowCommand: ParsableCommand {
             references:    \(r.references.isEmpty ? "-" : r.references.joined(separator: ", "))
             referenced by: \(r.referencedBy.isEmpty ? "-" : r.referencedBy.joined(separator: ", "))
             deletable:     \(r.deletable ? "yes" : "no: \(r.notDeletableBecause ?? "")")
+            not held:      \(r.notHeld.isEmpty ? "-" : "\(r.notHeld.count) (in the state, not in the snapshot)")
             """)
+            for o in r.notHeld { print("  \(o.type) \(PathBytes.printable(o.path)): \(o.reason)") }
         }
         if files {
             let s = try CLI.run { () throws(StoreError) in try store.snapshot(named: name) }
             for e in try CLI.run({ () throws(StoreError) in try store.entries(of: s.id) }) {
-                print("\(e.type == .directory ? "d" : e.type == .symlink ? "l" : "-") \(String(e.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(e.sha256 ?? "-") \(e.path)")
+                print("\(e.type == .directory ? "d" : e.type == .symlink ? "l" : "-") \(String(e.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(e.sha256 ?? "-") \(PathBytes.printable(e.path))")
             }
         }
     }
