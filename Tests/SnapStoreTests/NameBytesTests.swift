@@ -8,14 +8,24 @@ import XCTest
 import Glibc
 #endif
 
-/// Writes `content` to `base/rel` whatever the bytes of its names and its depth, creating directories.
+/// Writes `content` to `base/rel` whatever the bytes of its names and its depth, creating directories: with its own
+/// openat/mkdirat, so the state under test does not depend on the code under test.
 func writeRaw(_ base: String, _ rel: [UInt8], _ content: String) throws {
-    let path = PathBytes.string(kernel: rel)
-    if let parent = PathBytes.parent(path) { XCTAssertEqual(PathAt.makeDirectories(base, parent), 0, "mkdir: \(String(cString: strerror(errno)))") }
-    let fd = PathAt.open(base, path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno)!) }
+    var parts = rel.split(separator: UInt8(ascii: "/")).map { Array($0) + [0] }
+    let last = parts.removeLast()
+    var fd = open(base, O_RDONLY | O_DIRECTORY)
+    for p in parts {
+        let c = p.map { CChar(bitPattern: $0) }
+        _ = mkdirat(fd, c, 0o755)
+        let next = openat(fd, c, O_RDONLY | O_DIRECTORY)
+        close(fd)
+        fd = next
+    }
     defer { close(fd) }
-    XCTAssertEqual(content.utf8.count, Array(content.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) })
+    let f = openat(fd, last.map { CChar(bitPattern: $0) }, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard f >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno)!) }
+    defer { close(f) }
+    XCTAssertEqual(content.utf8.count, Array(content.utf8).withUnsafeBytes { write(f, $0.baseAddress, $0.count) })
 }
 
 /// The names in a directory exactly as the kernel lists them.
