@@ -11,7 +11,13 @@ public struct VerifyReport: Codable, Sendable {
         /// The snapshots that need the object.
         public var snapshots: [String]
         public var path: String
+        /// The path's exact bytes when they are not the UTF-8 of `path` (see `PathBytes`).
+        public var pathBase64: String?
         public var problem: String
+
+        public init(snapshots: [String], path: String, problem: String) {
+            self.snapshots = snapshots; self.path = path; self.pathBase64 = PathBytes.base64IfEscaped(path); self.problem = problem
+        }
     }
     public var snapshots: Int
     public var objectsChecked: Int
@@ -19,6 +25,8 @@ public struct VerifyReport: Codable, Sendable {
     public var problems: [Problem]
     /// Files under the store's object directories that no snapshot references: `gc` removes them.
     public var unreferenced: [String]
+    /// For each unreferenced path whose bytes are not its UTF-8: those bytes, in base64.
+    public var unreferencedBase64: [String: String]?
     /// Removals decided but not yet done on disk (finished by the next open or `gc`).
     public var pendingRemovals: Int
     public var clean: Bool { problems.isEmpty && unreferenced.isEmpty }
@@ -77,8 +85,11 @@ extension Store {
             done += size
             progress?(done, total, path)
         }
+        let unreferenced = try unreferencedFiles().map(\.path)
+        var bytes: [String: String] = [:]
+        for u in unreferenced { bytes[u] = PathBytes.base64IfEscaped(u) }
         return VerifyReport(snapshots: snapCount, objectsChecked: rows.count, bytesChecked: done, problems: problems,
-                            unreferenced: try unreferencedFiles().map(\.path), pendingRemovals: pending)
+                            unreferenced: unreferenced, unreferencedBase64: bytes.isEmpty ? nil : bytes, pendingRemovals: pending)
     }
 
     /// Files on disk under the managed roots that the catalog does not know, with their ages.

@@ -208,8 +208,8 @@ struct VerifyCommand: ParsableCommand {
         p.finish()
         if json { CLI.printJSON(r) } else {
             print("\(r.snapshots) snapshots, \(r.objectsChecked) objects, \(CLI.bytes(r.bytesChecked)) checked")
-            for x in r.problems { print("PROBLEM \(x.path): \(x.problem) (needed by \(x.snapshots.joined(separator: ", ")))") }
-            for u in r.unreferenced { print("UNREFERENCED \(u)") }
+            for x in r.problems { print("PROBLEM \(PathBytes.printable(x.path)): \(x.problem) (needed by \(x.snapshots.joined(separator: ", ")))") }
+            for u in r.unreferenced { print("UNREFERENCED \(PathBytes.printable(u))") }
             print(r.clean ? "clean" : "\(r.problems.count) problems, \(r.unreferenced.count) unreferenced files (run `snapfs gc`)")
         }
         if !r.clean { throw ExitCode(10) }
