@@ -35,6 +35,7 @@ private func fill(_ st: inout stat, _ a: Attr) {
     st.st_blksize = 4096
     st.st_uid = a.uid
     st.st_gid = a.gid
+    st.st_rdev = UInt(a.rdev)
     let ts = timespec(tv_sec: Int(a.mtimeNanos / 1_000_000_000), tv_nsec: Int(a.mtimeNanos % 1_000_000_000))
     st.st_mtim = ts; st.st_ctim = ts; st.st_atim = ts
 }

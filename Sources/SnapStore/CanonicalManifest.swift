@@ -20,10 +20,13 @@ public struct CanonicalManifest: Codable, Sendable {
         public var target: String?
         public var pathBase64: String?
         public var targetBase64: String?
+        /// A device node's device number (`st_rdev`); its `mode` says character or block.
+        public var rdev: UInt64?
 
-        public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64, sha256: String? = nil, target: String? = nil) {
+        public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64, sha256: String? = nil, target: String? = nil,
+                    rdev: UInt64? = nil) {
             self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
-            self.sha256 = sha256; self.target = target
+            self.sha256 = sha256; self.target = target; self.rdev = rdev
             pathBase64 = PathBytes.base64IfEscaped(path)
             targetBase64 = PathBytes.base64IfEscaped(target)
         }

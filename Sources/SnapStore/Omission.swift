@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Something in the state that a snapshot does not hold, and why. A socket is a live endpoint of a running
-/// process, and no format (nor `tar` or `restic`) can bring one back; FIFOs and device nodes are not held either.
+/// process, and no format (nor `tar` or `restic`) can bring one back. (FIFOs and device nodes are held, as entries.)
 /// Each is recorded with the snapshot, shown by `snapfs show` and in its `.snapfs/snapshots/S.json`, and counted in
 /// the snapshot's event, so nothing is ever silently absent from a snapshot.
 public struct Omission: Codable, Sendable, Hashable {
@@ -13,7 +13,7 @@ public struct Omission: Codable, Sendable, Hashable {
     /// the UTF-8 of `path`.
     public var path: String
     public var pathBase64: String?
-    /// socket, fifo, character-device, block-device
+    /// What it is: "socket" (or, for a type this code does not know, its mode)
     public var type: String
     public var reason: String
 
@@ -25,10 +25,7 @@ public struct Omission: Codable, Sendable, Hashable {
     init(path: String, mode: UInt32) {
         switch mode_t(mode) & S_IFMT {
         case S_IFSOCK: self.init(path: path, type: "socket", reason: "a socket is a live endpoint of a running process; no format can restore it")
-        case S_IFIFO: self.init(path: path, type: "fifo", reason: "FIFOs are not held by any format")
-        case S_IFCHR: self.init(path: path, type: "character-device", reason: "device nodes are not held by any format")
-        case S_IFBLK: self.init(path: path, type: "block-device", reason: "device nodes are not held by any format")
-        default: self.init(path: path, type: String(format: "mode %o", mode), reason: "not a file, directory or symlink")
+        default: self.init(path: path, type: String(format: "mode %o", mode), reason: "not a file, directory, symlink, FIFO or device node")
         }
     }
 }

@@ -82,6 +82,11 @@ public enum PathAt {
         }
     }
 
+    /// A FIFO or device node, as `mode`'s type bits say.
+    public static func mknod(_ base: String, _ rel: String, mode: UInt32, rdev: UInt64) -> Int32 {
+        inParent(base, rel) { mknodat($0, $1, mode_t(mode), dev_t(rdev)) }
+    }
+
     /// Creates `rel` and every missing directory above it; an existing directory is success.
     public static func makeDirectories(_ base: String, _ rel: String, mode: mode_t = 0o755) -> Int32 {
         if rel.isEmpty { return 0 }

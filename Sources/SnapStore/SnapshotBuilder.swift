@@ -80,7 +80,7 @@ public struct SnapshotBuilder: Sendable {
         var entries: [NewEntry] = []
         entries.reserveCapacity(scanned.count + 2)
         for (i, e) in scanned.enumerated() {
-            var ne = NewEntry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, symlinkTarget: e.symlinkTarget)
+            var ne = NewEntry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, symlinkTarget: e.symlinkTarget, rdev: e.rdev)
             if e.type == .file {
                 if let b = reusable[e.path], b.size == e.size, b.mtimeNanos == e.mtimeNanos, let obj = b.object {
                     ne.object = obj
@@ -192,7 +192,7 @@ public struct SnapshotBuilder: Sendable {
                                into all: inout [NewEntry]) throws {
         var manifest = CanonicalManifest(snapshot: pending.snapshot, entries: entries.map { e in
             CanonicalManifest.Entry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos,
-                                    sha256: e.object.flatMap { checksums[$0]?.sha256 } , target: e.symlinkTarget)
+                                    sha256: e.object.flatMap { checksums[$0]?.sha256 } , target: e.symlinkTarget, rdev: e.rdev)
         })
         manifest.omitted = omitted.isEmpty ? nil : omitted
         let dir = "\(Store.canonicalDirectory)/\(pending.snapshot.id)"

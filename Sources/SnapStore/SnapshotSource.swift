@@ -14,10 +14,13 @@ public struct SourceEntry: Sendable, Hashable {
     public var symlinkTarget: String?
     /// A checksum the source already knows (a stored snapshot, a canonical manifest); checked on copy.
     public var sha256: String?
+    /// A device node's device number.
+    public var rdev: UInt64?
 
-    public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64, symlinkTarget: String? = nil, sha256: String? = nil) {
+    public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64, symlinkTarget: String? = nil, sha256: String? = nil,
+                rdev: UInt64? = nil) {
         self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
-        self.symlinkTarget = symlinkTarget; self.sha256 = sha256
+        self.symlinkTarget = symlinkTarget; self.sha256 = sha256; self.rdev = rdev
     }
 }
 
@@ -75,8 +78,8 @@ public struct FileTreeSource: SnapshotSource {
 
     public func scan() throws(StoreError) -> [SourceEntry] { try scanReporting().entries }
 
-    /// Every directory, file and symlink below the root, at any depth; sockets, FIFOs and devices, which no format
-    /// holds, are returned as omissions so the snapshot can say so.
+    /// Every directory, file, symlink, FIFO and device node below the root, at any depth; sockets, which no format
+    /// can hold, are returned as omissions so the snapshot can say so.
     public func scanReporting() throws(StoreError) -> SourceScan {
         var st = stat()
         guard lstat(root.path, &st) == 0 else { throw .io(path: root.path, errno: errno, what: "cannot read state directory") }
@@ -97,6 +100,10 @@ public struct FileTreeSource: SnapshotSource {
                 }
                 out.entries.append(SourceEntry(path: p, type: .symlink, size: Int64(PathBytes.kernel(target).count), mode: UInt32(st.st_mode),
                                                mtimeNanos: mtime, symlinkTarget: target))
+            case S_IFIFO:
+                out.entries.append(SourceEntry(path: p, type: .fifo, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime))
+            case S_IFCHR, S_IFBLK:
+                out.entries.append(SourceEntry(path: p, type: .device, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime, rdev: UInt64(st.st_rdev)))
             default:
                 out.omitted.append(Omission(path: p, mode: UInt32(st.st_mode)))
             }
@@ -176,7 +183,7 @@ public struct StoredSnapshotSource: SnapshotSource {
     public func scan() throws(StoreError) -> [SourceEntry] {
         byPath.values.sorted { $0.path < $1.path }.map {
             SourceEntry(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos,
-                        symlinkTarget: $0.symlinkTarget, sha256: $0.sha256)
+                        symlinkTarget: $0.symlinkTarget, sha256: $0.sha256, rdev: $0.rdev)
         }
     }
 

@@ -37,6 +37,11 @@ extension Store {
                         dirs.append(e)
                     case .symlink:
                         guard PathAt.symlink(e.symlinkTarget ?? "", files.path, e.path) == 0 else { throw StoreError.io(path: shown, errno: errno, what: "cannot create link") }
+                    case .fifo, .device:
+                        guard PathAt.mknod(files.path, e.path, mode: e.mode, rdev: e.rdev ?? 0) == 0 else {
+                            throw StoreError.io(path: shown, errno: errno, what: "cannot create \(e.type == .fifo ? "FIFO" : "device node")")
+                        }
+                        PathAt.setTimes(files.path, e.path, mode: e.mode, mtimeNanos: e.mtimeNanos, symlink: false)
                     case .file:
                         guard let op = e.objectPath else { throw StoreError.corrupt("file '\(PathBytes.printable(e.path))' of \(name) has no stored object") }
                         try Self.copyChecked(from: (root.path, op), sha256: e.sha256, to: (files.path, e.path), mode: e.mode, mtime: e.mtimeNanos, what: e.path)
@@ -46,7 +51,8 @@ extension Store {
                 }
                 for e in dirs.reversed() { PathAt.setTimes(files.path, e.path, mode: e.mode, mtimeNanos: e.mtimeNanos, symlink: false) }
                 var manifest = CanonicalManifest(snapshot: s, entries: entries.map {
-                    .init(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos, sha256: $0.sha256, target: $0.symlinkTarget)
+                    .init(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos, sha256: $0.sha256, target: $0.symlinkTarget,
+                          rdev: $0.rdev)
                 })
                 let omitted = try omissions(of: s.id)
                 manifest.omitted = omitted.isEmpty ? nil : omitted

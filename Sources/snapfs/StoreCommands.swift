@@ -152,8 +152,21 @@ struct ShowCommand: ParsableCommand {
         if files {
             let s = try CLI.run { () throws(StoreError) in try store.snapshot(named: name) }
             for e in try CLI.run({ () throws(StoreError) in try store.entries(of: s.id) }) {
-                print("\(e.type == .directory ? "d" : e.type == .symlink ? "l" : "-") \(String(e.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(e.sha256 ?? "-") \(PathBytes.printable(e.path))")
+                print("\(Self.typeLetter(e)) \(String(e.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(e.sha256 ?? "-") \(PathBytes.printable(e.path))")
             }
+        }
+    }
+}
+
+extension ShowCommand {
+    /// The first letter of `ls -l` for an entry.
+    static func typeLetter(_ e: SnapshotEntry) -> String {
+        switch e.type {
+        case .file: return "-"
+        case .directory: return "d"
+        case .symlink: return "l"
+        case .fifo: return "p"
+        case .device: return (e.mode & 0o170000) == 0o060000 ? "b" : "c"
         }
     }
 }
