@@ -149,7 +149,7 @@ public enum PathAt {
                              _ visit: (String, Glibc.stat, Int32, String) -> Void) -> (Int32, String)? {
         guard let names = names(in: fd) else { return (errno, rel) }
         var firstError: (Int32, String)?
-        for name in names.sorted(by: { PathBytes.kernel($0).lexicographicallyPrecedes(PathBytes.kernel($1)) }) {
+        for (_, name) in names.map({ (PathBytes.kernel($0), $0) }).sorted(by: { $0.0.lexicographicallyPrecedes($1.0) }) {
             let p = rel.isEmpty ? name : rel + "/" + name
             var st = Glibc.stat()
             let r = PathBytes.withCPath(name) { fstatat(fd, $0, &st, AT_SYMLINK_NOFOLLOW) }
