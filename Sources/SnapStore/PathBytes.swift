@@ -103,12 +103,21 @@ extension PathBytes {
         name.utf8.contains(0xEF) && name.unicodeScalars.contains { escaped.contains($0.value) }
     }
 
-    /// `name` for messages and listings: the escaped bytes as `\xFF`, everything else as it is.
+    /// `name` for messages and listings, one line and unambiguous: bytes that are not UTF-8 and control characters
+    /// as `\xFF`, a backslash as `\\`, everything else as it is.
     public static func printable(_ name: String) -> String {
-        guard isEscaped(name) else { return name }
+        guard name.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "\\") }) || isEscaped(name) else { return name }
         var out = ""
         for s in name.unicodeScalars {
-            if escaped.contains(s.value) { out += "\\x" + String(s.value - escapeBase, radix: 16, uppercase: true) } else { out.unicodeScalars.append(s) }
+            if escaped.contains(s.value) {
+                out += "\\x" + String(s.value - escapeBase, radix: 16, uppercase: true)
+            } else if s.value < 0x20 || s.value == 0x7F {
+                out += "\\x" + (s.value < 0x10 ? "0" : "") + String(s.value, radix: 16, uppercase: true)
+            } else if s == "\\" {
+                out += "\\\\"
+            } else {
+                out.unicodeScalars.append(s)
+            }
         }
         return out
     }

@@ -77,6 +77,8 @@ final class NameBytesTests: XCTestCase {
         }
         XCTAssertTrue(PathBytes.isEscaped(PathBytes.string(kernel: Array("\u{F7AB}".utf8))), "a genuine escape-range scalar is escaped too")
         XCTAssertEqual(PathBytes.printable(PathBytes.string(kernel: Array("x".utf8) + [0xFF, 0xFE])), "x\\xFF\\xFE")
+        XCTAssertEqual(PathBytes.printable("a\nb\\c\u{7F}"), "a\\x0Ab\\\\c\\x7F", "one line, and a backslash is not an escape")
+        XCTAssertEqual(PathBytes.printable("caf\u{E9}"), "caf\u{E9}")
     }
 
     /// A state file named with bytes 0xff 0xfe is kept with exactly those bytes by every format, by export and import.
