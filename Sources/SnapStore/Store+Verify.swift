@@ -37,6 +37,8 @@ public struct GCReport: Codable, Sendable {
     public var removedFiles: [String]
     public var removedBytes: Int64
     public var keptYoungerThanGrace: [String]
+    /// For each path above whose bytes are not its UTF-8: those bytes, in base64.
+    public var pathsBase64: [String: String]?
 }
 
 extension Store {
@@ -131,6 +133,9 @@ extension Store {
             close(fd)
             for s in subs { Self.removeEmptyDirectories(root.path, top + "/" + s) }
         }
+        var bytes: [String: String] = [:]
+        for p in report.removedFiles + report.keptYoungerThanGrace { bytes[p] = PathBytes.base64IfEscaped(p) }
+        report.pathsBase64 = bytes.isEmpty ? nil : bytes
         if !report.removedFiles.isEmpty {
             recordEvent("gc", snapshot: nil, "removed \(report.removedFiles.count) unreferenced files (\(report.removedBytes) bytes)")
         }

@@ -130,6 +130,26 @@ final class NameBytesTests: XCTestCase {
         XCTAssertEqual(rawNames(w.storeURL.path + "/canonical"), [], "every canonical tree removed")
     }
 
+    /// verify and gc see a stray file under the store's own directories by its bytes, say them, and remove it.
+    func testVerifyAndGCFindAndRemoveAStrayFileWithANonUTF8Name() throws {
+        let w = try Workspace()
+        try w.write("a", "1")
+        let s = try w.snapshot(.canonical, kind: .user, label: "c")
+        let stray = Array("\(s.directory!)/files/".utf8) + ffFE
+        try writeRaw(w.storeURL.path, stray, "stray")
+        let name = PathBytes.string(kernel: stray)
+        let v = try w.store.verify()
+        XCTAssertEqual(v.unreferenced, [name])
+        XCTAssertEqual(v.unreferencedBase64?[name], Data(stray).base64EncodedString())
+        let json = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(v)) as? [String: Any]
+        XCTAssertEqual((json?["unreferencedBase64"] as? [String: String])?.values.first, Data(stray).base64EncodedString())
+        let g = try w.store.gc(grace: 0)
+        XCTAssertEqual(g.removedFiles, [name])
+        XCTAssertEqual(g.pathsBase64?[name], Data(stray).base64EncodedString())
+        XCTAssertEqual(rawNames(w.storeURL.path + "/" + s.directory! + "/files"), [Array("a".utf8)])
+        XCTAssertTrue(try w.store.verify().clean)
+    }
+
     func testSHA256SUMSEscapesNamesAsGNUDoes() throws {
         let w = try Workspace()
         defer { _ = try? runTool("/bin/rm", ["-rf", w.root.path], in: URL(fileURLWithPath: "/")) }
