@@ -287,7 +287,7 @@ public final class SnapFileSystem: Sendable {
                         blocks: (e.size + 511) / 512, mtimeNanos: e.mtimeNanos, uid: options.uid, gid: options.gid)
         case .symlink(let id, let p):
             guard let e = try index(id).entries[p] else { throw .notFound }
-            return Attr(ino: ino, mode: 0o120000 | (e.mode & 0o7777), nlink: 1, size: Int64((e.symlinkTarget ?? "").utf8.count),
+            return Attr(ino: ino, mode: 0o120000 | (e.mode & 0o7777), nlink: 1, size: Int64(PathBytes.kernel(e.symlinkTarget ?? "").count),
                         blocks: 0, mtimeNanos: e.mtimeNanos, uid: options.uid, gid: options.gid)
         }
     }

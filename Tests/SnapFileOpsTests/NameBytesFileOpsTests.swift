@@ -30,6 +30,7 @@ final class NameBytesFileOpsTests: XCTestCase {
             XCTAssertEqual(e.attr.size, 5)
             XCTAssertEqual(try f.read("\(s.name)/\(name)"), Data("bytes".utf8))
             XCTAssertEqual(PathBytes.kernel(try f.fs.readlink(try f.ino("\(s.name)/link"))), bytes)
+            XCTAssertEqual(try f.resolve("\(s.name)/link").attr.size, 2, "a link's size is its target's bytes, as lstat says")
             XCTAssertThrowsError(try f.fs.lookup(parent: try f.ino(s.name), name: "\u{FFFD}\u{FFFD}"), "the lossy name is not there")
         }
     }
