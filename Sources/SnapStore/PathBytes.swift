@@ -55,35 +55,43 @@ public enum PathBytes {
 /// the store, the catalog and the mount work with.
 ///
 /// Linux names are bytes, not text: "\u{FF}\u{FE}" as bytes 0xff 0xfe is a valid file name that no UTF-8 decoder
-/// accepts, and `String(decoding:as:)` turns it into U+FFFD, a name that does not exist. So every byte that is not
-/// part of valid UTF-8 becomes the private-use scalar U+F700 + byte (U+F780…U+F7FF), and a genuine U+F780…U+F7FF
-/// in a name is escaped the same way, byte by byte, so that decoding may map every scalar of that range back to one
-/// byte. Valid UTF-8 names without such scalars, which is nearly all of them, are their own `String`. Names are
-/// decoded with `string(kernel:)` where they come from the kernel and encoded with `kernel(_:)` / `withCPath` where
-/// they go to it; nothing else turns a name into bytes or back.
+/// accepts, and `String(decoding:as:)` turns it into U+FFFD, a name that does not exist. And Swift compares and
+/// hashes `String`s under canonical equivalence, so "\u{E9}" and "e\u{301}", two different files to the kernel,
+/// would be one key of every dictionary and set that holds names. So a name is its own `String` only when it is
+/// valid UTF-8, in NFC, and free of U+F780…U+F7FF, which is nearly always; any other name keeps its ASCII and has
+/// each other byte b written as the private-use scalar U+F700 + b (U+F780…U+F7FF). Two different names are then
+/// never equal `String`s (NFC strings are equivalent only when identical, and escapes neither compose nor
+/// decompose), and encoding maps every U+F780…U+F7FF back to its byte. Names are decoded with `string(kernel:)`
+/// where they come from the kernel and encoded with `kernel(_:)` / `withCPath` where they go to it; nothing else
+/// turns a name into bytes or back.
 extension PathBytes {
     static let escapeBase: UInt32 = 0xF700
     static let escaped: ClosedRange<UInt32> = 0xF780...0xF7FF
 
-    /// The `String` for a name (or a relative path) as the kernel gave it.
+    /// The `String` for a name, or a path, as the kernel gave it. A path is decoded name by name, so that it is
+    /// the join of what its names decode to on their own (as a walk of the tree finds them).
     public static func string<C: Collection>(kernel bytes: C) -> String where C.Element == UInt8 {
         if bytes.allSatisfy({ $0 < 0x80 }) { return String(decoding: bytes, as: UTF8.self) }
-        let b = Array(bytes)
         var out = String.UnicodeScalarView()
-        var i = 0
-        while i < b.count {
-            if b[i] < 0x80 { out.append(Unicode.Scalar(b[i])); i += 1; continue }
-            if let (scalar, length) = decodeOne(b, at: i), !escaped.contains(scalar.value) {
-                out.append(scalar)
-                i += length
-                continue
-            }
-            // Invalid here, or a genuine scalar of the escape range: its bytes one by one (the range is all 3 bytes long).
-            let n = decodeOne(b, at: i)?.1 ?? 1
-            for k in i..<(i + n) { out.append(Unicode.Scalar(escapeBase + UInt32(b[k]))!) }
-            i += n
+        for (n, name) in Array(bytes).split(separator: slash, omittingEmptySubsequences: false).enumerated() {
+            if n > 0 { out.append("/") }
+            if let text = plainText(Array(name)) { out.append(contentsOf: text.unicodeScalars); continue }
+            for byte in name { out.append(byte < 0x80 ? Unicode.Scalar(byte) : Unicode.Scalar(escapeBase + UInt32(byte))!) }
         }
         return String(out)
+    }
+
+    /// `b` as text when it is well-formed UTF-8 in NFC with no scalar of the escape range, else nil.
+    private static func plainText(_ b: [UInt8]) -> String? {
+        var i = 0
+        while i < b.count {
+            if b[i] < 0x80 { i += 1; continue }
+            guard let (scalar, length) = decodeOne(b, at: i), !escaped.contains(scalar.value) else { return nil }
+            i += length
+        }
+        let text = String(decoding: b, as: UTF8.self)
+        guard text.precomposedStringWithCanonicalMapping.unicodeScalars.elementsEqual(text.unicodeScalars) else { return nil }
+        return text
     }
 
     /// The bytes the kernel must see for `name`: the inverse of `string(kernel:)`.

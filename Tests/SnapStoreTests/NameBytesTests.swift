@@ -71,6 +71,15 @@ final class NameBytesTests: XCTestCase {
             XCTAssertEqual(PathBytes.withCPath(s) { Array(UnsafeRawBufferPointer(start: $0, count: strlen($0))) }, b)
         }
         XCTAssertNotEqual(PathBytes.string(kernel: [0xFF, 0xFE]), PathBytes.string(kernel: [0xFF, 0xFD]), "String(decoding:) makes both U+FFFD U+FFFD")
+        // Swift's == and hashing are canonical equivalence: two names that differ only in normalization stay two.
+        let composed = PathBytes.string(kernel: Array("\u{E9}".utf8)), decomposed = PathBytes.string(kernel: Array("e\u{301}".utf8))
+        XCTAssertEqual("\u{E9}", "e\u{301}", "what Swift compares")
+        XCTAssertNotEqual(composed, decomposed)
+        XCTAssertEqual(Set([composed, decomposed]).count, 2)
+        XCTAssertEqual(composed, "\u{E9}", "NFC text is its own String")
+        XCTAssertEqual(PathBytes.kernel(decomposed), Array("e\u{301}".utf8))
+        XCTAssertEqual(PathBytes.string(kernel: Array("caf\u{E9}/e\u{301}/x".utf8)),
+                       "caf\u{E9}/" + PathBytes.string(kernel: Array("e\u{301}".utf8)) + "/x", "a path decodes name by name")
         for valid in ["state", "caf\u{E9}", "\u{301}e", "日本", "a\u{1F600}"] {
             XCTAssertEqual(PathBytes.string(kernel: Array(valid.utf8)), valid)
             XCTAssertFalse(PathBytes.isEscaped(valid))
@@ -88,10 +97,12 @@ final class NameBytesTests: XCTestCase {
         try writeRaw(w.state.path, ffFE, "not utf-8")
         try writeRaw(w.state.path, Array("dir/".utf8) + [0x80] + Array("\u{F7AB}".utf8), "genuine private use")
         try writeRaw(w.state.path, Array("dir/ok".utf8), "plain")
+        try writeRaw(w.state.path, Array("dir/\u{E9}".utf8), "composed")
+        try writeRaw(w.state.path, Array("dir/e\u{301}".utf8), "decomposed")
         XCTAssertEqual(symlink(PathBytes.kernel(PathBytes.string(kernel: ffFE)).map { CChar(bitPattern: $0) } + [0], w.state.path + "/link"), 0)
         let name = PathBytes.string(kernel: ffFE)
         let want = try w.stateChecksums()
-        XCTAssertEqual(want.count, 3, "every file scanned, under its own name")
+        XCTAssertEqual(want.count, 5, "every file scanned, under its own name")
         XCTAssertEqual(want[name], Store.sha256(ofFile: w.state.path, name))
 
         for format in SnapshotFormat.allCases {
@@ -111,7 +122,10 @@ final class NameBytesTests: XCTestCase {
             let out = w.root.appendingPathComponent("export-\(format.rawValue)")
             _ = try w.store.export(s.name, to: out)
             XCTAssertEqual(rawNames(out.path + "/files"), [Array("dir".utf8), Array("link".utf8), ffFE])
-            XCTAssertEqual(rawNames(out.path + "/files/dir"), [Array("ok".utf8), [0x80] + Array("\u{F7AB}".utf8)].sorted { $0.lexicographicallyPrecedes($1) })
+            XCTAssertEqual(rawNames(out.path + "/files/dir"), [Array("ok".utf8), [0x80] + Array("\u{F7AB}".utf8), Array("\u{E9}".utf8),
+                                                                Array("e\u{301}".utf8)].sorted { $0.lexicographicallyPrecedes($1) })
+            XCTAssertEqual(Store.sha256(ofFile: out.path + "/files/dir", PathBytes.string(kernel: Array("e\u{301}".utf8))),
+                           want["dir/" + PathBytes.string(kernel: Array("e\u{301}".utf8))])
             var target = [CChar](repeating: 0, count: 64)
             XCTAssertEqual(readlink(out.path + "/files/link", &target, 64), 2)
             XCTAssertEqual(target.prefix(2).map { UInt8(bitPattern: $0) }, ffFE)
