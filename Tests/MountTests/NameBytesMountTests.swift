@@ -17,6 +17,7 @@ final class NameBytesMountTests: MountTestCase {
         let prep = Command.sh("""
             set -e; cd \(st)
             printf 'not utf-8' > $'\\xff\\xfe'
+            printf 'composed' > $'\\xc3\\xa9'; printf 'decomposed' > $'e\\xcc\\x81'
             mkdir $'d\\x80'; printf 'inner' > $'d\\x80/\\xef\\x9e\\xab'
             ln -s $'\\xff\\xfe' link
             mkfifo pipe
@@ -39,9 +40,10 @@ final class NameBytesMountTests: MountTestCase {
                 set -e
                 d=$(printf 'd%.0s' {1..250})
                 deep() { (cd "$1"; for i in $(seq 20); do cd $d; done; cat file) }
-                [ "$(LC_ALL=C ls -1 \(snap) | od -An -tx1 | tr -d ' \\n')" = "$(printf "$d\\nd\\x80\\nlink\\nnull\\npipe\\n\\xff\\xfe\\n" | od -An -tx1 | tr -d ' \\n')" ]
+                [ "$(LC_ALL=C ls -1 \(snap) | od -An -tx1 | tr -d ' \\n')" = "$(printf "$d\\nd\\x80\\ne\\xcc\\x81\\nlink\\nnull\\npipe\\n\\xc3\\xa9\\n\\xff\\xfe\\n" | od -An -tx1 | tr -d ' \\n')" ]
                 [ "$(deep \(snap))" = deep ]
                 cmp \(snap)/$'\\xff\\xfe' \(st)/$'\\xff\\xfe'
+                cmp \(snap)/$'\\xc3\\xa9' \(st)/$'\\xc3\\xa9' && cmp \(snap)/$'e\\xcc\\x81' \(st)/$'e\\xcc\\x81'
                 cmp \(snap)/$'d\\x80'/$'\\xef\\x9e\\xab' \(st)/$'d\\x80'/$'\\xef\\x9e\\xab'
                 [ "$(readlink \(snap)/link)" = $'\\xff\\xfe' ]
                 [ -p \(snap)/pipe ] && [ -c \(snap)/null ] && [ "$(stat -c %t,%T,%a \(snap)/null)" = "1,3,644" ] && [ ! -e \(snap)/sock ]
@@ -55,6 +57,7 @@ final class NameBytesMountTests: MountTestCase {
                 [ -p \(out)/tar/pipe ] && [ "$(stat -c %t,%T \(out)/tar/null)" = "1,3" ]
                 \(shellQuote(snapfsBinary)) export \(shellQuote(w.s)) s-\(f) \(out)/export
                 cmp \(out)/export/files/$'\\xff\\xfe' \(st)/$'\\xff\\xfe'
+                cmp \(out)/export/files/$'e\\xcc\\x81' \(st)/$'e\\xcc\\x81'
                 cmp \(out)/export/files/$'d\\x80'/$'\\xef\\x9e\\xab' \(st)/$'d\\x80'/$'\\xef\\x9e\\xab'
                 [ -p \(out)/export/files/pipe ] && [ "$(stat -c %t,%T \(out)/export/files/null)" = "1,3" ]
                 [ "$(deep \(out)/export/files)" = deep ]
