@@ -9,8 +9,8 @@ public struct CanonicalManifest: Codable, Sendable {
     public static let formatTag = "snapfs-canonical-v1"
 
     public struct Entry: Codable, Sendable {
-        /// The path as a JSON string. A name whose bytes are not UTF-8 (or that holds U+F780…U+F7FF) is written with
-        /// `PathBytes`' escapes here, and its exact bytes are `pathBase64`, which is what `import` uses.
+        /// The path as a JSON string. A name whose bytes are not UTF-8 in NFC is written with `PathBytes`' escapes
+        /// here, and its exact bytes are `pathBase64`, which is what `import` uses.
         public var path: String
         public var type: EntryType
         public var size: Int64
@@ -51,7 +51,7 @@ public struct CanonicalManifest: Codable, Sendable {
     public var job: String?
     public var createdAt: Double
     public var entries: [Entry]
-    /// What the snapshot does not hold of the state it was taken from (sockets, FIFOs, devices), and why.
+    /// What the snapshot does not hold of the state it was taken from (sockets), and why.
     public var omitted: [Omission]?
 
     public init(snapshot: Snapshot, entries: [Entry]) {

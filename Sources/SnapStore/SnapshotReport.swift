@@ -31,7 +31,7 @@ public struct SnapshotReport: Codable, Sendable {
     public var notDeletableBecause: String?
     /// The last refusal of an operation on it, as written to `.snapfs/events`.
     public var lastRefusal: String?
-    /// What was in the state but is not in the snapshot (sockets, FIFOs, devices), each with why.
+    /// What was in the state but is not in the snapshot (sockets), each with why.
     public var notHeld: [Omission]
 }
 
