@@ -135,6 +135,10 @@ final class NameBytesTests: XCTestCase {
             let back = try w.store.importCanonical(from: out, label: "back-\(format.rawValue)")
             XCTAssertEqual(try w.contentChecksums(back.name), want)
         }
+        let converted = try w.store.convert("s-native-incremental", to: .canonical, label: "conv")
+        XCTAssertEqual(try w.contentChecksums(converted.name), want, "convert keeps the names' bytes")
+        let convCheck = try runTool("/usr/bin/sha256sum", ["-c", "SHA256SUMS"], in: w.storeURL.appendingPathComponent(converted.directory!))
+        XCTAssertEqual(convCheck.status, 0, convCheck.output)
         let v = try w.store.verify()
         XCTAssertTrue(v.clean, "nothing looks unreferenced: \(v)")
         for s in try w.store.snapshots() { try w.store.delete(s.name) }
