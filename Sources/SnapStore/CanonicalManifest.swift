@@ -52,7 +52,7 @@ public struct CanonicalManifest: Codable, Sendable {
     public var createdAt: Double
     public var entries: [Entry]
     /// What the snapshot does not hold of the state it was taken from (sockets), and why.
-    public var omitted: [Omission]?
+    public var notHeld: [Omission]?
 
     public init(snapshot: Snapshot, entries: [Entry]) {
         format = Self.formatTag

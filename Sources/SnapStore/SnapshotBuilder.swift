@@ -194,7 +194,7 @@ public struct SnapshotBuilder: Sendable {
             CanonicalManifest.Entry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos,
                                     sha256: e.object.flatMap { checksums[$0]?.sha256 } , target: e.symlinkTarget, rdev: e.rdev)
         })
-        manifest.omitted = omitted.isEmpty ? nil : omitted
+        manifest.notHeld = omitted.isEmpty ? nil : omitted
         let dir = "\(Store.canonicalDirectory)/\(pending.snapshot.id)"
         let files: [(String, Data)] = [
             ("\(dir)/\(CanonicalManifest.fileName)", try manifest.encoded()),

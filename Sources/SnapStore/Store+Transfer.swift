@@ -55,7 +55,7 @@ extension Store {
                           rdev: $0.rdev)
                 })
                 let omitted = try omissions(of: s.id)
-                manifest.omitted = omitted.isEmpty ? nil : omitted
+                manifest.notHeld = omitted.isEmpty ? nil : omitted
                 try manifest.encoded().write(to: dir.appendingPathComponent(CanonicalManifest.fileName))
                 try manifest.sha256sums().write(to: dir.appendingPathComponent(CanonicalManifest.sumsFileName))
                 recordEvent("export", snapshot: name, "exported to \(dir.path)")
@@ -71,7 +71,7 @@ extension Store {
         for e in manifest.entries where e.type == .file { expected[e.path] = e.sha256 }
         let filesDir = dir.appendingPathComponent(CanonicalManifest.filesDirectory)
         var source = FileTreeSource(root: filesDir, expected: expected)
-        source.inherited = manifest.omitted ?? []
+        source.inherited = manifest.notHeld ?? []
         let scanned = Set(try source.scan().filter { $0.type == .file }.map(\.path))
         if let missing = expected.keys.sorted().first(where: { !scanned.contains($0) }) {
             throw .badInput("\(dir.path): file '\(PathBytes.printable(missing))' named in the manifest is missing")

@@ -233,7 +233,7 @@ final class NameBytesTests: XCTestCase {
         XCTAssertEqual(st.st_mode & S_IFMT, S_IFCHR)
         XCTAssertEqual(UInt64(st.st_rdev), 1 << 8 | 3)
         let m = try CanonicalManifest.load(from: out)
-        XCTAssertEqual(m.omitted?.map(\.path), ["sock"])
+        XCTAssertEqual(m.notHeld?.map(\.path), ["sock"])
         let imported = try w.store.importCanonical(from: out, label: "imp")
         checkSpecials(try w.store.entries(of: imported.id), "import")
         XCTAssertEqual(try w.store.report(imported.name).notHeld.map(\.type), ["socket"])
