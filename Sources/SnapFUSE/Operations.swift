@@ -2,6 +2,7 @@ import CFuse3
 import Foundation
 import Logging
 import SnapFileOps
+import SnapStore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,6 +53,7 @@ private func fill(_ st: inout stat, _ a: Attr) {
     st.st_blksize = 4096
     st.st_uid = a.uid
     st.st_gid = a.gid
+    st.st_rdev = UInt(a.rdev)
     let ts = timespec(tv_sec: Int(a.mtimeNanos / 1_000_000_000), tv_nsec: Int(a.mtimeNanos % 1_000_000_000))
     st.st_mtim = ts; st.st_ctim = ts; st.st_atim = ts
 }
@@ -79,8 +81,11 @@ private func replyAttr(_ req: fuse_req_t?, _ a: Attr, _ timeout: Double) {
 
 private func str(_ p: UnsafePointer<CChar>?) -> String { p.map { String(cString: $0) } ?? "" }
 
+/// A name in a request, with its bytes kept (`PathBytes`): a snapshot may hold names that are not UTF-8.
+private func fuseName(_ p: UnsafePointer<CChar>?) -> String { p.map(PathBytes.string(cName:)) ?? "" }
+
 private func opLookup(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
-    do { replyEntry(req, try mount(req).fs.lookup(parent: parent, name: str(name))) } catch { fail(req, error, "lookup") }
+    do { replyEntry(req, try mount(req).fs.lookup(parent: parent, name: fuseName(name))) } catch { fail(req, error, "lookup") }
 }
 
 private func opForget(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ n: UInt64) {
@@ -112,40 +117,40 @@ private func opSetattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ attr: UnsafeMuta
 private func opReadlink(_ req: fuse_req_t?, _ ino: fuse_ino_t) {
     do {
         let t = try mount(req).fs.readlink(ino)
-        _ = t.withCString { fuse_reply_readlink(req, $0) }
+        _ = PathBytes.withCPath(t) { fuse_reply_readlink(req, $0) }
     } catch { fail(req, error, "readlink") }
 }
 
 private func opMknod(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ mode: mode_t, _ rdev: dev_t) {
-    do { replyEntry(req, try mount(req).fs.create(parent: parent, name: str(name))) } catch { fail(req, error, "mknod") }
+    do { replyEntry(req, try mount(req).fs.create(parent: parent, name: fuseName(name))) } catch { fail(req, error, "mknod") }
 }
 
 private func opMkdir(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ mode: mode_t) {
-    do { replyEntry(req, try mount(req).fs.mkdir(parent: parent, name: str(name))) } catch { fail(req, error, "mkdir") }
+    do { replyEntry(req, try mount(req).fs.mkdir(parent: parent, name: fuseName(name))) } catch { fail(req, error, "mkdir") }
 }
 
 private func opUnlink(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
-    do { try mount(req).fs.unlink(parent: parent, name: str(name)); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "unlink") }
+    do { try mount(req).fs.unlink(parent: parent, name: fuseName(name)); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "unlink") }
 }
 
 private func opRmdir(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
-    do { try mount(req).fs.rmdir(parent: parent, name: str(name)); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "rmdir") }
+    do { try mount(req).fs.rmdir(parent: parent, name: fuseName(name)); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "rmdir") }
 }
 
 private func opSymlink(_ req: fuse_req_t?, _ link: UnsafePointer<CChar>?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
-    do { replyEntry(req, try mount(req).fs.symlink(parent: parent, name: str(name), target: str(link))) } catch { fail(req, error, "symlink") }
+    do { replyEntry(req, try mount(req).fs.symlink(parent: parent, name: fuseName(name), target: str(link))) } catch { fail(req, error, "symlink") }
 }
 
 private func opRename(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ newParent: fuse_ino_t,
                       _ newName: UnsafePointer<CChar>?, _ flags: UInt32) {
     do {
-        try mount(req).fs.rename(parent: parent, name: str(name), newParent: newParent, newName: str(newName), flags: flags)
+        try mount(req).fs.rename(parent: parent, name: fuseName(name), newParent: newParent, newName: fuseName(newName), flags: flags)
         _ = fuse_reply_err(req, 0)
     } catch { fail(req, error, "rename") }
 }
 
 private func opLink(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ newParent: fuse_ino_t, _ newName: UnsafePointer<CChar>?) {
-    do { replyEntry(req, try mount(req).fs.link(ino, newParent: newParent, newName: str(newName))) } catch { fail(req, error, "link") }
+    do { replyEntry(req, try mount(req).fs.link(ino, newParent: newParent, newName: fuseName(newName))) } catch { fail(req, error, "link") }
 }
 
 // Open-less I/O. Snapshot files never change, so the kernel is told (FUSE_CAP_NO_OPEN_SUPPORT) to skip OPEN,
@@ -173,7 +178,7 @@ private func opCreate(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePo
                       _ fi: UnsafeMutablePointer<fuse_file_info>?) {
     do {
         let fs = mount(req).fs
-        let e = try fs.create(parent: parent, name: str(name))
+        let e = try fs.create(parent: parent, name: fuseName(name))
         applyOpen(fi, try fs.open(e.attr.ino, flags: fi?.pointee.flags ?? O_WRONLY))
         var p = entryParam(e)
         _ = fuse_reply_create(req, &p, fi)
@@ -268,7 +273,7 @@ private func opReaddir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off
             var st = stat()
             st.st_ino = UInt(e.ino)
             st.st_mode = e.mode
-            let n = e.name.withCString { fuse_add_direntry(req, buf + used, size - used, $0, &st, off_t(next)) }
+            let n = PathBytes.withCPath(e.name) { fuse_add_direntry(req, buf + used, size - used, $0, &st, off_t(next)) }
             if n > size - used { break }
             used += n
         }

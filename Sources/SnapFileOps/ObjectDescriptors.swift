@@ -1,4 +1,5 @@
 import Synchronization
+import SnapStore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,8 +53,8 @@ final class ObjectDescriptors: Sendable {
         }
         if let shared { return shared }
         // Opened outside the lock so that other reads never wait for this open(2).
-        let opened = open(root + "/" + path, O_RDONLY | O_CLOEXEC)
-        guard opened >= 0 else { throw .io("cannot open stored object \(path): \(String(cString: strerror(errno)))") }
+        let opened = PathAt.open(root, path, O_RDONLY | O_CLOEXEC)
+        guard opened >= 0 else { throw .io("cannot open stored object \(PathBytes.printable(path)): \(String(cString: strerror(errno)))") }
         return state.withLock { s -> Int32 in
             s.clock += 1
             if var slot = s.slots[path] {

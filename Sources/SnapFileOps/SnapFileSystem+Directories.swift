@@ -46,7 +46,7 @@ extension SnapFileSystem {
             if state.withLock({ $0.staging.hides(id, path) }) { return nil }
             switch e.type {
             case .directory: return .directory(id, path)
-            case .file: return .file(id, e)
+            case .file, .fifo, .device: return .file(id, e)
             case .symlink: return .symlink(id, path)
             }
         default:
@@ -135,6 +135,7 @@ extension SnapFileSystem {
                 switch e.type {
                 case .directory: add(name, .directory(id, path), 0o040000)
                 case .file: add(name, .file(id, e), 0o100000)
+                case .fifo, .device: add(name, .file(id, e), e.mode & 0o170000)
                 case .symlink: add(name, .symlink(id, path), 0o120000)
                 }
             }

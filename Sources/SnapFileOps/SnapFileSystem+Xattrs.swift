@@ -27,7 +27,7 @@ extension SnapFileSystem {
             guard let v = SnapshotXattrs.value(name, report) else { throw .noAttribute }
             return Array(v.utf8)
         case .file(_, let e):
-            if name == "user.snapfs.object", let p = e.objectPath { return Array(p.utf8) }
+            if name == "user.snapfs.object", let p = e.objectPath { return PathBytes.kernel(p) }
             if name == "user.snapfs.sha256", let s = e.sha256 { return Array(s.utf8) }
             throw .noAttribute
         default:

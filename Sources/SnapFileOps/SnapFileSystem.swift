@@ -288,11 +288,16 @@ public final class SnapFileSystem: Sendable {
         case .file(let id, let held):
             // Link counts move as snapshots come and go; the rest of a stored file never changes.
             let e = (isLive(id) ? (try? index(id))?.entries[held.path] : nil) ?? held
+            if e.type == .fifo || e.type == .device {
+                // As mknod made them: the type bits and device number are the entry's own; no content.
+                return Attr(ino: ino, mode: e.mode, nlink: 1, size: 0, blocks: 0, mtimeNanos: e.mtimeNanos,
+                            uid: options.uid, gid: options.gid, rdev: e.rdev ?? 0)
+            }
             return Attr(ino: ino, mode: 0o100000 | (e.mode & 0o7777), nlink: UInt32(max(1, e.links)), size: e.size,
                         blocks: (e.size + 511) / 512, mtimeNanos: e.mtimeNanos, uid: options.uid, gid: options.gid)
         case .symlink(let id, let p):
             guard let e = try index(id).entries[p] else { throw .notFound }
-            return Attr(ino: ino, mode: 0o120000 | (e.mode & 0o7777), nlink: 1, size: Int64((e.symlinkTarget ?? "").utf8.count),
+            return Attr(ino: ino, mode: 0o120000 | (e.mode & 0o7777), nlink: 1, size: Int64(PathBytes.kernel(e.symlinkTarget ?? "").count),
                         blocks: 0, mtimeNanos: e.mtimeNanos, uid: options.uid, gid: options.gid)
         }
     }

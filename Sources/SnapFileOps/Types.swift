@@ -13,6 +13,8 @@ public struct Attr: Sendable, Equatable {
     public var mtimeNanos: Int64
     public var uid: UInt32
     public var gid: UInt32
+    /// A device node's device number.
+    public var rdev: UInt64 = 0
 
     public var isDirectory: Bool { mode & 0o170000 == 0o040000 }
     public var isRegular: Bool { mode & 0o170000 == 0o100000 }

@@ -163,6 +163,40 @@ enum Catalog {
             ALTER TABLE snapshots ADD COLUMN root_gid INTEGER;
             """)
         }
+        // FIFOs and device nodes are entries (with a device's number); what a snapshot does not hold of its source
+        // (sockets) is recorded, so it is never silently absent; and the last failure of each journalled removal is
+        // kept, so one that keeps failing is logged once, not at every open. SQLite cannot change a CHECK
+        // constraint in place: the entries table is copied into one that allows the new types.
+        m.registerMigration("v4-special-files-and-omissions") { db in
+            try db.execute(sql: """
+            CREATE TABLE entries_v3(
+                snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+                path TEXT NOT NULL,
+                type TEXT NOT NULL CHECK(type IN ('file','directory','symlink','fifo','device')),
+                size INTEGER NOT NULL,
+                mode INTEGER NOT NULL,
+                mtime_ns INTEGER NOT NULL,
+                object_id INTEGER REFERENCES objects(id),
+                symlink_target TEXT,
+                hidden INTEGER NOT NULL DEFAULT 0,
+                rdev INTEGER,
+                PRIMARY KEY(snapshot_id, path)
+            ) WITHOUT ROWID;
+            INSERT INTO entries_v3(snapshot_id, path, type, size, mode, mtime_ns, object_id, symlink_target, hidden)
+                SELECT snapshot_id, path, type, size, mode, mtime_ns, object_id, symlink_target, hidden FROM entries;
+            DROP TABLE entries;
+            ALTER TABLE entries_v3 RENAME TO entries;
+            CREATE INDEX entries_object ON entries(object_id);
+            CREATE TABLE omissions(
+                snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+                path TEXT NOT NULL,
+                type TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                PRIMARY KEY(snapshot_id, path)
+            ) WITHOUT ROWID;
+            ALTER TABLE removals ADD COLUMN failure TEXT;
+            """)
+        }
         return m
     }
 }

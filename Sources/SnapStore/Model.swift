@@ -75,6 +75,10 @@ public enum EntryType: String, Codable, Sendable {
     case file
     case directory
     case symlink
+    /// A named pipe: no content, restored with mkfifo.
+    case fifo
+    /// A character or block device node (which, `mode`'s type bits say): no content, restored with mknod and `rdev`.
+    case device
 }
 
 /// One entry of a snapshot, at its logical path (relative, no leading slash, `/`-separated).
@@ -96,13 +100,15 @@ public struct SnapshotEntry: Codable, Sendable, Hashable {
     public var links: Int
     /// Files the store keeps with a snapshot but that are not part of its logical tree (a canonical manifest).
     public var hidden: Bool
+    /// A device node's device number, as `st_rdev`.
+    public var rdev: UInt64?
 
     public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64,
                 object: ObjectID? = nil, objectPath: String? = nil, sha256: String? = nil,
-                symlinkTarget: String? = nil, links: Int = 1, hidden: Bool = false) {
+                symlinkTarget: String? = nil, links: Int = 1, hidden: Bool = false, rdev: UInt64? = nil) {
         self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
         self.object = object; self.objectPath = objectPath; self.sha256 = sha256
-        self.symlinkTarget = symlinkTarget; self.links = links; self.hidden = hidden
+        self.symlinkTarget = symlinkTarget; self.links = links; self.hidden = hidden; self.rdev = rdev
     }
 }
 

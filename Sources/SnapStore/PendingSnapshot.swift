@@ -11,11 +11,12 @@ public struct NewEntry: Sendable {
     public var object: ObjectID?
     public var symlinkTarget: String?
     public var hidden: Bool
+    public var rdev: UInt64?
 
     public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64,
-                object: ObjectID? = nil, symlinkTarget: String? = nil, hidden: Bool = false) {
+                object: ObjectID? = nil, symlinkTarget: String? = nil, hidden: Bool = false, rdev: UInt64? = nil) {
         self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
-        self.object = object; self.symlinkTarget = symlinkTarget; self.hidden = hidden
+        self.object = object; self.symlinkTarget = symlinkTarget; self.hidden = hidden; self.rdev = rdev
     }
 }
 
@@ -89,7 +90,7 @@ public final class PendingSnapshot {
     /// `adoptedDirectory` is a directory the snapshot owns from now on but that this writer did not create (a Flink
     /// `chk-N`): recorded only here, so that a rollback before the commit can never remove it.
     public func commit(entries: [NewEntry], checksums: [ObjectID: (size: Int64, sha256: String)], takenAt: Double? = nil,
-                       adoptedDirectory: String? = nil) throws(StoreError) -> Snapshot {
+                       adoptedDirectory: String? = nil, omitted: [Omission] = []) throws(StoreError) -> Snapshot {
         if let d = adoptedDirectory, !Store.isSafeRelativePath(d) { throw .badInput("snapshot directory '\(d)' would leave the store") }
         var seen = Set<String>()
         for e in entries {
@@ -102,12 +103,12 @@ public final class PendingSnapshot {
                 let upd = try db.makeStatement(sql: "UPDATE objects SET size = ?, sha256 = ? WHERE id = ?")
                 for (id, c) in checksums { try upd.execute(arguments: [c.size, c.sha256, id]) }
                 let ins = try db.makeStatement(sql: """
-                    INSERT INTO entries(snapshot_id, path, type, size, mode, mtime_ns, object_id, symlink_target, hidden)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO entries(snapshot_id, path, type, size, mode, mtime_ns, object_id, symlink_target, hidden, rdev)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """)
                 for e in entries {
                     try ins.execute(arguments: [snapshot.id, e.path, e.type.rawValue, e.size, Int64(e.mode), e.mtimeNanos,
-                                                e.object, e.symlinkTarget, e.hidden ? 1 : 0])
+                                                e.object, e.symlinkTarget, e.hidden ? 1 : 0, e.rdev.map { Int64(bitPattern: $0) }])
                 }
                 try db.execute(sql: "UPDATE objects SET pending_snapshot = NULL WHERE pending_snapshot = ?", arguments: [snapshot.id])
                 if let d = adoptedDirectory {
@@ -115,7 +116,9 @@ public final class PendingSnapshot {
                 }
                 try db.execute(sql: "UPDATE snapshots SET state = 'complete', completed_at = ?, created_at = COALESCE(?, created_at), owner = NULL WHERE id = ?",
                                arguments: [takenAt ?? now, takenAt, snapshot.id])
-                try store.insertEvent(db, "snapshot", snapshot.name, "\(snapshot.kind.rawValue) snapshot complete: format \(snapshot.format.rawValue), \(entries.count) entries, \(checksums.count) objects written")
+                try store.insertOmissions(db, snapshot.id, omitted)
+                try store.insertEvent(db, "snapshot", snapshot.name, "\(snapshot.kind.rawValue) snapshot complete: format \(snapshot.format.rawValue), \(entries.count) entries, \(checksums.count) objects written"
+                                      + Omission.summary(omitted))
                 try db.bumpGeneration()
                 return try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE id = ?", arguments: [snapshot.id])!
             }
@@ -130,7 +133,7 @@ public final class PendingSnapshot {
         finished = true
         // Free the space of what this writer wrote before touching the catalog: when the disk is full, SQLite can
         // record the rollback only once that space is back. The removal journal below makes this idempotent.
-        for p in reservedPaths { _ = unlink(store.root.path + "/" + p) }
+        for p in reservedPaths { _ = PathAt.unlink(store.root.path, p) }
         do {
             try store.db.write { db in
                 let sum = try store.removeSnapshotRows(db, snapshot)

@@ -48,7 +48,8 @@ public struct SnapshotBuilder: Sendable {
 
     private func buildOnce(_ source: some SnapshotSource, format: SnapshotFormat, kind: SnapshotKind, label: String?,
                            job: String?, base: Snapshot?, progress: ProgressHandler?) throws -> Snapshot {
-        let scanned = try source.scan()
+        let scan = try source.scanReporting()
+        let scanned = scan.entries
         var reusable: [String: SnapshotEntry] = [:]
         if format == .nativeIncremental, source.allowsReuse, let base {
             for e in try store.entries(of: base.id) where e.type == .file && e.sha256 != nil { reusable[e.path] = e }
@@ -56,7 +57,7 @@ public struct SnapshotBuilder: Sendable {
         let pending = try store.beginSnapshot(label: label, kind: kind, format: format, job: job, root: source.rootOwnership(),
                                               directory: format == .canonical ? { "\(Store.canonicalDirectory)/\($0)" } : nil)
         do {
-            let snap = try write(scanned, reusable: reusable, into: pending, source: source, progress: progress)
+            let snap = try write(scanned, omitted: scan.omitted, reusable: reusable, into: pending, source: source, progress: progress)
             return snap
         } catch {
             pending.abort("\(error)")
@@ -75,13 +76,13 @@ public struct SnapshotBuilder: Sendable {
         }
     }
 
-    private func write(_ scanned: [SourceEntry], reusable: [String: SnapshotEntry], into pending: PendingSnapshot,
+    private func write(_ scanned: [SourceEntry], omitted: [Omission], reusable: [String: SnapshotEntry], into pending: PendingSnapshot,
                        source: some SnapshotSource, progress: ProgressHandler?) throws -> Snapshot {
         var toCopy: [Int] = []
         var entries: [NewEntry] = []
         entries.reserveCapacity(scanned.count + 2)
         for (i, e) in scanned.enumerated() {
-            var ne = NewEntry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, symlinkTarget: e.symlinkTarget)
+            var ne = NewEntry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, symlinkTarget: e.symlinkTarget, rdev: e.rdev)
             if e.type == .file {
                 if let b = reusable[e.path], b.size == e.size, b.mtimeNanos == e.mtimeNanos, let obj = b.object {
                     ne.object = obj
@@ -94,8 +95,12 @@ public struct SnapshotBuilder: Sendable {
         let paths = toCopy.enumerated().map { (n, i) in (path: objectPath(for: pending, scanned[i], n), size: scanned[i].size) }
         let ids = try pending.reserveObjects(paths)
         let totalBytes = toCopy.reduce(Int64(0)) { $0 + scanned[$1].size }
-        let targets = paths.map { store.root.path + "/" + $0.path }
-        for parent in Set(targets.map { ($0 as NSString).deletingLastPathComponent }) { try makeDirectories(parent) }
+        let targets = paths.map(\.path)
+        for parent in Set(targets.compactMap(PathBytes.parent)) {
+            guard PathAt.makeDirectories(store.root.path, parent, mode: 0o700) == 0 else {
+                throw StoreError.io(path: store.root.path + "/" + PathBytes.printable(parent), errno: errno, what: "cannot create directory")
+            }
+        }
         let copies = try copyAll(toCopy.map { scanned[$0] }, to: targets, from: source, totalBytes: totalBytes, progress: progress)
         var checksums: [ObjectID: (size: Int64, sha256: String)] = [:]
         for (n, i) in toCopy.enumerated() {
@@ -107,11 +112,15 @@ public struct SnapshotBuilder: Sendable {
             entries[i].mtimeNanos = real.mtimeNanos
         }
         if pending.snapshot.format == .canonical {
-            try writeManifest(pending: pending, entries: entries, checksums: checksums, into: &entries)
+            try writeManifest(pending: pending, entries: entries, omitted: omitted, checksums: checksums, into: &entries)
         }
         try syncStore()
         progress?(totalBytes, totalBytes, "done")
-        let snap = try pending.commit(entries: entries, checksums: checksums)
+        let snap = try pending.commit(entries: entries, checksums: checksums, omitted: omitted)
+        for o in omitted {
+            store.logger.notice("not held by the snapshot", metadata: ["snapshot": .string(snap.name), "path": .string(PathBytes.printable(o.path)),
+                                                                       "type": .string(o.type), "reason": .string(o.reason)])
+        }
         store.logger.info("snapshot complete", metadata: ["name": .string(snap.name), "format": .string(snap.format.rawValue),
                                                          "entries": .stringConvertible(entries.count), "copied": .stringConvertible(toCopy.count)])
         return snap
@@ -151,12 +160,14 @@ public struct SnapshotBuilder: Sendable {
     static let parallelCopies = min(ProcessInfo.processInfo.activeProcessorCount, 4)
 
     /// Copies one file, hashing as it goes; a file that changes under the copy is copied again, twice at most.
-    private func copy(_ e: SourceEntry, from source: some SnapshotSource, to abs: String,
+    /// `rel` is relative to the store root, and may be deeper than one path argument can be (a canonical tree).
+    private func copy(_ e: SourceEntry, from source: some SnapshotSource, to rel: String,
                       progress: (Int) -> Void) throws -> (SourceEntry, String) {
         var tries = 0
         while true {
             tries += 1
-            let fd = open(abs, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            let abs = store.root.path + "/" + PathBytes.printable(rel)
+            let fd = PathAt.open(store.root.path, rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw StoreError.io(path: abs, errno: errno, what: "cannot create object") }
             var hasher = SHA256()
             do {
@@ -179,16 +190,17 @@ public struct SnapshotBuilder: Sendable {
         }
     }
 
-    private func writeManifest(pending: PendingSnapshot, entries: [NewEntry], checksums: [ObjectID: (size: Int64, sha256: String)],
+    private func writeManifest(pending: PendingSnapshot, entries: [NewEntry], omitted: [Omission], checksums: [ObjectID: (size: Int64, sha256: String)],
                                into all: inout [NewEntry]) throws {
-        let manifest = CanonicalManifest(snapshot: pending.snapshot, entries: entries.map { e in
+        var manifest = CanonicalManifest(snapshot: pending.snapshot, entries: entries.map { e in
             CanonicalManifest.Entry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos,
-                                    sha256: e.object.flatMap { checksums[$0]?.sha256 } , target: e.symlinkTarget)
+                                    sha256: e.object.flatMap { checksums[$0]?.sha256 } , target: e.symlinkTarget, rdev: e.rdev)
         })
+        manifest.notHeld = omitted.isEmpty ? nil : omitted
         let dir = "\(Store.canonicalDirectory)/\(pending.snapshot.id)"
         let files: [(String, Data)] = [
             ("\(dir)/\(CanonicalManifest.fileName)", try manifest.encoded()),
-            ("\(dir)/\(CanonicalManifest.sumsFileName)", Data(manifest.sha256sums().utf8)),
+            ("\(dir)/\(CanonicalManifest.sumsFileName)", manifest.sha256sums()),
         ]
         let ids = try pending.reserveObjects(files.map { ($0.0, Int64($0.1.count)) })
         for (n, f) in files.enumerated() {

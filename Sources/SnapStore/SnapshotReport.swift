@@ -31,6 +31,8 @@ public struct SnapshotReport: Codable, Sendable {
     public var notDeletableBecause: String?
     /// The last refusal of an operation on it, as written to `.snapfs/events`.
     public var lastRefusal: String?
+    /// What was in the state but is not in the snapshot (sockets), each with why.
+    public var notHeld: [Omission]
 }
 
 extension Store {
@@ -38,6 +40,7 @@ extension Store {
         let s = try snapshot(named: name)
         let job = jobStatus()
         let refusal = lastRefusal(of: s.name)?.detail
+        let omitted = try omissions(of: s.id)
         do {
             return try db.read { db in
                 let counts = try Row.fetchOne(db, sql: """
@@ -67,7 +70,7 @@ extension Store {
                     referencedBy: sharers.filter { ($0["id"] as Int64) > s.id }.map { $0["name"] },
                     recoveryPoint: job.running && job.recoveryPoint == s.name,
                     deletable: why == nil, notDeletableBecause: why,
-                    lastRefusal: refusal)
+                    lastRefusal: refusal, notHeld: omitted)
             }
         } catch { throw .wrap(error, "cannot read catalog") }
     }

@@ -14,10 +14,13 @@ public struct SourceEntry: Sendable, Hashable {
     public var symlinkTarget: String?
     /// A checksum the source already knows (a stored snapshot, a canonical manifest); checked on copy.
     public var sha256: String?
+    /// A device node's device number.
+    public var rdev: UInt64?
 
-    public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64, symlinkTarget: String? = nil, sha256: String? = nil) {
+    public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64, symlinkTarget: String? = nil, sha256: String? = nil,
+                rdev: UInt64? = nil) {
         self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
-        self.symlinkTarget = symlinkTarget; self.sha256 = sha256
+        self.symlinkTarget = symlinkTarget; self.sha256 = sha256; self.rdev = rdev
     }
 }
 
@@ -39,6 +42,8 @@ public protocol SnapshotSource: Sendable {
     /// Whether an unchanged file (same size and mtime as in the base snapshot) may be referenced instead of copied.
     var allowsReuse: Bool { get }
     func scan() throws(StoreError) -> [SourceEntry]
+    /// `scan()`, and what the source has that no snapshot can hold.
+    func scanReporting() throws(StoreError) -> SourceScan
     /// Streams the bytes of `entry` to `sink`, returning the entry as it really was when copied.
     func read(_ entry: SourceEntry, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> SourceEntry
     /// The mode and owner of the tree's root, recorded with the snapshot so the mount keeps out whom it kept out.
@@ -49,12 +54,25 @@ extension SnapshotSource {
     public func rootOwnership() -> RootOwnership? { nil }
 }
 
+extension SnapshotSource {
+    public func scanReporting() throws(StoreError) -> SourceScan { SourceScan(entries: try scan()) }
+}
+
+/// What a source offers to a snapshot, and what it has that the snapshot will not hold.
+public struct SourceScan: Sendable {
+    public var entries: [SourceEntry] = []
+    public var omitted: [Omission] = []
+    public init(entries: [SourceEntry] = [], omitted: [Omission] = []) { self.entries = entries; self.omitted = omitted }
+}
+
 /// A directory tree on this machine. For a live state directory, every file is checked before and after its copy,
 /// so a file written during the copy is copied again rather than kept half-copied.
 public struct FileTreeSource: SnapshotSource {
     public let root: URL
     /// Checksums the tree must match (an exported canonical snapshot), by path.
     public let expected: [String: String]
+    /// What an earlier snapshot of this tree already did not hold (an exported tree's manifest says so).
+    public var inherited: [Omission] = []
 
     public init(root: URL, expected: [String: String] = [:]) {
         self.root = root.standardizedFileURL
@@ -65,61 +83,47 @@ public struct FileTreeSource: SnapshotSource {
     public var allowsReuse: Bool { expected.isEmpty }
     public func rootOwnership() -> RootOwnership? { RootOwnership.of(directory: root.path) }
 
-    public func scan() throws(StoreError) -> [SourceEntry] {
-        var out: [SourceEntry] = []
+    public func scan() throws(StoreError) -> [SourceEntry] { try scanReporting().entries }
+
+    /// Every directory, file, symlink, FIFO and device node below the root, at any depth; sockets, which no format
+    /// can hold, are returned as omissions so the snapshot can say so.
+    public func scanReporting() throws(StoreError) -> SourceScan {
         var st = stat()
         guard lstat(root.path, &st) == 0 else { throw .io(path: root.path, errno: errno, what: "cannot read state directory") }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .badInput("\(root.path) is not a directory") }
-        try walk("", into: &out)
-        return out
-    }
-
-    private func walk(_ rel: String, into out: inout [SourceEntry]) throws(StoreError) {
-        let dirPath = rel.isEmpty ? root.path : root.path + "/" + rel
-        guard let dir = opendir(dirPath) else {
-            if errno == ENOENT && !rel.isEmpty { return }
-            throw .io(path: dirPath, errno: errno, what: "cannot list")
-        }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let ent = readdir(dir) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name == "." || name == ".." { continue }
-            names.append(name)
-        }
-        for name in names.sorted() {
-            let p = rel.isEmpty ? name : rel + "/" + name
-            let abs = root.path + "/" + p
-            var st = stat()
-            guard lstat(abs, &st) == 0 else {
-                if errno == ENOENT { continue }
-                throw .io(path: abs, errno: errno, what: "cannot stat")
-            }
+        var out = SourceScan(omitted: inherited)
+        var linkFailure: (Int32, String)?
+        let failure = PathAt.walk(root.path) { p, st, dirFD, name in
             let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
-                out.append(SourceEntry(path: p, type: .directory, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime))
-                try walk(p, into: &out)
+                out.entries.append(SourceEntry(path: p, type: .directory, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime))
             case S_IFREG:
-                out.append(SourceEntry(path: p, type: .file, size: Int64(st.st_size), mode: UInt32(st.st_mode), mtimeNanos: mtime, sha256: expected[p]))
+                out.entries.append(SourceEntry(path: p, type: .file, size: Int64(st.st_size), mode: UInt32(st.st_mode), mtimeNanos: mtime, sha256: expected[p]))
             case S_IFLNK:
-                var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-                let n = readlink(abs, &buf, buf.count - 1)
-                guard n >= 0 else { throw .io(path: abs, errno: errno, what: "cannot read link") }
-                let target = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                out.append(SourceEntry(path: p, type: .symlink, size: Int64(n), mode: UInt32(st.st_mode), mtimeNanos: mtime,
-                                       symlinkTarget: target))
+                guard let target = PathAt.readlink(in: dirFD, name) else {
+                    if errno != ENOENT && linkFailure == nil { linkFailure = (errno, p) }
+                    return
+                }
+                out.entries.append(SourceEntry(path: p, type: .symlink, size: Int64(PathBytes.kernel(target).count), mode: UInt32(st.st_mode),
+                                               mtimeNanos: mtime, symlinkTarget: target))
+            case S_IFIFO:
+                out.entries.append(SourceEntry(path: p, type: .fifo, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime))
+            case S_IFCHR, S_IFBLK:
+                out.entries.append(SourceEntry(path: p, type: .device, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime, rdev: UInt64(st.st_rdev)))
             default:
-                continue // sockets, fifos and devices are not state
+                out.omitted.append(Omission(path: p, mode: UInt32(st.st_mode)))
             }
         }
+        if let (e, p) = failure ?? linkFailure {
+            throw .io(path: root.path + "/" + PathBytes.printable(p), errno: e, what: "cannot read")
+        }
+        return out
     }
 
     public func read(_ entry: SourceEntry, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> SourceEntry {
-        let abs = root.path + "/" + entry.path
-        let fd = open(abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        let abs = root.path + "/" + PathBytes.printable(entry.path)
+        let fd = PathAt.open(root.path, entry.path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == ENOENT { throw SourceProblem.vanished(entry.path) }
             throw SourceProblem.unreadable(path: abs, errno: errno)
@@ -179,10 +183,15 @@ public struct StoredSnapshotSource: SnapshotSource {
     public var allowsReuse: Bool { false }
     public func rootOwnership() -> RootOwnership? { snapshot.root }
 
+    /// What the snapshot itself did not hold stays recorded as not held in what is made from it.
+    public func scanReporting() throws(StoreError) -> SourceScan {
+        SourceScan(entries: try scan(), omitted: try store.omissions(of: snapshot.id))
+    }
+
     public func scan() throws(StoreError) -> [SourceEntry] {
         byPath.values.sorted { $0.path < $1.path }.map {
             SourceEntry(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos,
-                        symlinkTarget: $0.symlinkTarget, sha256: $0.sha256)
+                        symlinkTarget: $0.symlinkTarget, sha256: $0.sha256, rdev: $0.rdev)
         }
     }
 

@@ -107,46 +107,54 @@ extension Store {
     }
 
     /// Does the physical half of decided deletes. Idempotent, so two processes draining at once, or a replay after
-    /// a crash, is harmless. A path the catalog has since taken back as an object is left alone.
+    /// a crash, is harmless. A path the catalog has since taken back as an object is left alone. A file that cannot
+    /// be removed stays in the journal and is tried again at every drain, but its failure is logged as an error only
+    /// when it is new or different: a store with one stuck entry must not fill the log on every command.
     public func drainRemovals() {
         if isReadOnly { return }
         let rows: [Row]
-        do { rows = try db.read { try Row.fetchAll($0, sql: "SELECT path, is_directory FROM removals ORDER BY is_directory, length(path) DESC") } }
+        do { rows = try db.read { try Row.fetchAll($0, sql: "SELECT path, is_directory, failure FROM removals ORDER BY is_directory, length(path) DESC") } }
         catch { logger.error("cannot read removal journal: \(error)"); return }
         var done: [String] = []
+        var failed: [(path: String, why: String)] = []
         for r in rows {
             let rel: String = r["path"]
             guard Store.isSafeRelativePath(rel) else { done.append(rel); continue }
-            let abs = root.appendingPathComponent(rel).path
             if (r["is_directory"] as Int) != 0 {
-                Store.removeEmptyDirectories(abs)
+                Store.removeEmptyDirectories(root.path, rel)
             } else {
                 let inUse = (try? db.read { try Bool.fetchOne($0, sql: "SELECT EXISTS(SELECT 1 FROM objects WHERE path = ?)", arguments: [rel]) }) ?? true
                 if inUse == true { done.append(rel); continue }
-                if unlink(abs) != 0 && errno != ENOENT {
-                    logger.error("cannot remove \(abs): \(String(cString: strerror(errno)))")
+                if PathAt.unlink(root.path, rel) != 0 && errno != ENOENT {
+                    let why = String(cString: strerror(errno))
+                    let shown = root.path + "/" + PathBytes.printable(rel)
+                    if (r["failure"] as String?) == why {
+                        logger.debug("still cannot remove \(shown): \(why)")
+                    } else {
+                        logger.error("cannot remove \(shown): \(why); it stays in the removal journal and is retried at every open and gc")
+                        failed.append((rel, why))
+                    }
                     continue
                 }
             }
             done.append(rel)
         }
-        if done.isEmpty { return }
+        if done.isEmpty && failed.isEmpty { return }
         do {
             try db.write { db in
                 for p in done { try db.execute(sql: "DELETE FROM removals WHERE path = ?", arguments: [p]) }
+                for f in failed { try db.execute(sql: "UPDATE removals SET failure = ? WHERE path = ?", arguments: [f.why, f.path]) }
             }
         } catch { logger.error("cannot update removal journal: \(error)") }
     }
 
-    /// Removes `path` and its subdirectories bottom-up where they are empty; never a file.
-    static func removeEmptyDirectories(_ path: String) {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return }
-        for n in names {
-            let p = path + "/" + n
-            var st = stat()
-            if lstat(p, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { removeEmptyDirectories(p) }
-        }
-        rmdir(path)
+    /// Removes `rel` (below `base`) and its subdirectories bottom-up where they are empty; never a file. Reached
+    /// through directory descriptors, so a tree deeper than PATH_MAX goes too.
+    static func removeEmptyDirectories(_ base: String, _ rel: String) {
+        var dirs: [String] = []
+        PathAt.walk(base, rel) { p, st, _, _ in if (st.st_mode & S_IFMT) == S_IFDIR { dirs.append(p) } }
+        for d in dirs.reversed() { _ = PathAt.rmdir(base, d) }
+        _ = PathAt.rmdir(base, rel)
     }
 
     /// A path relative to the store that cannot leave it: no leading `/`, no `..`, no empty component.

@@ -17,32 +17,47 @@ extension Store {
                 let entries = try self.entries(of: s.id)
                 let files = dir.appendingPathComponent(CanonicalManifest.filesDirectory)
                 try fm.createDirectory(at: files, withIntermediateDirectories: true)
+                // Created below `files` a component at a time (PathAt), so names keep their bytes and depth is not
+                // limited by PATH_MAX.
+                func makeParent(_ rel: String) throws {
+                    guard let parent = PathBytes.parent(rel) else { return }
+                    guard PathAt.makeDirectories(files.path, parent) == 0 else {
+                        throw StoreError.io(path: files.path + "/" + PathBytes.printable(parent), errno: errno, what: "cannot create directory")
+                    }
+                }
                 let total = entries.reduce(Int64(0)) { $0 + ($1.type == .file ? $1.size : 0) }
                 var done: Int64 = 0
-                var dirs: [(String, SnapshotEntry)] = []
+                var dirs: [SnapshotEntry] = []
                 for e in entries {
-                    let target = files.path + "/" + e.path
+                    let shown = files.path + "/" + PathBytes.printable(e.path)
+                    try makeParent(e.path)
                     switch e.type {
                     case .directory:
-                        try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
-                        dirs.append((target, e))
+                        guard PathAt.makeDirectories(files.path, e.path) == 0 else { throw StoreError.io(path: shown, errno: errno, what: "cannot create directory") }
+                        dirs.append(e)
                     case .symlink:
-                        try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                        guard symlink(e.symlinkTarget ?? "", target) == 0 else { throw StoreError.io(path: target, errno: errno, what: "cannot create link") }
+                        guard PathAt.symlink(e.symlinkTarget ?? "", files.path, e.path) == 0 else { throw StoreError.io(path: shown, errno: errno, what: "cannot create link") }
+                    case .fifo, .device:
+                        guard PathAt.mknod(files.path, e.path, mode: e.mode, rdev: e.rdev ?? 0) == 0 else {
+                            throw StoreError.io(path: shown, errno: errno, what: "cannot create \(e.type == .fifo ? "FIFO" : "device node")")
+                        }
+                        PathAt.setTimes(files.path, e.path, mode: e.mode, mtimeNanos: e.mtimeNanos, symlink: false)
                     case .file:
-                        guard let op = e.objectPath else { throw StoreError.corrupt("file '\(e.path)' of \(name) has no stored object") }
-                        try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                        try Self.copyChecked(from: root.path + "/" + op, sha256: e.sha256, to: target, mode: e.mode, mtime: e.mtimeNanos, what: e.path)
+                        guard let op = e.objectPath else { throw StoreError.corrupt("file '\(PathBytes.printable(e.path))' of \(name) has no stored object") }
+                        try Self.copyChecked(from: (root.path, op), sha256: e.sha256, to: (files.path, e.path), mode: e.mode, mtime: e.mtimeNanos, what: e.path)
                         done += e.size
                         progress?(done, total, e.path)
                     }
                 }
-                for (path, e) in dirs.reversed() { Self.setTimes(path, e.mode, e.mtimeNanos, symlink: false) }
-                let manifest = CanonicalManifest(snapshot: s, entries: entries.map {
-                    .init(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos, sha256: $0.sha256, target: $0.symlinkTarget)
+                for e in dirs.reversed() { PathAt.setTimes(files.path, e.path, mode: e.mode, mtimeNanos: e.mtimeNanos, symlink: false) }
+                var manifest = CanonicalManifest(snapshot: s, entries: entries.map {
+                    .init(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos, sha256: $0.sha256, target: $0.symlinkTarget,
+                          rdev: $0.rdev)
                 })
+                let omitted = try omissions(of: s.id)
+                manifest.notHeld = omitted.isEmpty ? nil : omitted
                 try manifest.encoded().write(to: dir.appendingPathComponent(CanonicalManifest.fileName))
-                try Data(manifest.sha256sums().utf8).write(to: dir.appendingPathComponent(CanonicalManifest.sumsFileName))
+                try manifest.sha256sums().write(to: dir.appendingPathComponent(CanonicalManifest.sumsFileName))
                 recordEvent("export", snapshot: name, "exported to \(dir.path)")
                 return manifest
             }
@@ -55,13 +70,14 @@ extension Store {
         var expected: [String: String] = [:]
         for e in manifest.entries where e.type == .file { expected[e.path] = e.sha256 }
         let filesDir = dir.appendingPathComponent(CanonicalManifest.filesDirectory)
-        let source = FileTreeSource(root: filesDir, expected: expected)
+        var source = FileTreeSource(root: filesDir, expected: expected)
+        source.inherited = manifest.notHeld ?? []
         let scanned = Set(try source.scan().filter { $0.type == .file }.map(\.path))
         if let missing = expected.keys.sorted().first(where: { !scanned.contains($0) }) {
-            throw .badInput("\(dir.path): file '\(missing)' named in the manifest is missing")
+            throw .badInput("\(dir.path): file '\(PathBytes.printable(missing))' named in the manifest is missing")
         }
         if let extra = scanned.sorted().first(where: { expected[$0] == nil }) {
-            throw .badInput("\(dir.path): file '\(extra)' is not in the manifest")
+            throw .badInput("\(dir.path): file '\(PathBytes.printable(extra))' is not in the manifest")
         }
         var builder = SnapshotBuilder(store: self)
         builder.attempts = 1
@@ -96,33 +112,28 @@ extension Store {
         return nil
     }
 
-    static func copyChecked(from src: String, sha256: String?, to dst: String, mode: UInt32, mtime: Int64, what: String) throws {
-        let source = FileTreeSource(root: URL(fileURLWithPath: (src as NSString).deletingLastPathComponent),
-                                    expected: sha256.map { [(src as NSString).lastPathComponent: $0] } ?? [:])
-        let fd = Glibc.open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StoreError.io(path: dst, errno: errno, what: "cannot create") }
+    /// Copies `src` (a base directory and a path below it) to `dst`, checking `sha256` as the bytes go.
+    static func copyChecked(from src: (base: String, rel: String), sha256: String?, to dst: (base: String, rel: String),
+                            mode: UInt32, mtime: Int64, what: String) throws {
+        let source = FileTreeSource(root: URL(fileURLWithPath: src.base), expected: sha256.map { [src.rel: $0] } ?? [:])
+        let fd = PathAt.open(dst.base, dst.rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let dstShown = dst.base + "/" + PathBytes.printable(dst.rel)
+        guard fd >= 0 else { throw StoreError.io(path: dstShown, errno: errno, what: "cannot create") }
         do {
             defer { close(fd) }
-            _ = try source.read(SourceEntry(path: (src as NSString).lastPathComponent, type: .file, size: 0, mode: 0, mtimeNanos: 0, sha256: sha256)) { chunk in
+            _ = try source.read(SourceEntry(path: src.rel, type: .file, size: 0, mode: 0, mtimeNanos: 0, sha256: sha256)) { chunk in
                 var off = 0
                 while off < chunk.count {
                     let n = write(fd, chunk.baseAddress! + off, chunk.count - off)
-                    if n < 0 { if errno == EINTR { continue }; throw StoreError.io(path: dst, errno: errno, what: "cannot write") }
+                    if n < 0 { if errno == EINTR { continue }; throw StoreError.io(path: dstShown, errno: errno, what: "cannot write") }
                     off += n
                 }
             }
         } catch SourceProblem.checksumMismatch(_, let want, let got) {
-            throw StoreError.corrupt("stored bytes of '\(what)' do not match their checksum (expected \(want), found \(got))")
+            throw StoreError.corrupt("stored bytes of '\(PathBytes.printable(what))' do not match their checksum (expected \(want), found \(got))")
         } catch SourceProblem.vanished {
-            throw StoreError.corrupt("stored object of '\(what)' is missing (\(src))")
+            throw StoreError.corrupt("stored object of '\(PathBytes.printable(what))' is missing (\(src.base)/\(PathBytes.printable(src.rel)))")
         }
-        setTimes(dst, mode, mtime, symlink: false)
-    }
-
-    static func setTimes(_ path: String, _ mode: UInt32, _ mtime: Int64, symlink: Bool) {
-        if !symlink { chmod(path, mode_t(mode & 0o7777)) }
-        let ts = timespec(tv_sec: Int(mtime / 1_000_000_000), tv_nsec: Int(mtime % 1_000_000_000))
-        var times = [ts, ts]
-        utimensat(AT_FDCWD, path, &times, symlink ? AT_SYMLINK_NOFOLLOW : 0)
+        PathAt.setTimes(dst.base, dst.rel, mode: mode, mtimeNanos: mtime, symlink: false)
     }
 }

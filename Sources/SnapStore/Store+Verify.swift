@@ -11,7 +11,13 @@ public struct VerifyReport: Codable, Sendable {
         /// The snapshots that need the object.
         public var snapshots: [String]
         public var path: String
+        /// The path's exact bytes when they are not the UTF-8 of `path` (see `PathBytes`).
+        public var pathBase64: String?
         public var problem: String
+
+        public init(snapshots: [String], path: String, problem: String) {
+            self.snapshots = snapshots; self.path = path; self.pathBase64 = PathBytes.base64IfEscaped(path); self.problem = problem
+        }
     }
     public var snapshots: Int
     public var objectsChecked: Int
@@ -19,6 +25,8 @@ public struct VerifyReport: Codable, Sendable {
     public var problems: [Problem]
     /// Files under the store's object directories that no snapshot references: `gc` removes them.
     public var unreferenced: [String]
+    /// For each unreferenced path whose bytes are not its UTF-8: those bytes, in base64.
+    public var unreferencedBase64: [String: String]?
     /// Removals decided but not yet done on disk (finished by the next open or `gc`).
     public var pendingRemovals: Int
     public var clean: Bool { problems.isEmpty && unreferenced.isEmpty }
@@ -29,6 +37,8 @@ public struct GCReport: Codable, Sendable {
     public var removedFiles: [String]
     public var removedBytes: Int64
     public var keptYoungerThanGrace: [String]
+    /// For each path above whose bytes are not its UTF-8: those bytes, in base64.
+    public var pathsBase64: [String: String]?
 }
 
 extension Store {
@@ -62,7 +72,7 @@ extension Store {
             let path: String = r["path"], size: Int64 = r["size"]
             let names = ((r["names"] as String?) ?? "").split(separator: ",").map(String.init).sorted()
             var st = stat()
-            if stat(root.path + "/" + path, &st) != 0 {
+            if PathAt.stat(root.path, path, &st) != 0 {
                 problems.append(.init(snapshots: names, path: path, problem: "missing"))
                 continue
             }
@@ -71,14 +81,17 @@ extension Store {
                 continue
             }
             if checksums, let want = r["sha256"] as String? {
-                let got = Self.sha256(ofFile: root.path + "/" + path)
+                let got = Self.sha256(ofFile: root.path, path)
                 if got != want { problems.append(.init(snapshots: names, path: path, problem: "checksum \(got ?? "unreadable"), expected \(want)")) }
             }
             done += size
             progress?(done, total, path)
         }
+        let unreferenced = try unreferencedFiles().map(\.path)
+        var bytes: [String: String] = [:]
+        for u in unreferenced { bytes[u] = PathBytes.base64IfEscaped(u) }
         return VerifyReport(snapshots: snapCount, objectsChecked: rows.count, bytesChecked: done, problems: problems,
-                            unreferenced: try unreferencedFiles().map(\.path), pendingRemovals: pending)
+                            unreferenced: unreferenced, unreferencedBase64: bytes.isEmpty ? nil : bytes, pendingRemovals: pending)
     }
 
     /// Files on disk under the managed roots that the catalog does not know, with their ages.
@@ -91,12 +104,11 @@ extension Store {
         } catch { throw .wrap(error, "cannot read catalog") }
         var out: [(String, TimeInterval, Int64)] = []
         let now = Date().timeIntervalSince1970
+        // Walked by descriptor with names decoded as the catalog stores them (PathBytes): a lossy decoding would
+        // make a catalogued file with a non-UTF-8 name look unreferenced.
         for top in managedRoots {
-            guard let en = FileManager.default.enumerator(atPath: root.path + "/" + top) else { continue }
-            while let rel = en.nextObject() as? String {
-                let p = top + "/" + rel
-                var st = stat()
-                guard lstat(root.path + "/" + p, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR else { continue }
+            PathAt.walk(root.path, top) { p, st, _, _ in
+                guard (st.st_mode & S_IFMT) != S_IFDIR else { return }
                 if !known.contains(p) { out.append((p, now - Double(st.st_mtim.tv_sec), Int64(st.st_size))) }
             }
         }
@@ -110,23 +122,32 @@ extension Store {
         var report = GCReport(removedFiles: [], removedBytes: 0, keptYoungerThanGrace: [])
         for f in try unreferencedFiles() {
             if f.age < grace { report.keptYoungerThanGrace.append(f.path); continue }
-            if unlink(root.path + "/" + f.path) == 0 {
+            if PathAt.unlink(root.path, f.path) == 0 {
                 report.removedFiles.append(f.path)
                 report.removedBytes += f.size
             }
         }
         for top in managedRoots {
-            guard let subs = try? FileManager.default.contentsOfDirectory(atPath: root.path + "/" + top) else { continue }
-            for s in subs { Self.removeEmptyDirectories(root.path + "/" + top + "/" + s) }
+            let fd = Glibc.open(root.path + "/" + top, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            let subs = PathAt.names(in: fd) ?? []
+            close(fd)
+            for s in subs { Self.removeEmptyDirectories(root.path, top + "/" + s) }
         }
+        var bytes: [String: String] = [:]
+        for p in report.removedFiles + report.keptYoungerThanGrace { bytes[p] = PathBytes.base64IfEscaped(p) }
+        report.pathsBase64 = bytes.isEmpty ? nil : bytes
         if !report.removedFiles.isEmpty {
             recordEvent("gc", snapshot: nil, "removed \(report.removedFiles.count) unreferenced files (\(report.removedBytes) bytes)")
         }
         return report
     }
 
-    public static func sha256(ofFile path: String) -> String? {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+    public static func sha256(ofFile path: String) -> String? { sha256(ofFile: path, "") }
+
+    /// The SHA-256 of the file at `rel` below `base` (a store path: any bytes, any depth).
+    public static func sha256(ofFile base: String, _ rel: String) -> String? {
+        let fd = rel.isEmpty ? Glibc.open(base, O_RDONLY | O_CLOEXEC) : PathAt.open(base, rel, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var h = SHA256()

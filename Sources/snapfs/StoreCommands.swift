@@ -147,13 +147,28 @@ struct ShowCommand: ParsableCommand {
             references:    \(r.references.isEmpty ? "-" : r.references.joined(separator: ", "))
             referenced by: \(r.referencedBy.isEmpty ? "-" : r.referencedBy.joined(separator: ", "))
             deletable:     \(r.deletable ? "yes" : "no: \(r.notDeletableBecause ?? "")")
+            not held:      \(r.notHeld.isEmpty ? "-" : "\(r.notHeld.count) (in the state, not in the snapshot)")
             """)
+            for o in r.notHeld { print("  \(o.type) \(PathBytes.printable(o.path)): \(o.reason)") }
         }
         if files {
             let s = try CLI.run { () throws(StoreError) in try store.snapshot(named: name) }
             for e in try CLI.run({ () throws(StoreError) in try store.entries(of: s.id) }) {
-                print("\(e.type == .directory ? "d" : e.type == .symlink ? "l" : "-") \(String(e.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(e.sha256 ?? "-") \(e.path)")
+                print("\(Self.typeLetter(e)) \(String(e.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(e.sha256 ?? "-") \(PathBytes.printable(e.path))")
             }
+        }
+    }
+}
+
+extension ShowCommand {
+    /// The first letter of `ls -l` for an entry.
+    static func typeLetter(_ e: SnapshotEntry) -> String {
+        switch e.type {
+        case .file: return "-"
+        case .directory: return "d"
+        case .symlink: return "l"
+        case .fifo: return "p"
+        case .device: return (e.mode & 0o170000) == 0o060000 ? "b" : "c"
         }
     }
 }
@@ -208,8 +223,8 @@ struct VerifyCommand: ParsableCommand {
         p.finish()
         if json { CLI.printJSON(r) } else {
             print("\(r.snapshots) snapshots, \(r.objectsChecked) objects, \(CLI.bytes(r.bytesChecked)) checked")
-            for x in r.problems { print("PROBLEM \(x.path): \(x.problem) (needed by \(x.snapshots.joined(separator: ", ")))") }
-            for u in r.unreferenced { print("UNREFERENCED \(u)") }
+            for x in r.problems { print("PROBLEM \(PathBytes.printable(x.path)): \(x.problem) (needed by \(x.snapshots.joined(separator: ", ")))") }
+            for u in r.unreferenced { print("UNREFERENCED \(PathBytes.printable(u))") }
             print(r.clean ? "clean" : "\(r.problems.count) problems, \(r.unreferenced.count) unreferenced files (run `snapfs gc`)")
         }
         if !r.clean { throw ExitCode(10) }

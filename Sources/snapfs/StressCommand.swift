@@ -75,7 +75,7 @@ struct StressCommand: ParsableCommand {
     private func checksums(of dir: URL) throws -> [String: String] {
         var out: [String: String] = [:]
         for e in try FileTreeSource(root: dir).scan() where e.type == .file {
-            out[e.path] = Store.sha256(ofFile: dir.path + "/" + e.path) ?? "unreadable"
+            out[e.path] = Store.sha256(ofFile: dir.path, e.path) ?? "unreadable"
         }
         return out
     }

@@ -58,7 +58,7 @@ final class Scratch {
 func treeChecksums(_ dir: String) throws -> [String: String] {
     var out: [String: String] = [:]
     for e in try FileTreeSource(root: URL(fileURLWithPath: dir)).scan() where e.type == .file {
-        out[e.path] = Store.sha256(ofFile: dir + "/" + e.path)
+        out[e.path] = Store.sha256(ofFile: dir, e.path)
     }
     return out
 }

@@ -38,7 +38,7 @@ final class LiveState {
     func stateChecksums() throws -> [String: String] {
         var out: [String: String] = [:]
         for e in try FileTreeSource(root: state).scan() where e.type == .file {
-            out[e.path] = Store.sha256(ofFile: state.path + "/" + e.path)
+            out[e.path] = Store.sha256(ofFile: state.path, e.path)
         }
         return out
     }
@@ -47,7 +47,7 @@ final class LiveState {
         let s = try store.snapshot(named: name)
         var out: [String: String] = [:]
         for e in try store.entries(of: s.id) where e.type == .file {
-            out[e.path] = Store.sha256(ofFile: store.url(ofObjectPath: e.objectPath!).path)
+            out[e.path] = Store.sha256(ofFile: store.root.path, e.objectPath!)
         }
         return out
     }

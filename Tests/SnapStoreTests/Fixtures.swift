@@ -29,7 +29,7 @@ final class Workspace {
     func stateChecksums() throws -> [String: String] {
         var out: [String: String] = [:]
         for e in try FileTreeSource(root: state).scan() where e.type == .file {
-            out[e.path] = Store.sha256(ofFile: state.path + "/" + e.path)
+            out[e.path] = Store.sha256(ofFile: state.path, e.path)
         }
         return out
     }
@@ -45,7 +45,7 @@ final class Workspace {
         let s = try store.snapshot(named: name)
         var out: [String: String] = [:]
         for e in try store.entries(of: s.id) where e.type == .file {
-            out[e.path] = Store.sha256(ofFile: store.url(ofObjectPath: e.objectPath!).path)
+            out[e.path] = Store.sha256(ofFile: store.root.path, e.objectPath!)
         }
         return out
     }
