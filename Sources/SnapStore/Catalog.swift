@@ -96,6 +96,14 @@ enum Catalog {
             CREATE INDEX events_snapshot ON events(snapshot, type, seq);
             """)
         }
+        // A length rule per entry: some engines' files may be longer than the snapshot needs (see SizeRule). An
+        // entry recorded before this reads as exact, which is what every earlier engine meant.
+        m.registerMigration("v3-size-rules") { db in
+            try db.execute(sql: """
+            ALTER TABLE entries ADD COLUMN size_rule TEXT NOT NULL DEFAULT 'exact' CHECK(size_rule IN ('exact','at-least'));
+            ALTER TABLE entries ADD COLUMN required_size INTEGER;
+            """)
+        }
         return m
     }
 }

@@ -174,7 +174,8 @@ public final class Store: Sendable {
                     SELECT e.path, e.type, e.size, e.mode, e.mtime_ns, e.object_id, e.symlink_target, e.hidden,
                            o.path AS opath, o.sha256,
                            CASE WHEN e.object_id IS NULL THEN 1
-                                ELSE (SELECT COUNT(*) FROM entries e2 WHERE e2.object_id = e.object_id AND e2.hidden = 0) END AS links
+                                ELSE (SELECT COUNT(*) FROM entries e2 WHERE e2.object_id = e.object_id AND e2.hidden = 0) END AS links,
+                           e.size_rule, e.required_size
                     FROM entries e LEFT JOIN objects o ON o.id = e.object_id
                     WHERE e.snapshot_id = ? \(includeHidden ? "" : "AND e.hidden = 0")
                     ORDER BY e.path
@@ -190,7 +191,8 @@ public final class Store: Sendable {
                     out.append(SnapshotEntry(path: r[0], type: type, size: r[2], mode: UInt32(truncatingIfNeeded: r[3] as Int64),
                                              mtimeNanos: r[4], object: r[5], objectPath: r[8],
                                              sha256: r[9], symlinkTarget: r[6],
-                                             links: max(1, r[10] as Int), hidden: (r[7] as Int) != 0))
+                                             links: max(1, r[10] as Int), hidden: (r[7] as Int) != 0,
+                                             sizeRule: SizeRule(rawValue: r[11] as String) ?? .exact, requiredSize: r[12]))
                 }
                 return out
             }

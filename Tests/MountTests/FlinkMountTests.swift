@@ -1,0 +1,41 @@
+import FlinkFixtures
+import Foundation
+import SnapStore
+import XCTest
+
+/// A Flink store through the mount: files longer than Flink's handles say (changelog files, file-merging physical
+/// files) reach a backup whole.
+final class FlinkMountTests: MountTestCase {
+    /// `tar` of every snapshot through the mount extracts byte-identical to the store's own files, changelog files
+    /// (one byte longer than their handles) and shared physical files (longer than any snapshot's segments) included.
+    func testTarOfEverySnapshotIsByteIdenticalToTheStore() throws {
+        try FileManager.default.removeItem(at: w.storeDir)
+        try FileManager.default.createDirectory(at: w.storeDir, withIntermediateDirectories: true)
+        let truth = try SyntheticFlinkStore.write(at: w.storeDir)
+        let created = w.snapfs(["init", w.s, "--engine", "flink", "--path-map", "\(SyntheticFlinkStore.writtenAt)=\(w.s)"])
+        XCTAssertTrue(created.ok, created.summary)
+        try w.mount()
+
+        let dstl = "0a0a0a-chk-1/changelog/\(SyntheticFlinkStore.changelogJob)/dstl-1"
+        let st = try FileManager.default.attributesOfItem(atPath: w.m + "/" + dstl)
+        XCTAssertEqual(st[.size] as? Int, 101, "a changelog file is served at its own length, not its handle's (100)")
+
+        let names = w.rootNames().filter { $0 != "latest" }
+        XCTAssertEqual(names, ["0a0a0a-chk-1", "0a0a0a-chk-2", "0b0b0b-chk-1", "0b0b0b-chk-2"])
+        for name in names {
+            let out = w.root.appendingPathComponent("restored/\(name)").path
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let tar = Command.sh("tar -C \(shellQuote(w.m + "/" + name)) -cf - . | tar -C \(shellQuote(out)) -xf -")
+            XCTAssertTrue(tar.ok, tar.summary)
+            let restored = treeDigest(out).filter { !$0.value.hasPrefix("dir") }
+            let directory = truth[["0a0a0a-chk-1", "0a0a0a-chk-2", "0b0b0b-chk-1", "0b0b0b-chk-2"].firstIndex(of: name)!].directory
+            let expectedPaths = Set(truth.first { $0.directory == directory }!.files.map(\.path) + [directory + "/_metadata"])
+            XCTAssertEqual(Set(restored.keys), expectedPaths, name)
+            for path in expectedPaths {
+                let original = w.s + "/" + path
+                let size = (try FileManager.default.attributesOfItem(atPath: original)[.size] as? Int) ?? -1
+                XCTAssertEqual(restored[path], "\(size):" + (Store.sha256(ofFile: original) ?? "?"), "\(name)/\(path)")
+            }
+        }
+    }
+}
