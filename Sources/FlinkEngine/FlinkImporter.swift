@@ -182,14 +182,27 @@ public struct FlinkImporter: Sendable {
     // MARK: - Recording
 
     /// What a snapshot is, from its own `_metadata`: the properties trailer says savepoint or checkpoint, which
-    /// savepoint format, and whether the checkpoint shared files (incremental). Version 3 files have no trailer;
+    /// savepoint format, and whether the checkpoint shares files (incremental). Version 3 files have no trailer;
     /// then the directory name and the handle types decide.
+    ///
+    /// A checkpoint is incremental when it names files that Flink shares between checkpoints, whatever the backend:
+    /// RocksDB's shared SST files, the changelog backend's materialized state and changelog files (both written
+    /// before this checkpoint and named again by each one after it, HashMap or RocksDB underneath), and
+    /// file-merging segments in shared scope. Such a checkpoint depends on files earlier ones wrote.
     static func classify(_ metadata: CheckpointMetadata, directoryName: String) -> (SnapshotKind, SnapshotFormat) {
         var sharesFiles = false
         var savepointEncoded = false
+        func hasFile(_ handle: StateHandle) -> Bool {
+            handle.isFileBacked || handle.children.contains(where: hasFile)
+        }
         metadata.visitHandles { handle in
-            if case .incrementalRemote(let h) = handle, !h.sharedState.isEmpty { sharesFiles = true }
-            if case .keyGroups(let h) = handle, h.encoding == .savepoint { savepointEncoded = true }
+            switch handle {
+            case .incrementalRemote(let h) where !h.sharedState.isEmpty: sharesFiles = true
+            case .changelog(let h) where (h.materialized + h.nonMaterialized).contains(where: hasFile): sharesFiles = true
+            case .fileSegment(let h) where h.scope == .shared: sharesFiles = true
+            case .keyGroups(let h) where h.encoding == .savepoint: savepointEncoded = true
+            default: break
+            }
         }
         switch metadata.properties?.decoded?.snapshotType {
         case .savepoint(_, .canonical, _)?: return (.user, .canonical)

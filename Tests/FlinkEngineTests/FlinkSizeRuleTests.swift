@@ -73,6 +73,17 @@ final class FlinkSizeRuleTests: XCTestCase {
         XCTAssertTrue(grown.snapshots.flatMap(\.problems).map(\.problem).contains("size 41, expected 40"))
     }
 
+    /// Changelog checkpoints name files earlier checkpoints wrote: incremental, though HashMap is underneath.
+    /// File-merged full checkpoints share a physical file but each writes all its state: full.
+    func testFormatFollowsTheReferences() throws {
+        try importer.refresh()
+        let j = "checkpoints/\(SyntheticFlinkStore.changelogJob)", k = "checkpoints/\(SyntheticFlinkStore.mergingJob)"
+        XCTAssertEqual(try snapshot("\(j)/chk-1").format, .nativeIncremental)
+        XCTAssertEqual(try snapshot("\(j)/chk-2").format, .nativeIncremental)
+        XCTAssertEqual(try snapshot("\(k)/chk-1").format, .nativeFull)
+        XCTAssertEqual(try snapshot("\(k)/chk-2").format, .nativeFull)
+    }
+
     /// A catalog recorded before entries had size rules (handle sizes, all exact) is corrected on the next pass.
     func testEarlierRecordsGetTheirRules() throws {
         try importer.refresh()
