@@ -88,12 +88,24 @@ public final class FlinkEngine: SnapshotEngine {
     /// Removes files no snapshot needs, as `Store.gc` does, but only when every snapshot directory decodes: the
     /// files of a snapshot whose `_metadata` cannot be read are unknown, so any unreferenced file might be one of
     /// them. Such a snapshot must be repaired or deleted by hand first.
+    ///
+    /// Orphans are what Flink leaves behind: files of expired or aborted checkpoints (a `chk-N` with no `_metadata`)
+    /// and shared or file-merging files no snapshot names. A `chk-N` goes only once nothing in it changed for
+    /// `grace`: Flink writes `_metadata` last, after every task filled the directory, so a young one may still
+    /// become a snapshot.
     public func gc(grace: TimeInterval) throws(StoreError) -> GCReport {
         let report = try importer.refresh()
         if let first = report.unreadable.first {
             throw .busy(snapshot: first.directory, reason: "its _metadata cannot be read (\(first.error)), so the files it needs are unknown; gc removes nothing until it is repaired or removed (\(report.unreadable.count) such directories)")
         }
-        return try store.gc(grace: grace)
+        return try store.gc(grace: grace, writtenTogether: Self.checkpointDirectory(of:))
+    }
+
+    /// The `chk-N` directory a store-relative file lies in, if any.
+    static func checkpointDirectory(of path: String) -> String? {
+        let parts = PathBytes.components(path)
+        guard let index = parts.dropLast().lastIndex(where: { FlinkImporter.checkpointNumber($0) != nil }) else { return nil }
+        return parts[...index].joined(separator: "/")
     }
 
     /// Polls until Flink reports the operation done, failed, or the store's trigger timeout passes.

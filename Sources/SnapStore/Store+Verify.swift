@@ -104,11 +104,31 @@ extension Store {
     }
 
     /// Removes files no snapshot references once they are older than `grace` (a younger one may belong to a writer).
-    public func gc(grace: TimeInterval) throws(StoreError) -> GCReport {
+    ///
+    /// `writtenTogether` names, for a file, the store-relative directory a writer fills as one unit (a Flink
+    /// `chk-N`): such a directory's files go only when the directory and every file in it are older than `grace`,
+    /// since a writer still filling it may have written its first file long ago. A file a snapshot started to name
+    /// since the scan is kept, and so is a directory younger than `grace` even when empty (a writer may just have
+    /// made it).
+    public func gc(grace: TimeInterval, writtenTogether: ((String) -> String?)? = nil) throws(StoreError) -> GCReport {
         drainRemovals()
         var report = GCReport(removedFiles: [], removedBytes: 0, keptYoungerThanGrace: [])
-        for f in try unreferencedFiles() {
-            if f.age < grace { report.keptYoungerThanGrace.append(f.path); continue }
+        let files = try unreferencedFiles()
+        let now = Date().timeIntervalSince1970
+        var unitAge: [String: TimeInterval] = [:]
+        if let writtenTogether {
+            for f in files {
+                guard let unit = writtenTogether(f.path) else { continue }
+                if unitAge[unit] == nil { unitAge[unit] = youngest(under: unit, now: now) }
+            }
+        }
+        // Directories young before this pass removes anything (removing a file makes its directory young).
+        let youngDirectories = directoriesChanged(since: now - grace)
+        for f in files {
+            let age = writtenTogether?(f.path).flatMap { unitAge[$0] }.map { min($0, f.age) } ?? f.age
+            if age < grace { report.keptYoungerThanGrace.append(f.path); continue }
+            let named = (try? db.read { try Bool.fetchOne($0, sql: "SELECT EXISTS(SELECT 1 FROM objects WHERE path = ?)", arguments: [f.path]) }) ?? true
+            if named != false { continue }
             if unlink(root.path + "/" + f.path) == 0 {
                 report.removedFiles.append(f.path)
                 report.removedBytes += f.size
@@ -116,12 +136,53 @@ extension Store {
         }
         for top in managedRoots {
             guard let subs = try? FileManager.default.contentsOfDirectory(atPath: root.path + "/" + top) else { continue }
-            for s in subs { Self.removeEmptyDirectories(root.path + "/" + top + "/" + s) }
+            for s in subs { Self.removeEmptyDirectories(root.path + "/" + top + "/" + s, keeping: youngDirectories) }
         }
         if !report.removedFiles.isEmpty {
             recordEvent("gc", snapshot: nil, "removed \(report.removedFiles.count) unreferenced files (\(report.removedBytes) bytes)")
         }
         return report
+    }
+
+    /// Seconds since anything under the store-relative `directory` (itself included) last changed.
+    private func youngest(under directory: String, now: TimeInterval) -> TimeInterval {
+        var newest = -Double.infinity
+        func note(_ p: String) {
+            var st = stat()
+            if lstat(p, &st) == 0 { newest = max(newest, Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9) }
+        }
+        let base = root.path + "/" + directory
+        note(base)
+        if let en = FileManager.default.enumerator(atPath: base) {
+            while let rel = en.nextObject() as? String { note(base + "/" + rel) }
+        }
+        return now - newest
+    }
+
+    /// Absolute paths of the directories under the managed roots that changed after `cutoff` (seconds since 1970).
+    private func directoriesChanged(since cutoff: TimeInterval) -> Set<String> {
+        var out = Set<String>()
+        for top in managedRoots {
+            let base = root.path + "/" + top
+            guard let en = FileManager.default.enumerator(atPath: base) else { continue }
+            while let rel = en.nextObject() as? String {
+                var st = stat()
+                guard lstat(base + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { continue }
+                if Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9 >= cutoff { out.insert(base + "/" + rel) }
+            }
+        }
+        return out
+    }
+
+    /// Removes `path` and its subdirectories bottom-up where they are empty, except those in `keep`; never a file.
+    static func removeEmptyDirectories(_ path: String, keeping keep: Set<String>) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return }
+        for n in names {
+            let p = path + "/" + n
+            var st = stat()
+            if lstat(p, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { removeEmptyDirectories(p, keeping: keep) }
+        }
+        if !keep.contains(path) { rmdir(path) }
     }
 
     public static func sha256(ofFile path: String) -> String? {

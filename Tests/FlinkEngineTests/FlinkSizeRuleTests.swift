@@ -97,4 +97,52 @@ final class FlinkSizeRuleTests: XCTestCase {
         XCTAssertEqual([e.size, e.requiredSize], [61, 60])
         XCTAssertEqual(e.sizeRule, .atLeast)
     }
+
+    /// Expired and aborted checkpoints (`chk-N` without `_metadata`) and orphaned segment files are listed by
+    /// verify and removed by gc once older than the grace; a `chk-N` a writer may still be filling is kept whole,
+    /// and so is every file a snapshot names.
+    func testOrphansOfAbandonedCheckpointsAreCollectedAfterTheGrace() throws {
+        let k = "checkpoints/\(SyntheticFlinkStore.mergingJob)"
+        let old = Date().addingTimeInterval(-7200)
+        func write(_ path: String, age: Date?) throws {
+            let url = root.appendingPathComponent(path)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data("orphan \(path)".utf8).write(to: url)
+            if let age { try FileManager.default.setAttributes([.modificationDate: age], ofItemAtPath: url.path) }
+        }
+        func age(_ directory: String) throws {
+            try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: root.appendingPathComponent(directory).path)
+        }
+        // Expired long ago: every file and the directory old.
+        try write("\(k)/chk-3/channel-state-1", age: old)
+        try write("\(k)/chk-3/channel-state-2", age: old)
+        try age("\(k)/chk-3")
+        // Still being filled: its first file is old, its latest one new.
+        try write("\(k)/chk-4/first", age: old)
+        try write("\(k)/chk-4/latest", age: nil)
+        // An orphaned physical file, and a young one a writer may be appending to.
+        try write("\(k)/shared/physical-orphan", age: old)
+        try write("\(k)/shared/physical-young", age: nil)
+        // An empty chk-N just made by Flink.
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("\(k)/chk-5"), withIntermediateDirectories: true)
+        let physical = root.appendingPathComponent("\(k)/shared/physical-1")
+        try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: physical.path)
+
+        let verify = try FlinkVerifier(store: store, settings: settings).verify()
+        XCTAssertEqual(Set(verify.unreferenced), ["\(k)/chk-3/channel-state-1", "\(k)/chk-3/channel-state-2", "\(k)/chk-4/first",
+                                                  "\(k)/chk-4/latest", "\(k)/shared/physical-orphan", "\(k)/shared/physical-young"])
+        XCTAssertEqual(verify.notRestorable, [])
+
+        let gc = try FlinkEngine(store: store, settings: settings).gc(grace: 3600)
+        XCTAssertEqual(Set(gc.removedFiles), ["\(k)/chk-3/channel-state-1", "\(k)/chk-3/channel-state-2", "\(k)/shared/physical-orphan"])
+        XCTAssertEqual(Set(gc.keptYoungerThanGrace), ["\(k)/chk-4/first", "\(k)/chk-4/latest", "\(k)/shared/physical-young"])
+        func exists(_ p: String) -> Bool { FileManager.default.fileExists(atPath: root.path + "/" + p) }
+        XCTAssertFalse(exists("\(k)/chk-3"), "the emptied expired checkpoint directory goes too")
+        XCTAssertTrue(exists("\(k)/chk-4/first"))
+        XCTAssertTrue(exists("\(k)/chk-5"), "a young empty chk-N may be a writer's")
+        XCTAssertTrue(exists("\(k)/shared/physical-1"))
+        let after = try FlinkVerifier(store: store, settings: settings).verify()
+        XCTAssertEqual(after.notRestorable, [])
+        XCTAssertEqual(Set(after.unreferenced), ["\(k)/chk-4/first", "\(k)/chk-4/latest", "\(k)/shared/physical-young"])
+    }
 }
