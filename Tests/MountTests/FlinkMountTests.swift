@@ -39,3 +39,42 @@ final class FlinkMountTests: MountTestCase {
         }
     }
 }
+
+/// The real stores of each state layout through the mount.
+final class FlinkLayoutMountTests: MountTestCase {
+    /// `tar` of every restorable snapshot through the mount extracts byte-identical to the store's own files.
+    func testTarOfEverySnapshotOfEveryLayoutIsByteIdentical() throws {
+        for layout in LayoutFixtures.layouts {
+            let truth = try LayoutFixtures.truth(layout)
+            w.unmount()
+            try FileManager.default.removeItem(at: w.storeDir)
+            try FileManager.default.moveItem(at: try LayoutFixtures.copy(layout, under: w.root), to: w.storeDir)
+            let created = w.snapfs(["init", w.s, "--engine", "flink", "--path-map", "\(LayoutFixtures.writtenAt(layout))=\(w.s)"])
+            XCTAssertTrue(created.ok, created.summary)
+            try w.mount()
+            let listed = w.snapfs(["list", w.s, "--json"])
+            let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(listed.out.utf8)) as? [[String: Any]], listed.summary)
+            XCTAssertEqual(rows.count, truth.count, layout)
+            let store = try w.openStore()
+            var compared = 0
+            for s in try store.snapshots() {
+                guard let t = truth.first(where: { $0.directory == s.directory }), t.restorable else { continue }
+                let out = w.root.appendingPathComponent("restored/\(layout)/\(s.name)").path
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                let tar = Command.sh("tar -C \(shellQuote(w.m + "/" + s.name)) -cf - . | tar -C \(shellQuote(out)) -xf -")
+                XCTAssertTrue(tar.ok, "\(layout) \(s.name): \(tar.summary)")
+                let restored = treeDigest(out).filter { $0.value != "dir" }
+                let expected = Set(t.files.map(\.path) + [t.directory + "/_metadata"])
+                XCTAssertEqual(Set(restored.keys), expected, "\(layout) \(s.name)")
+                for path in expected {
+                    let original = w.s + "/" + path
+                    let size = (try? FileManager.default.attributesOfItem(atPath: original)[.size] as? Int) ?? -1
+                    XCTAssertEqual(restored[path], "\(size):" + (Store.sha256(ofFile: original) ?? "?"), "\(layout) \(s.name)/\(path)")
+                }
+                compared += 1
+            }
+            XCTAssertEqual(compared, truth.filter(\.restorable).count, layout)
+            try FileManager.default.removeItem(atPath: w.root.appendingPathComponent("restored").path)
+        }
+    }
+}
