@@ -37,6 +37,20 @@ final class FlinkMountTests: MountTestCase {
                 XCTAssertEqual(restored[path], "\(size):" + (Store.sha256(ofFile: original) ?? "?"), "\(name)/\(path)")
             }
         }
+
+        // A later checkpoint appends segments to the shared physical file: the mount serves the new length and
+        // bytes within a second, though the kernel had the file's pages cached.
+        let physical = "checkpoints/\(SyntheticFlinkStore.mergingJob)/shared/physical-1"
+        let through = w.m + "/0b0b0b-chk-1/" + physical
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: through)), try Data(contentsOf: URL(fileURLWithPath: w.s + "/" + physical)))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: w.s + "/" + physical))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data((0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 31) }))
+        try handle.close()
+        usleep(1_500_000)
+        let grown = try Data(contentsOf: URL(fileURLWithPath: through))
+        XCTAssertEqual(grown.count, 5200)
+        XCTAssertEqual(grown, try Data(contentsOf: URL(fileURLWithPath: w.s + "/" + physical)))
     }
 }
 
