@@ -123,6 +123,14 @@ final class FlinkSizeRuleTests: XCTestCase {
         // An orphaned physical file, and a young one a writer may be appending to.
         try write("\(k)/shared/physical-orphan", age: old)
         try write("\(k)/shared/physical-young", age: nil)
+        // A file-merging managed directory of a running job: an old physical file no snapshot names yet, beside
+        // one the job is writing now (it may append the next checkpoint's segments to either); and one of a job
+        // long gone.
+        try write("\(k)/shared/job_\(SyntheticFlinkStore.mergingJob)_op_1_0_2/pooled", age: old)
+        try write("\(k)/shared/job_\(SyntheticFlinkStore.mergingJob)_op_1_0_2/current", age: nil)
+        try write("\(k)/taskowned/job_\(SyntheticFlinkStore.mergingJob)_tm_gone/stale", age: old)
+        try age("\(k)/shared/job_\(SyntheticFlinkStore.mergingJob)_op_1_0_2")
+        try age("\(k)/taskowned/job_\(SyntheticFlinkStore.mergingJob)_tm_gone")
         // An empty chk-N just made by Flink.
         try FileManager.default.createDirectory(at: root.appendingPathComponent("\(k)/chk-5"), withIntermediateDirectories: true)
         let physical = root.appendingPathComponent("\(k)/shared/physical-1")
@@ -130,12 +138,15 @@ final class FlinkSizeRuleTests: XCTestCase {
 
         let verify = try FlinkVerifier(store: store, settings: settings).verify()
         XCTAssertEqual(Set(verify.unreferenced), ["\(k)/chk-3/channel-state-1", "\(k)/chk-3/channel-state-2", "\(k)/chk-4/first",
-                                                  "\(k)/chk-4/latest", "\(k)/shared/physical-orphan", "\(k)/shared/physical-young"])
+                                                  "\(k)/chk-4/latest", "\(k)/shared/physical-orphan", "\(k)/shared/physical-young",
+                                                  "\(k)/shared/job_\(SyntheticFlinkStore.mergingJob)_op_1_0_2/pooled", "\(k)/shared/job_\(SyntheticFlinkStore.mergingJob)_op_1_0_2/current", "\(k)/taskowned/job_\(SyntheticFlinkStore.mergingJob)_tm_gone/stale"])
         XCTAssertEqual(verify.notRestorable, [])
 
         let gc = try FlinkEngine(store: store, settings: settings).gc(grace: 3600)
-        XCTAssertEqual(Set(gc.removedFiles), ["\(k)/chk-3/channel-state-1", "\(k)/chk-3/channel-state-2", "\(k)/shared/physical-orphan"])
-        XCTAssertEqual(Set(gc.keptYoungerThanGrace), ["\(k)/chk-4/first", "\(k)/chk-4/latest", "\(k)/shared/physical-young"])
+        XCTAssertEqual(Set(gc.removedFiles), ["\(k)/chk-3/channel-state-1", "\(k)/chk-3/channel-state-2", "\(k)/shared/physical-orphan",
+                                              "\(k)/taskowned/job_\(SyntheticFlinkStore.mergingJob)_tm_gone/stale"])
+        XCTAssertEqual(Set(gc.keptYoungerThanGrace), ["\(k)/chk-4/first", "\(k)/chk-4/latest", "\(k)/shared/physical-young",
+                                                      "\(k)/shared/job_\(SyntheticFlinkStore.mergingJob)_op_1_0_2/pooled", "\(k)/shared/job_\(SyntheticFlinkStore.mergingJob)_op_1_0_2/current"])
         func exists(_ p: String) -> Bool { FileManager.default.fileExists(atPath: root.path + "/" + p) }
         XCTAssertFalse(exists("\(k)/chk-3"), "the emptied expired checkpoint directory goes too")
         XCTAssertTrue(exists("\(k)/chk-4/first"))
@@ -143,6 +154,7 @@ final class FlinkSizeRuleTests: XCTestCase {
         XCTAssertTrue(exists("\(k)/shared/physical-1"))
         let after = try FlinkVerifier(store: store, settings: settings).verify()
         XCTAssertEqual(after.notRestorable, [])
-        XCTAssertEqual(Set(after.unreferenced), ["\(k)/chk-4/first", "\(k)/chk-4/latest", "\(k)/shared/physical-young"])
+        XCTAssertEqual(Set(after.unreferenced), ["\(k)/chk-4/first", "\(k)/chk-4/latest", "\(k)/shared/physical-young",
+                                                 "\(k)/shared/job_\(SyntheticFlinkStore.mergingJob)_op_1_0_2/pooled", "\(k)/shared/job_\(SyntheticFlinkStore.mergingJob)_op_1_0_2/current"])
     }
 }
