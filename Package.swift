@@ -50,9 +50,9 @@ let package = Package(
         // Finds the built `snapfs` for the two targets below that run it.
         .target(name: "BuiltTools", path: "Tests/BuiltTools"),
         // Mounts for real with the built `snapfs` binary; depends on `snapfs` so it is built.
-        .testTarget(name: "MountTests", dependencies: ["SnapStore", "snapfs", "BuiltTools"]),
+        .testTarget(name: "MountTests", dependencies: ["SnapStore", "snapfs", "BuiltTools", "FlinkFixtures"]),
         // The command line driven as a user would, including SIGKILL crash tests; depends on `snapfs` so it is built.
-        .testTarget(name: "CLITests", dependencies: ["SnapStore", "snapfs", "BuiltTools"]),
+        .testTarget(name: "CLITests", dependencies: ["SnapStore", "snapfs", "BuiltTools", "FlinkFixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -10,7 +10,11 @@
 #        SNAPFS_FLINK_CACHE where the PyPI wheels are kept between runs (default /var/tmp/snapfs-flink-cache)
 #        SNAPFS_E2E_PORT   REST port (default 18181; RPC uses PORT-2000)
 #        SNAPFS_E2E_VIA    mount (default: rm -rf through the mount, trigger files) or cli (snapfs delete/trigger)
-# Needs: java 17+, javac, jar, pip, curl, python3, unzip. Stops the cluster it started on exit.
+# Then the backups: a HashMap + changelog checkpoint and a RocksDB file-merged checkpoint (of a second store) are
+# copied out of the mount with `tar` and with `rsync`, each copy is put where Flink wrote the store, and real Flink
+# restores from it, reaching RUNNING and completing a checkpoint.
+#
+# Needs: java 17+, javac, jar, pip, curl, python3, unzip, rsync. Stops the cluster it started on exit.
 set -euo pipefail
 T0=$(date +%s)
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -64,6 +68,12 @@ YAML
   cat >> "$FLINK_HOME/conf/config.yaml" <<YAML
 state.backend.rocksdb.compaction.style: ${SNAPFS_E2E_COMPACTION:-NONE}
 YAML
+  # Changelog storage for the backup phase's changelog job (jobs without state.changelog.enabled ignore it).
+  cat >> "$FLINK_HOME/conf/config.yaml" <<YAML
+state.changelog.storage: filesystem
+state.changelog.periodic-materialize.interval: 8s
+dstl.dfs.base-path: file://$WORK/store-backups/changelog
+YAML
   echo "env.log.dir: $WORK/log" >> "$FLINK_HOME/conf/config.yaml"
   python3 - "$FLINK_HOME/conf/config.yaml" <<'PY'
 import sys
@@ -106,6 +116,7 @@ stop_cluster() {
 finish() {
   local rc=$?
   unmount_store
+  if mountpoint -q "$WORK/mnt-backups" 2>/dev/null; then fusermount3 -u -z "$WORK/mnt-backups" || true; fi
   stop_cluster
   log "runtime $(( $(date +%s) - T0 )) s; failures: $FAILURES; exit $rc"
 }
@@ -326,4 +337,62 @@ fi
 
 unmount_store
 snapfs list "$STORE"
+
+# ---- restores from backups made through the mount -------------------------------------------------------------
+# Flink writes each changelog file one byte longer than its handle says, and file-merging physical files longer than
+# any one snapshot's segments: a copy through the mount must still hold every byte Flink will read.
+STORE2=$WORK/store-backups
+BACKUPS=$WORK/backups
+MNT2=$WORK/mnt-backups
+rm -rf "$STORE2" "$BACKUPS" "$WORK/restored"; mkdir -p "$STORE2" "$BACKUPS" "$MNT2"
+E=$(run_job -D "state.checkpoints.dir=file://$STORE2/checkpoints" -D state.backend.type=hashmap -D state.changelog.enabled=true)
+[ -n "$E" ] || die "job E did not start"
+log "job E = $E (HashMap + changelog)"
+wait_checkpoints "$E" 4
+cancel_job "$E"
+G=$(run_job -D "state.checkpoints.dir=file://$STORE2/checkpoints" -D execution.checkpointing.file-merging.enabled=true \
+            -D execution.checkpointing.file-merging.across-checkpoint-boundary=true)
+[ -n "$G" ] || die "job G did not start"
+log "job G = $G (RocksDB incremental, file merging across checkpoint boundaries)"
+wait_checkpoints "$G" 4
+cancel_job "$G"
+snapfs init "$STORE2" --engine flink
+NOT_RESTORABLE=$(snapfs verify "$STORE2" --json | json "' '.join(d['notRestorable'])" || true)
+[ -z "$NOT_RESTORABLE" ] || fail "verify calls restorable snapshots not restorable: $NOT_RESTORABLE"
+newest_of() { snapfs list "$STORE2" --json | json "[s['name'] for s in d if s['name'].startswith('${1:0:6}-chk-')][-1]"; }
+E_NAME=$(newest_of "$E"); G_NAME=$(newest_of "$G")
+"$SNAPFS" mount "$STORE2" "$MNT2" --clear-stale --quiet > "$WORK/log/snapfs-mount-backups.log" 2>&1 &
+MOUNT2_PID=$!
+for _ in $(seq 1 100); do [ -e "$MNT2/.snapfs/status" ] && break; sleep 0.1; done
+[ -e "$MNT2/.snapfs/status" ] || die "the backup store did not mount (log: $WORK/log/snapfs-mount-backups.log)"
+for name in "$E_NAME" "$G_NAME"; do
+  mkdir -p "$BACKUPS/tar-$name" "$BACKUPS/rsync-$name"
+  tar -C "$MNT2/$name" -cf - . | tar -C "$BACKUPS/tar-$name" -xf - || fail "tar of $name through the mount"
+  rsync -a "$MNT2/$name/" "$BACKUPS/rsync-$name/" || fail "rsync of $name through the mount"
+  log "copied $name out of the mount: $(find "$BACKUPS/tar-$name" -type f | wc -l) files by tar, $(find "$BACKUPS/rsync-$name" -type f | wc -l) by rsync"
+done
+fusermount3 -u "$MNT2" || fusermount3 -u -z "$MNT2" || true
+wait "$MOUNT2_PID" 2>/dev/null || true
+# Each copy goes where Flink wrote the store (its _metadata names absolute paths), with the store itself set aside.
+mv "$STORE2" "$STORE2.orig"
+restore_copy() { # copy-directory snapshot-name job-settings…
+  local copy=$1 name=$2; shift 2
+  rm -rf "$STORE2"; cp -a "$copy" "$STORE2"
+  local dir; dir=$(cd "$STORE2" && dirname "$(find . -name _metadata | head -1)"); dir=${dir#./}
+  local J; J=$(run_job -s "file://$STORE2/$dir" -cm claim -D "state.checkpoints.dir=file://$WORK/restored/checkpoints" "$@")
+  [ -n "$J" ] || { fail "no job started from the copy $copy"; return; }
+  wait_checkpoints "$J" 1
+  local st restored
+  st=$(job_state "$J"); restored=$(curl -sf "$REST/jobs/$J/checkpoints" | json "d['latest']['restored']['external_path']")
+  log "restored from $(basename "$copy") ($name): job $J is $st, restored from $restored"
+  [ "$st" = RUNNING ] || fail "the job restored from $copy is $st, not RUNNING"
+  [ "${restored#file:}" = "$STORE2/$dir" ] || fail "the job restored from $restored, not the copy's $STORE2/$dir"
+  cancel_job "$J"
+}
+for tool in tar rsync; do
+  restore_copy "$BACKUPS/$tool-$E_NAME" "$E_NAME" -D state.backend.type=hashmap -D state.changelog.enabled=true
+  restore_copy "$BACKUPS/$tool-$G_NAME" "$G_NAME" -D execution.checkpointing.file-merging.enabled=true
+done
+rm -rf "$STORE2"; mv "$STORE2.orig" "$STORE2"
+
 [ "$FAILURES" = 0 ] && log "E2E PASSED" || { log "E2E FAILED ($FAILURES)"; exit 1; }

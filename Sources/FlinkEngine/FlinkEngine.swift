@@ -88,12 +88,34 @@ public final class FlinkEngine: SnapshotEngine {
     /// Removes files no snapshot needs, as `Store.gc` does, but only when every snapshot directory decodes: the
     /// files of a snapshot whose `_metadata` cannot be read are unknown, so any unreferenced file might be one of
     /// them. Such a snapshot must be repaired or deleted by hand first.
+    ///
+    /// Orphans are what Flink leaves behind: files of expired or aborted checkpoints (a `chk-N` with no `_metadata`)
+    /// and shared or file-merging files no snapshot names. A `chk-N` goes only once nothing in it changed for
+    /// `grace`: Flink writes `_metadata` last, after every task filled the directory, so a young one may still
+    /// become a snapshot. A file-merging managed directory (`shared/job_…`, `taskowned/job_…`) is treated alike:
+    /// a running job keeps physical files open there and appends the next checkpoint's segments to one that no
+    /// snapshot names yet, so its files go only once the whole directory has been idle for `grace`.
     public func gc(grace: TimeInterval) throws(StoreError) -> GCReport {
         let report = try importer.refresh()
         if let first = report.unreadable.first {
             throw .busy(snapshot: first.directory, reason: "its _metadata cannot be read (\(first.error)), so the files it needs are unknown; gc removes nothing until it is repaired or removed (\(report.unreadable.count) such directories)")
         }
-        return try store.gc(grace: grace)
+        return try store.gc(grace: grace, writtenTogether: Self.writerDirectory(of:))
+    }
+
+    /// The directory a writer fills as one unit that a store-relative file lies in, if any: its `chk-N`, or its
+    /// file-merging managed directory.
+    static func writerDirectory(of path: String) -> String? {
+        let parts = PathBytes.components(path).dropLast()
+        if let index = parts.lastIndex(where: { FlinkImporter.checkpointNumber($0) != nil }) {
+            return parts[...index].joined(separator: "/")
+        }
+        if let index = parts.indices.dropFirst().last(where: {
+            parts[$0].hasPrefix("job_") && FlinkImporter.fileDirectories.contains(parts[$0 - 1])
+        }) {
+            return parts[...index].joined(separator: "/")
+        }
+        return nil
     }
 
     /// Polls until Flink reports the operation done, failed, or the store's trigger timeout passes.

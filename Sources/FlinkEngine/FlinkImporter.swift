@@ -65,6 +65,10 @@ public struct FlinkImporter: Sendable {
         var report = FlinkImportReport()
         let onDisk = scan()
         let known = try store.snapshots(includingWriting: true).filter { $0.engine == FlinkStoreSettings.engineName }
+        if try store.meta(Self.sizeRulesKey) == nil {
+            try applySizeRules(to: known.filter { $0.state == .complete })
+            try store.setMeta(Self.sizeRulesKey, "1")
+        }
         let knownDirectories = Set(known.compactMap(\.directory))
         var candidates: [(directory: String, metadata: CheckpointMetadata, bytes: Int, mtime: Double)] = []
         for directory in onDisk where !knownDirectories.contains(directory) {
@@ -178,14 +182,27 @@ public struct FlinkImporter: Sendable {
     // MARK: - Recording
 
     /// What a snapshot is, from its own `_metadata`: the properties trailer says savepoint or checkpoint, which
-    /// savepoint format, and whether the checkpoint shared files (incremental). Version 3 files have no trailer;
+    /// savepoint format, and whether the checkpoint shares files (incremental). Version 3 files have no trailer;
     /// then the directory name and the handle types decide.
+    ///
+    /// A checkpoint is incremental when it names files that Flink shares between checkpoints, whatever the backend:
+    /// RocksDB's shared SST files, the changelog backend's materialized state and changelog files (both written
+    /// before this checkpoint and named again by each one after it, HashMap or RocksDB underneath), and
+    /// file-merging segments in shared scope. Such a checkpoint depends on files earlier ones wrote.
     static func classify(_ metadata: CheckpointMetadata, directoryName: String) -> (SnapshotKind, SnapshotFormat) {
         var sharesFiles = false
         var savepointEncoded = false
+        func hasFile(_ handle: StateHandle) -> Bool {
+            handle.isFileBacked || handle.children.contains(where: hasFile)
+        }
         metadata.visitHandles { handle in
-            if case .incrementalRemote(let h) = handle, !h.sharedState.isEmpty { sharesFiles = true }
-            if case .keyGroups(let h) = handle, h.encoding == .savepoint { savepointEncoded = true }
+            switch handle {
+            case .incrementalRemote(let h) where !h.sharedState.isEmpty: sharesFiles = true
+            case .changelog(let h) where (h.materialized + h.nonMaterialized).contains(where: hasFile): sharesFiles = true
+            case .fileSegment(let h) where h.scope == .shared: sharesFiles = true
+            case .keyGroups(let h) where h.encoding == .savepoint: savepointEncoded = true
+            default: break
+            }
         }
         switch metadata.properties?.decoded?.snapshotType {
         case .savepoint(_, .canonical, _)?: return (.user, .canonical)
@@ -237,24 +254,36 @@ public struct FlinkImporter: Sendable {
         return matches.count == 1 ? matches.first : nil
     }
 
-    /// The files a snapshot needs, as store-relative paths with the size Flink recorded, plus the ones that lie
-    /// outside the store (kept as absolute paths so verify can still check them).
-    func neededFiles(_ metadata: CheckpointMetadata, directory: String)
-        -> (inside: [(path: String, size: Int64)], outside: [(path: String, size: Int64)])
-    {
+    /// A file a snapshot needs, with the length Flink recorded and the rule Flink applies to it.
+    struct NeededFile {
+        var path: String
+        var size: Int64
+        var rule: SizeRule
+    }
+
+    /// The files a snapshot needs, as store-relative paths with the size Flink recorded and its rule, plus the ones
+    /// that lie outside the store (kept as absolute paths so verify can still check them).
+    func neededFiles(_ metadata: CheckpointMetadata, directory: String) -> (inside: [NeededFile], outside: [NeededFile]) {
         let absoluteDirectory = store.root.path + "/" + directory
-        var inside: [String: Int64] = [:]
-        var outside: [String: Int64] = [:]
+        var inside: [String: NeededFile] = [:]
+        var outside: [String: NeededFile] = [:]
         for ref in metadata.referencedFiles(metadataDirectory: absoluteDirectory, pathMap: settings.metadataPathMap) {
+            let file = NeededFile(path: ref.path, size: ref.size, rule: ref.kind.isExact ? .exact : .atLeast)
             if let rel = PathBytes.relative(ref.path, under: store.root.path), Self.isAdoptable(rel) {
-                // One path at two sizes cannot both be right; the larger is what a reader would need to find.
-                inside[rel] = max(inside[rel] ?? 0, ref.size)
+                inside[rel] = Self.merged(inside[rel], NeededFile(path: rel, size: file.size, rule: file.rule))
             } else {
-                outside[ref.path] = max(outside[ref.path] ?? 0, ref.size)
+                outside[ref.path] = Self.merged(outside[ref.path], file)
             }
         }
-        return (inside.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
-                outside.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        return (inside.sorted { $0.key < $1.key }.map(\.value), outside.sorted { $0.key < $1.key }.map(\.value))
+    }
+
+    /// One path named twice. A whole-file handle fixes the length, so it wins over a segment or changelog reach;
+    /// two of one rule at two sizes cannot both be right, and the larger is what a reader would need to find.
+    static func merged(_ old: NeededFile?, _ new: NeededFile) -> NeededFile {
+        guard let old else { return new }
+        if old.rule != new.rule { return old.rule == .exact ? old : new }
+        return old.size >= new.size ? old : new
     }
 
     /// Whether a store-relative path may become an object, i.e. be removed by a checked delete one day. The
@@ -274,7 +303,13 @@ public struct FlinkImporter: Sendable {
         var (inside, outside) = neededFiles(metadata, directory: directory)
         let metadataPath = directory + "/_metadata"
         inside.removeAll { $0.path == metadataPath }
-        inside.append((metadataPath, Int64(metadataSize)))
+        inside.append(NeededFile(path: metadataPath, size: Int64(metadataSize), rule: .exact))
+        // What each file holds now: the mount serves a file's own length and bytes, never the length Flink
+        // recorded, which for changelog and file-merging files is shorter than the file.
+        let found = inside.map { file -> stat? in
+            var st = stat()
+            return stat(store.root.path + "/" + file.path, &st) == 0 ? st : nil
+        }
 
         var chosen = name ?? Self.defaultName(directory: directory, jobs: jobs)
         if name == nil, (try? store.snapshot(named: chosen)) != nil {
@@ -284,15 +319,14 @@ public struct FlinkImporter: Sendable {
                                               job: Self.job(of: directory, jobs: jobs), engine: FlinkStoreSettings.engineName,
                                               externalID: String(metadata.checkpointId))
         do {
-            let ids = try pending.adoptObjects(inside)
+            let ids = try pending.adoptObjects(zip(inside, found).map { ($0.path, $1.map { Int64($0.st_size) } ?? $0.size) })
             var entries: [NewEntry] = []
             var directories = Set<String>()
-            for (file, id) in zip(inside, ids) {
-                var st = stat()
-                let exists = stat(store.root.path + "/" + file.path, &st) == 0
-                let mode = exists ? UInt32(st.st_mode) : UInt32(S_IFREG) | 0o644
-                let mtime = exists ? Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) : 0
-                entries.append(NewEntry(path: file.path, type: .file, size: file.size, mode: mode, mtimeNanos: mtime, object: id))
+            for ((file, st), id) in zip(zip(inside, found), ids) {
+                let mode = st.map { UInt32($0.st_mode) } ?? UInt32(S_IFREG) | 0o644
+                let mtime = st.map { Int64($0.st_mtim.tv_sec) * 1_000_000_000 + Int64($0.st_mtim.tv_nsec) } ?? 0
+                entries.append(NewEntry(path: file.path, type: .file, size: st.map { Int64($0.st_size) } ?? file.size, mode: mode,
+                                        mtimeNanos: mtime, object: id, sizeRule: file.rule, requiredSize: file.size))
                 var p = file.path
                 while let parent = PathBytes.parent(p) {
                     directories.insert(parent)
@@ -306,13 +340,40 @@ public struct FlinkImporter: Sendable {
             // where they are, so verify still checks them and nothing pretends they are copied in.
             for (index, file) in outside.enumerated() {
                 entries.append(NewEntry(path: ".external/\(index)", type: .symlink, size: file.size, mode: UInt32(S_IFLNK) | 0o777,
-                                        mtimeNanos: 0, symlinkTarget: file.path, hidden: true))
+                                        mtimeNanos: 0, symlinkTarget: file.path, hidden: true, sizeRule: file.rule))
             }
             return try pending.commit(entries: entries, checksums: [:], takenAt: mtime, adoptedDirectory: directory)
         } catch {
             pending.abort("import of \(directory) failed: \(error)")
             throw error
         }
+    }
+
+    /// Set once the snapshots in the catalog carry Flink's size rules and their files' own lengths.
+    static let sizeRulesKey = "flink_size_rules"
+
+    /// Gives snapshots recorded before entries had size rules their rules and their files' own lengths. They were
+    /// recorded with the lengths Flink's handles give, which for changelog files is a byte short of the file: the
+    /// mount served them cut short. A snapshot whose `_metadata` no longer reads keeps what it had.
+    private func applySizeRules(to snapshots: [Snapshot]) throws(StoreError) {
+        for s in snapshots {
+            guard let directory = s.directory, let (metadata, _, _) = try? readMetadata(directory) else { continue }
+            let (inside, outside) = neededFiles(metadata, directory: directory)
+            var lengths: [EntryLength] = inside.map { file in
+                var st = stat()
+                let size = stat(store.root.path + "/" + file.path, &st) == 0 ? Int64(st.st_size) : file.size
+                return EntryLength(path: file.path, size: size, sizeRule: file.rule, requiredSize: file.size)
+            }
+            let external = Dictionary(try store.entries(of: s.id, includeHidden: true).compactMap { e in
+                e.type == .symlink && e.hidden ? e.symlinkTarget.map { ($0, e.path) } : nil
+            }, uniquingKeysWith: { a, _ in a })
+            for file in outside {
+                guard let path = external[file.path] else { continue }
+                lengths.append(EntryLength(path: path, size: file.size, sizeRule: file.rule, requiredSize: file.size))
+            }
+            try store.updateEntryLengths(of: s.id, lengths)
+        }
+        if !snapshots.isEmpty { logger.info("size rules applied", metadata: ["snapshots": .stringConvertible(snapshots.count)]) }
     }
 
     /// The top-level directories holding snapshots are the ones whose every file must belong to a snapshot, so

@@ -9,7 +9,7 @@ public struct FlinkVerifyReport: Codable, Sendable {
     public struct Problem: Codable, Sendable, Hashable {
         /// Store-relative path (or an absolute one for a file outside the store).
         public var path: String
-        /// "missing", or the size found against the size Flink recorded.
+        /// "missing", or the size found against the size Flink's rule for the file asks.
         public var problem: String
     }
 
@@ -46,7 +46,8 @@ public struct FlinkVerifyReport: Codable, Sendable {
 }
 
 /// Models Flink's restore: a snapshot is restorable when every file its `_metadata` names, resolved as Flink
-/// resolves it, is there with the size Flink recorded. Flink's own listing and REST API say nothing when a CLAIM
+/// resolves it, is there with the length Flink's rule for it asks: exactly the recorded size for a whole file, at
+/// least the furthest segment end for a file-merging physical file, at least the handle's size for a changelog file. Flink's own listing and REST API say nothing when a CLAIM
 /// restore has removed files another snapshot still needs; this is how a user finds out before a restore fails.
 public struct FlinkVerifier: Sendable {
     public let store: Store
@@ -81,8 +82,9 @@ public struct FlinkVerifier: Sendable {
                 var st = stat()
                 if stat(path, &st) != 0 {
                     problems.append(.init(path: shown, problem: errno == ENOENT ? "missing" : "unreadable: \(String(cString: strerror(errno)))"))
-                } else if Int64(st.st_size) != e.size {
-                    problems.append(.init(path: shown, problem: "size \(st.st_size), expected \(e.size)"))
+                } else if !e.sizeRule.accepts(Int64(st.st_size), required: e.requiredSize) {
+                    let expected = e.sizeRule == .exact ? "\(e.requiredSize)" : "at least \(e.requiredSize)"
+                    problems.append(.init(path: shown, problem: "size \(st.st_size), expected \(expected)"))
                 }
             }
             results.append(.init(name: s.name, directory: s.directory, job: s.job, kind: s.kind, format: s.format,

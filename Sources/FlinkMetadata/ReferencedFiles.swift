@@ -6,6 +6,13 @@ public struct FileReference: Hashable, Sendable {
         /// A file-merging physical file shared with other snapshots (segment handles): `size` is
         /// the end of the furthest segment this snapshot reads, so the file must be at least that long.
         case mergedSegments
+        /// A changelog (DSTL) file, named by a file handle inside a changelog handle: `size` is the
+        /// handle's, and the file is longer (Flink's uploader writes a compression flag the handle does
+        /// not count); Flink seeks to offsets in it and checks no length, so it must be at least `size`.
+        case changelog
+
+        /// Whether the file must be exactly `size` long; otherwise it must be at least `size`.
+        public var isExact: Bool { self == .wholeFile }
     }
 
     /// Absolute local path after resolution and path mapping. A URI that is not on the local file
@@ -28,29 +35,53 @@ extension CheckpointMetadata {
     /// `pathMap`; relative handles are resolved against `metadataDirectory`, the directory that
     /// holds `_metadata` now, and are not mapped (that directory already is the current location).
     /// Inline byte-stream handles are not files, even though their names look like paths.
+    /// Each file carries the length rule Flink applies to it (`Kind`): segments and changelog parts
+    /// of one file become one reference reaching as far as the furthest of them.
     /// The result is deduplicated and sorted by path.
     public func referencedFiles(metadataDirectory: String, pathMap: PathMap) -> [FileReference] {
         var whole = Set<FileReference>()
-        var segmentEnds: [String: Int64] = [:]
-        visitHandles { handle in
+        var reaches: [FileReference.Kind: [String: Int64]] = [:]
+        func atLeast(_ kind: FileReference.Kind, _ path: String, _ size: Int64) {
+            reaches[kind, default: [:]][path] = max(reaches[kind]?[path] ?? 0, size)
+        }
+        // A file handle means a different thing inside a changelog handle (a DSTL file, read by offset), so
+        // the walk carries whether it is below one.
+        func walk(_ handle: StateHandle, inChangelog: Bool) {
             switch handle {
             case .file(let path, let size):
-                whole.insert(FileReference(path: pathMap.map(path), size: size))
+                if inChangelog {
+                    atLeast(.changelog, pathMap.map(path), size)
+                } else {
+                    whole.insert(FileReference(path: pathMap.map(path), size: size))
+                }
             case .relativeFile(let relativePath, let size):
-                whole.insert(
-                    FileReference(path: FlinkPath.resolve(relativePath, against: metadataDirectory), size: size))
+                let path = FlinkPath.resolve(relativePath, against: metadataDirectory)
+                if inChangelog {
+                    atLeast(.changelog, path, size)
+                } else {
+                    whole.insert(FileReference(path: path, size: size))
+                }
             case .fileSegment(let segment):
-                let path = pathMap.map(segment.physicalPath)
                 let (end, overflow) = segment.startPosition.addingReportingOverflow(segment.size)
-                let reach = overflow ? Int64.max : end
-                segmentEnds[path] = max(segmentEnds[path] ?? 0, reach)
+                atLeast(.mergedSegments, pathMap.map(segment.physicalPath), overflow ? Int64.max : end)
             default:
                 break
             }
+            let below: Bool
+            if case .changelogFiles = handle { below = true } else { below = inChangelog }
+            for child in handle.children { walk(child, inChangelog: below) }
         }
-        let segments = segmentEnds.map { FileReference(path: $0.key, size: $0.value, kind: .mergedSegments) }
-        return (Array(whole) + segments).sorted {
-            ($0.path, $0.size) < ($1.path, $1.size)
+        for operatorState in operators {
+            if let coordinator = operatorState.coordinatorState { walk(coordinator, inChangelog: false) }
+            for subtask in operatorState.subtasks {
+                for handle in subtask.handles { walk(handle, inChangelog: false) }
+            }
+        }
+        let atLeastFiles = reaches.flatMap { kind, ends in
+            ends.map { FileReference(path: $0.key, size: $0.value, kind: kind) }
+        }
+        return (Array(whole) + atLeastFiles).sorted {
+            ($0.path, $0.size, $0.kind.isExact ? 0 : 1) < ($1.path, $1.size, $1.kind.isExact ? 0 : 1)
         }
     }
 

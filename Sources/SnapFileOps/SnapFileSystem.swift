@@ -286,19 +286,33 @@ public final class SnapFileSystem: Sendable {
             guard let e = idx.entries[p] else { throw .notFound }
             return dirAttr(ino, mode: e.mode, nlink: 2 + idx.subdirectoryCount(p), mtime: e.mtimeNanos)
         case .file(let id, let held):
-            // Link counts move as snapshots come and go; the rest of a stored file never changes.
+            // Link counts move as snapshots come and go; the rest of a stored file never changes, except the length
+            // of one whose rule lets it be longer than the snapshot needs (a file other snapshots keep appending
+            // to): its length and time are the file's own, so a copy through the mount holds every byte it has.
             let e = (isLive(id) ? (try? index(id))?.entries[held.path] : nil) ?? held
             if e.type == .fifo || e.type == .device {
                 // As mknod made them: the type bits and device number are the entry's own; no content.
                 return Attr(ino: ino, mode: e.mode, nlink: 1, size: 0, blocks: 0, mtimeNanos: e.mtimeNanos,
                             uid: options.uid, gid: options.gid, rdev: e.rdev ?? 0)
             }
-            return Attr(ino: ino, mode: 0o100000 | (e.mode & 0o7777), nlink: UInt32(max(1, e.links)), size: e.size,
-                        blocks: (e.size + 511) / 512, mtimeNanos: e.mtimeNanos, uid: options.uid, gid: options.gid)
+            var size = e.size, mtime = e.mtimeNanos
+            if e.sizeRule == .atLeast, let now = try? currentLength(e) { (size, mtime) = now }
+            return Attr(ino: ino, mode: 0o100000 | (e.mode & 0o7777), nlink: UInt32(max(1, e.links)), size: size,
+                        blocks: (size + 511) / 512, mtimeNanos: mtime, uid: options.uid, gid: options.gid)
         case .symlink(let id, let p):
             guard let e = try index(id).entries[p] else { throw .notFound }
             return Attr(ino: ino, mode: 0o120000 | (e.mode & 0o7777), nlink: 1, size: Int64(PathBytes.kernel(e.symlinkTarget ?? "").count),
                         blocks: 0, mtimeNanos: e.mtimeNanos, uid: options.uid, gid: options.gid)
+        }
+    }
+
+    /// The length and modification time a stored file has now.
+    private func currentLength(_ e: SnapshotEntry) throws(FSError) -> (Int64, Int64)? {
+        guard let rel = e.objectPath else { return nil }
+        return try objects.withDescriptor(rel) { fd throws(FSError) -> (Int64, Int64)? in
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { return nil }
+            return (Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
         }
     }
 
@@ -314,6 +328,7 @@ public final class SnapFileSystem: Sendable {
     /// - Generated files and the generated directories `requests/` and `snapshots/`: not at all. Each read and
     ///   each listing starts with a `stat`, whose modification time tells the kernel whether its cached pages or
     ///   listing still hold. They are never on the way to a snapshot file, so this costs no read path anything.
+    /// - Files whose length may grow (rule `atLeast`): a second, like the root.
     /// - Trigger files: not at all, so that every open sees size 0 and an appending write still starts at 0.
     /// - Snapshot names at the root: long as well. What a name stands for changes only by a move, delete or new
     ///   snapshot; through the mount the kernel sees those itself, and the poller tells it of the others within a
@@ -322,6 +337,10 @@ public final class SnapFileSystem: Sendable {
     ///   poller and the mount's own requests invalidate it when snapshots come and go.
     func timeouts(_ n: Node) -> (entry: Double, attr: Double) {
         switch n {
+        case .file(_, let e) where e.sizeRule == .atLeast:
+            // Its length may still grow; each `stat` a second apart sees it, and a changed length or time makes
+            // the kernel drop the pages it holds.
+            return (options.snapshotEntryTimeout, options.controlTimeout)
         case .snapshot, .directory, .file, .symlink:
             return (options.snapshotEntryTimeout, options.snapshotAttrTimeout)
         case .controlFile, .controlDir(.requests), .controlDir(.snapshots):

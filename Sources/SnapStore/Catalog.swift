@@ -197,6 +197,14 @@ enum Catalog {
             ALTER TABLE removals ADD COLUMN failure TEXT;
             """)
         }
+        // A length rule per entry: some engines' files may be longer than the snapshot needs (see SizeRule). An
+        // entry recorded before this reads as exact, which is what every earlier engine meant.
+        m.registerMigration("v5-size-rules") { db in
+            try db.execute(sql: """
+            ALTER TABLE entries ADD COLUMN size_rule TEXT NOT NULL DEFAULT 'exact' CHECK(size_rule IN ('exact','at-least'));
+            ALTER TABLE entries ADD COLUMN required_size INTEGER;
+            """)
+        }
         return m
     }
 }

@@ -81,6 +81,24 @@ public enum EntryType: String, Codable, Sendable {
     case device
 }
 
+/// What length a snapshot needs a file to have, as its engine records it.
+///
+/// Most files are written once at their final length, so anything else is damage. Some engines name files that
+/// others keep writing, or whose recorded length leaves out bytes they never read (Flink's file-merging physical
+/// files and changelog files): those need only reach the recorded length, and the file itself is the truth about
+/// how long it is.
+public enum SizeRule: String, Codable, Sendable {
+    /// The file must be exactly `requiredSize` bytes.
+    case exact
+    /// The file must be at least `requiredSize` bytes; it may be longer and may grow.
+    case atLeast = "at-least"
+
+    /// Whether a file of `actual` bytes satisfies the rule for `required`.
+    public func accepts(_ actual: Int64, required: Int64) -> Bool {
+        self == .exact ? actual == required : actual >= required
+    }
+}
+
 /// One entry of a snapshot, at its logical path (relative, no leading slash, `/`-separated).
 public struct SnapshotEntry: Codable, Sendable, Hashable {
     public var path: String
@@ -102,13 +120,19 @@ public struct SnapshotEntry: Codable, Sendable, Hashable {
     public var hidden: Bool
     /// A device node's device number, as `st_rdev`.
     public var rdev: UInt64?
+    /// How the file's length is checked: `size` is what the file held when recorded, `requiredSize` what the
+    /// snapshot needs; for `exact` files the two are equal unless the file was already damaged.
+    public var sizeRule: SizeRule
+    public var requiredSize: Int64
 
     public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64,
                 object: ObjectID? = nil, objectPath: String? = nil, sha256: String? = nil,
-                symlinkTarget: String? = nil, links: Int = 1, hidden: Bool = false, rdev: UInt64? = nil) {
+                symlinkTarget: String? = nil, links: Int = 1, hidden: Bool = false, rdev: UInt64? = nil,
+                sizeRule: SizeRule = .exact, requiredSize: Int64? = nil) {
         self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
         self.object = object; self.objectPath = objectPath; self.sha256 = sha256
         self.symlinkTarget = symlinkTarget; self.links = links; self.hidden = hidden; self.rdev = rdev
+        self.sizeRule = sizeRule; self.requiredSize = requiredSize ?? size
     }
 }
 

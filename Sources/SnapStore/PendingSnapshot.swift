@@ -12,11 +12,16 @@ public struct NewEntry: Sendable {
     public var symlinkTarget: String?
     public var hidden: Bool
     public var rdev: UInt64?
+    /// See `SnapshotEntry.sizeRule`; `requiredSize` nil means `size`.
+    public var sizeRule: SizeRule
+    public var requiredSize: Int64?
 
     public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64,
-                object: ObjectID? = nil, symlinkTarget: String? = nil, hidden: Bool = false, rdev: UInt64? = nil) {
+                object: ObjectID? = nil, symlinkTarget: String? = nil, hidden: Bool = false, rdev: UInt64? = nil,
+                sizeRule: SizeRule = .exact, requiredSize: Int64? = nil) {
         self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
         self.object = object; self.symlinkTarget = symlinkTarget; self.hidden = hidden; self.rdev = rdev
+        self.sizeRule = sizeRule; self.requiredSize = requiredSize
     }
 }
 
@@ -103,12 +108,15 @@ public final class PendingSnapshot {
                 let upd = try db.makeStatement(sql: "UPDATE objects SET size = ?, sha256 = ? WHERE id = ?")
                 for (id, c) in checksums { try upd.execute(arguments: [c.size, c.sha256, id]) }
                 let ins = try db.makeStatement(sql: """
-                    INSERT INTO entries(snapshot_id, path, type, size, mode, mtime_ns, object_id, symlink_target, hidden, rdev)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO entries(snapshot_id, path, type, size, mode, mtime_ns, object_id, symlink_target, hidden, rdev,
+                                        size_rule, required_size)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """)
                 for e in entries {
+                    let required = e.requiredSize == e.size ? nil : e.requiredSize
                     try ins.execute(arguments: [snapshot.id, e.path, e.type.rawValue, e.size, Int64(e.mode), e.mtimeNanos,
-                                                e.object, e.symlinkTarget, e.hidden ? 1 : 0, e.rdev.map { Int64(bitPattern: $0) }])
+                                                e.object, e.symlinkTarget, e.hidden ? 1 : 0, e.rdev.map { Int64(bitPattern: $0) },
+                                                e.sizeRule.rawValue, required])
                 }
                 try db.execute(sql: "UPDATE objects SET pending_snapshot = NULL WHERE pending_snapshot = ?", arguments: [snapshot.id])
                 if let d = adoptedDirectory {

@@ -116,12 +116,32 @@ extension Store {
     }
 
     /// Removes files no snapshot references once they are older than `grace` (a younger one may belong to a writer).
-    public func gc(grace: TimeInterval) throws(StoreError) -> GCReport {
+    ///
+    /// `writtenTogether` names, for a file, the store-relative directory a writer fills as one unit (a Flink
+    /// `chk-N`): such a directory's files go only when the directory and every file in it are older than `grace`,
+    /// since a writer still filling it may have written its first file long ago. A file a snapshot started to name
+    /// since the scan is kept, and so is a directory younger than `grace` even when empty (a writer may just have
+    /// made it).
+    public func gc(grace: TimeInterval, writtenTogether: ((String) -> String?)? = nil) throws(StoreError) -> GCReport {
         try requireWritable("remove unreferenced files")
         drainRemovals()
         var report = GCReport(removedFiles: [], removedBytes: 0, keptYoungerThanGrace: [])
-        for f in try unreferencedFiles() {
-            if f.age < grace { report.keptYoungerThanGrace.append(f.path); continue }
+        let files = try unreferencedFiles()
+        let now = Date().timeIntervalSince1970
+        var unitAge: [String: TimeInterval] = [:]
+        if let writtenTogether {
+            for f in files {
+                guard let unit = writtenTogether(f.path) else { continue }
+                if unitAge[unit] == nil { unitAge[unit] = youngest(under: unit, now: now) }
+            }
+        }
+        // Directories young before this pass removes anything (removing a file makes its directory young).
+        let youngDirectories = directoriesChanged(since: now - grace)
+        for f in files {
+            let age = writtenTogether?(f.path).flatMap { unitAge[$0] }.map { min($0, f.age) } ?? f.age
+            if age < grace { report.keptYoungerThanGrace.append(f.path); continue }
+            let named = (try? db.read { try Bool.fetchOne($0, sql: "SELECT EXISTS(SELECT 1 FROM objects WHERE path = ?)", arguments: [f.path]) }) ?? true
+            if named != false { continue }
             if PathAt.unlink(root.path, f.path) == 0 {
                 report.removedFiles.append(f.path)
                 report.removedBytes += f.size
@@ -132,7 +152,7 @@ extension Store {
             guard fd >= 0 else { continue }
             let subs = PathAt.names(in: fd) ?? []
             close(fd)
-            for s in subs { Self.removeEmptyDirectories(root.path, top + "/" + s) }
+            for s in subs { Self.removeEmptyDirectories(root.path, top + "/" + s, keeping: youngDirectories) }
         }
         var bytes: [String: String] = [:]
         for p in report.removedFiles + report.keptYoungerThanGrace { bytes[p] = PathBytes.base64IfEscaped(p) }
@@ -141,6 +161,37 @@ extension Store {
             recordEvent("gc", snapshot: nil, "removed \(report.removedFiles.count) unreferenced files (\(report.removedBytes) bytes)")
         }
         return report
+    }
+
+    /// Seconds since anything under the store-relative `directory` (itself included) last changed.
+    private func youngest(under directory: String, now: TimeInterval) -> TimeInterval {
+        var newest = -Double.infinity
+        func note(_ st: stat) { newest = max(newest, Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9) }
+        var st = stat()
+        if PathAt.lstat(root.path, directory, &st) == 0 { note(st) }
+        PathAt.walk(root.path, directory) { _, st, _, _ in note(st) }
+        return now - newest
+    }
+
+    /// Store-relative paths of the directories under the managed roots that changed after `cutoff` (seconds since 1970).
+    private func directoriesChanged(since cutoff: TimeInterval) -> Set<String> {
+        var out = Set<String>()
+        for top in managedRoots {
+            PathAt.walk(root.path, top) { p, st, _, _ in
+                guard (st.st_mode & S_IFMT) == S_IFDIR else { return }
+                if Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9 >= cutoff { out.insert(p) }
+            }
+        }
+        return out
+    }
+
+    /// Removes `rel` below `base` and its subdirectories bottom-up where they are empty, except the store-relative
+    /// paths in `keep`; never a file.
+    static func removeEmptyDirectories(_ base: String, _ rel: String, keeping keep: Set<String>) {
+        var dirs: [String] = []
+        PathAt.walk(base, rel) { p, st, _, _ in if (st.st_mode & S_IFMT) == S_IFDIR { dirs.append(p) } }
+        for d in dirs.reversed() where !keep.contains(d) { _ = PathAt.rmdir(base, d) }
+        if !keep.contains(rel) { _ = PathAt.rmdir(base, rel) }
     }
 
     public static func sha256(ofFile path: String) -> String? { sha256(ofFile: path, "") }

@@ -136,26 +136,39 @@ struct ShowCommand: ParsableCommand {
     func run() throws {
         let store = try options.open()
         let r = try CLI.run { () throws(StoreError) in try store.report(name) }
-        if json { CLI.printJSON(r) } else {
-            print("""
-            name:          \(r.name) (id \(r.id))
-            kind:          \(r.kind.rawValue)
-            format:        \(r.format.rawValue)
-            created:       \(CLI.date(r.createdAt)) UTC
-            files:         \(r.files), \(CLI.bytes(r.size))
-            objects:       \(r.objects), of which \(r.exclusiveObjects) only here (\(CLI.bytes(r.exclusiveBytes)) freed by a delete)
-            references:    \(r.references.isEmpty ? "-" : r.references.joined(separator: ", "))
-            referenced by: \(r.referencedBy.isEmpty ? "-" : r.referencedBy.joined(separator: ", "))
-            deletable:     \(r.deletable ? "yes" : "no: \(r.notDeletableBecause ?? "")")
-            not held:      \(r.notHeld.isEmpty ? "-" : "\(r.notHeld.count) (in the state, not in the snapshot)")
-            """)
-            for o in r.notHeld { print("  \(o.type) \(PathBytes.printable(o.path)): \(o.reason)") }
+        let entries = files ? try CLI.run({ () throws(StoreError) in try store.entries(of: r.id) }) : nil
+        if json { CLI.printJSON(ReportWithEntries(report: r, entries: entries)); return }
+        print("""
+        name:          \(r.name) (id \(r.id))
+        kind:          \(r.kind.rawValue)
+        format:        \(r.format.rawValue)
+        created:       \(CLI.date(r.createdAt)) UTC
+        files:         \(r.files), \(CLI.bytes(r.size))
+        objects:       \(r.objects), of which \(r.exclusiveObjects) only here (\(CLI.bytes(r.exclusiveBytes)) freed by a delete)
+        references:    \(r.references.isEmpty ? "-" : r.references.joined(separator: ", "))
+        referenced by: \(r.referencedBy.isEmpty ? "-" : r.referencedBy.joined(separator: ", "))
+        deletable:     \(r.deletable ? "yes" : "no: \(r.notDeletableBecause ?? "")")
+        not held:      \(r.notHeld.isEmpty ? "-" : "\(r.notHeld.count) (in the state, not in the snapshot)")
+        """)
+        for o in r.notHeld { print("  \(o.type) \(PathBytes.printable(o.path)): \(o.reason)") }
+        for e in entries ?? [] {
+            // A file whose length only has to reach what the snapshot needs shows that need after its length.
+            let rule = e.type == .file && e.sizeRule == .atLeast ? " (needs >= \(e.requiredSize))" : ""
+            print("\(Self.typeLetter(e)) \(String(e.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(e.sha256 ?? "-") \(PathBytes.printable(e.path))\(rule)")
         }
-        if files {
-            let s = try CLI.run { () throws(StoreError) in try store.snapshot(named: name) }
-            for e in try CLI.run({ () throws(StoreError) in try store.entries(of: s.id) }) {
-                print("\(Self.typeLetter(e)) \(String(e.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(e.sha256 ?? "-") \(PathBytes.printable(e.path))")
-            }
+    }
+
+    /// `show --json`: the report, and with `--files` its entries (each with its size rule) in the same document.
+    struct ReportWithEntries: Encodable {
+        var report: SnapshotReport
+        var entries: [SnapshotEntry]?
+
+        enum CodingKeys: String, CodingKey { case entries }
+
+        func encode(to encoder: Encoder) throws {
+            try report.encode(to: encoder)
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encodeIfPresent(entries, forKey: .entries)
         }
     }
 }
@@ -302,16 +315,14 @@ struct StatusCommand: ParsableCommand {
 struct EventsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "events", abstract: "Print the event log: triggers, deletes, moves, retention, refusals.")
     @OptionGroup var options: StoreOptions
-    @Flag(help: "Print JSON lines.") var json = false
+    @Flag(help: "Print JSON (one array of events).") var json = false
 
     func run() throws {
         let store = try options.open()
         let evs = try CLI.run { () throws(StoreError) in try store.events() }
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        if json { CLI.printJSON(evs); return }
         for e in evs {
-            if json { print(String(decoding: (try? enc.encode(e)) ?? Data(), as: UTF8.self)) }
-            else { print("\(CLI.date(e.time)) \(e.type.padding(toLength: 16, withPad: " ", startingAt: 0)) \(e.snapshot ?? "-") \(e.detail)") }
+            print("\(CLI.date(e.time)) \(e.type.padding(toLength: 16, withPad: " ", startingAt: 0)) \(e.snapshot ?? "-") \(e.detail)")
         }
     }
 }

@@ -85,7 +85,7 @@ final class HandleLayoutTests: XCTestCase {
         XCTAssertEqual(metadata.inlineBytes, 6)
         let files = metadata.referencedFiles(metadataDirectory: "/srv/store/checkpoints/j/chk-3", pathMap: .identity)
         XCTAssertEqual(files, [
-            FileReference(path: "/srv/dstl/log-1", size: 300),
+            FileReference(path: "/srv/dstl/log-1", size: 300, kind: .changelog),
             FileReference(path: "/srv/store/checkpoints/j/chk-3/chan-1", size: 50),
             FileReference(path: "/srv/store/checkpoints/j/chk-3/meta-1", size: 100),
             FileReference(path: "/srv/store/shared/job_j_op_o_1_2/seg-1", size: 30, kind: .mergedSegments),
