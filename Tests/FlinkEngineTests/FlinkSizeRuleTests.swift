@@ -19,7 +19,7 @@ final class FlinkSizeRuleTests: XCTestCase {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         truth = try SyntheticFlinkStore.write(at: root)
         settings = FlinkStoreSettings(restURL: nil, jobID: nil, pathMap: [(from: SyntheticFlinkStore.writtenAt, to: root.path)])
-        store = try Store.create(at: root, engine: FlinkStoreSettings.engineName, settings: settings.metaRows)
+        store = try Store.create(at: root, engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true)
         _ = try FlinkEngine.forStore(store)
     }
 
