@@ -168,7 +168,22 @@ struct ShowCommand: ParsableCommand {
         func encode(to encoder: Encoder) throws {
             try report.encode(to: encoder)
             var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encodeIfPresent(entries, forKey: .entries)
+            try c.encodeIfPresent(entries?.map(EntryWithBytes.init), forKey: .entries)
+        }
+    }
+
+    /// An entry as JSON, with the exact bytes of a name or link target that is not UTF-8 beside its escaped form
+    /// (see `PathBytes`), as `verify --json` and the manifest give them.
+    struct EntryWithBytes: Encodable {
+        var entry: SnapshotEntry
+
+        enum CodingKeys: String, CodingKey { case pathBase64, symlinkTargetBase64 }
+
+        func encode(to encoder: Encoder) throws {
+            try entry.encode(to: encoder)
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encodeIfPresent(PathBytes.base64IfEscaped(entry.path), forKey: .pathBase64)
+            try c.encodeIfPresent(PathBytes.base64IfEscaped(entry.symlinkTarget), forKey: .symlinkTargetBase64)
         }
     }
 }

@@ -80,6 +80,11 @@ final class NameBytesMountTests: MountTestCase {
         XCTAssertTrue(imported.ok, imported.summary)
         let files = w.snapfs(["show", w.s, "back", "--files"])
         XCTAssertTrue(files.out.contains("\\xFF\\xFE"), files.summary)
+        let filesJSON = w.snapfs(["show", w.s, "back", "--files", "--json"])
+        let shown = try JSONSerialization.jsonObject(with: Data(filesJSON.out.utf8)) as? [String: Any]
+        let bytes = (shown?["entries"] as? [[String: Any]] ?? []).compactMap { $0["pathBase64"] as? String }
+            .compactMap { Data(base64Encoded: $0) }
+        XCTAssertTrue(bytes.contains(Data([0xff, 0xfe])), filesJSON.summary)
         let events = (try? String(contentsOfFile: w.m + "/.snapfs/events", encoding: .utf8)) ?? ""
         XCTAssertTrue(events.contains("not held: 1 (sock (socket)"), events)
         let listing = w.snapfs(["show", w.s, "back", "--files"]).out
