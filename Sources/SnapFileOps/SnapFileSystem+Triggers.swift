@@ -76,6 +76,9 @@ extension SnapFileSystem {
             logger.info("trigger complete", metadata: ["snapshot": .string(s.name)])
         case .failure(let e):
             logger.error("trigger failed", metadata: ["format": .string(format.rawValue), "error": .string(e.description)])
+            // Another request took the label between this write's check and its snapshot: the same bad label
+            // (SPEC §6: labels are unique) as if it had been taken before.
+            if case .alreadyExists = e { throw refuse(.invalid("\(e.description): labels are unique"), snapshot: nil, "trigger \(format.rawValue)") }
             throw .io(e.description)
         }
     }

@@ -184,6 +184,8 @@ public final class SnapFileSystem: Sendable {
     public func poll() -> RootChanges {
         refresh()
         expireStaging()
+        // A delete by another process (the command line, retention) unlinks objects this mount may hold open.
+        objects.closeRemoved()
         return state.withLock { s in
             defer { s.pendingChanges.removeAll(); s.pendingInodes.removeAll(); s.pendingDirectories.removeAll() }
             return RootChanges(names: s.pendingChanges.sorted(), inodes: Array(s.pendingInodes), directories: Array(s.pendingDirectories))
