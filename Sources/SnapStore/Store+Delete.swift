@@ -51,12 +51,38 @@ extension Store {
     @discardableResult
     public func delete(_ name: String, reason: String = "user request") throws(StoreError) -> DeleteSummary {
         try hooks.refresh(self)
+        var summary: DeleteSummary?
+        var attempt = 0
+        while summary == nil {
+            attempt += 1
+            summary = try deleteOnce(name, reason: reason, lastAttempt: attempt >= Self.deleteAttempts)
+        }
+        logger.info("deleted", metadata: ["snapshot": .string(name), "objects": .stringConvertible(summary!.removedObjects)])
+        drainRemovals()
+        return summary!
+    }
+
+    /// How often a delete asks the engine again for the recovery point because snapshots kept completing meanwhile.
+    static let deleteAttempts = 20
+
+    /// One try at a delete: nil when a snapshot completed between asking the engine for the recovery point and the
+    /// transaction, since that snapshot may be the recovery point now (a snapshot completed a moment ago must not
+    /// lose its protection to an answer read just before it).
+    private func deleteOnce(_ name: String, reason: String, lastAttempt: Bool) throws(StoreError) -> DeleteSummary? {
+        let newestSQL = "SELECT id FROM snapshots WHERE state = 'complete' ORDER BY completed_at DESC, id DESC LIMIT 1"
+        let newestBefore: SnapshotID?
+        do { newestBefore = try db.read { try SnapshotID.fetchOne($0, sql: newestSQL) } }
+        catch { throw .wrap(error, "cannot read catalog") }
         let job = jobStatus()
-        let summary: DeleteSummary
+        let summary: DeleteSummary?
         do {
-            summary = try db.write { db -> DeleteSummary in
+            summary = try db.write { db -> DeleteSummary? in
                 guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
                     throw StoreError.noSuchSnapshot(name)
+                }
+                if job.running, try SnapshotID.fetchOne(db, sql: newestSQL) != newestBefore {
+                    if !lastAttempt { return nil }
+                    throw StoreError.busy(snapshot: name, reason: "snapshots keep completing; the recovery point cannot be settled")
                 }
                 if let why = try refusalReason(s, db, job: job) { throw StoreError.busy(snapshot: name, reason: why) }
                 let r = try removeSnapshotRows(db, s)
@@ -69,8 +95,6 @@ extension Store {
             if case .busy(_, let why) = e { recordEvent("refusal", snapshot: name, "delete refused: \(why)") }
             throw e
         } catch { throw .wrap(error, "cannot delete \(name)") }
-        logger.info("deleted", metadata: ["snapshot": .string(name), "objects": .stringConvertible(summary.removedObjects)])
-        drainRemovals()
         return summary
     }
 
