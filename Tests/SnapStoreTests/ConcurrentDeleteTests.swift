@@ -143,8 +143,59 @@ final class ConcurrentDeleteTests: XCTestCase {
         XCTAssertEqual(try pinCount(w), 0)
     }
 
+    /// The recovery point is settled in the delete's own transaction: a snapshot that completes after the engine
+    /// was asked and before the delete commits is the new recovery point, and is refused as one.
+    func testSnapshotCompletingDuringADeleteIsProtectedAsTheRecoveryPoint() throws {
+        let w = try Workspace(job: true)
+        try w.write("a", "1")
+        _ = try w.snapshot(label: "A")
+        try w.write("a", "2")
+        let pending = try w.store.beginSnapshot(label: "B", kind: .checkpoint, format: .nativeFull)
+        let ids = try pending.reserveObjects([("objects/b/only-b", 1)])
+        try FileManager.default.createDirectory(at: w.storeURL.appendingPathComponent("objects/b"), withIntermediateDirectories: true)
+        try Data("2".utf8).write(to: w.storeURL.appendingPathComponent("objects/b/only-b"))
+        let completeB = OneShot {
+            _ = try? pending.commit(entries: [NewEntry(path: "a", type: .file, size: 1, mode: 0o100644, mtimeNanos: 0, object: ids[0])],
+                                    checksums: [ids[0]: (1, Store.sha256(ofFile: w.storeURL.appendingPathComponent("objects/b/only-b").path)!)])
+        }
+        // The engine answers from the catalog as it was, and B completes right after.
+        w.store.setHooks(AnsweringThenCompleting(completeB))
+        XCTAssertThrowsStoreError(try w.store.delete("B")) {
+            $0 == .busy(snapshot: "B", reason: "recovery point: newer snapshot needed first")
+        }
+        XCTAssertEqual(try w.store.snapshots().map(\.name), ["A", "B"])
+        XCTAssertTrue(try w.store.verify().clean)
+    }
+
     private func pinCount(_ w: Workspace) throws -> Int {
         let db = try DatabaseQueue(path: w.storeURL.appendingPathComponent("catalog.sqlite").path)
         return try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM object_pins") ?? -1 }
     }
+}
+
+/// Runs an action once, from whichever thread asks first.
+final class OneShot: @unchecked Sendable {
+    private let lock = NSLock()
+    private var action: (() -> Void)?
+    init(_ action: @escaping () -> Void) { self.action = action }
+    func fire() {
+        lock.lock()
+        let a = action
+        action = nil
+        lock.unlock()
+        a?()
+    }
+}
+
+/// The default engine rule, but the first answer is followed at once by `then`: a snapshot completing between the
+/// engine's answer and the delete's transaction.
+struct AnsweringThenCompleting: EngineHooks {
+    let then: OneShot
+    init(_ then: OneShot) { self.then = then }
+    func jobStatus(of store: Store) -> JobStatus {
+        let status = DefaultHooks().jobStatus(of: store)
+        then.fire()
+        return status
+    }
+    func checkMove(_ snapshot: Snapshot, to newName: String, in store: Store) throws(StoreError) {}
 }
