@@ -114,6 +114,8 @@ extension SnapFileSystem {
                 throw .store(error)
             }
             state.withLock { s in s.staging.clear(id); s.indexes[id] = nil }
+            // The delete has unlinked what only S held; let go of it so its space is free when `rm` returns.
+            objects.closeRemoved()
             refresh(afterOwn: .deleted(name), since: before)
         case .snapshot(let id, _):
             guard let c = try child(of: p, name) else { throw .notFound }
@@ -122,10 +124,11 @@ extension SnapFileSystem {
             let visible = state.withLock { s in (idx.children[path] ?? []).contains { !s.staging.hides(id, SnapshotIndex.join(path, $0)) } }
             if visible {
                 // Fail as a protected snapshot would, so `rm -rf` of the recovery point reports EBUSY throughout.
-                if case .refused(let why) = store.deletability(of: snapshotName(id) ?? "") {
-                    throw refuse(.busy(why), snapshot: snapshotName(id), "rmdir \(path)")
+                switch store.deletability(of: snapshotName(id) ?? "") {
+                case .refused(let why): throw refuse(.busy(why), snapshot: snapshotName(id), "rmdir \(path)")
+                case .gone: throw vanished(id)
+                case .deletable: throw .notEmpty
                 }
-                throw .notEmpty
             }
             try stage(id, path)
         }
@@ -138,13 +141,24 @@ extension SnapFileSystem {
         let name = snapshotName(id) ?? "#\(id)"
         do { try store.requireWritable("delete \(name)") } catch { throw refuse(.store(error), snapshot: name, "unlink of \(path)") }
         if state.withLock({ $0.staging.isEmpty(id) }) {
-            if case .refused(let why) = store.deletability(of: name) {
+            switch store.deletability(of: name) {
+            case .refused(let why):
                 throw refuse(.busy("snapshot '\(name)' may not be deleted: \(why)"), snapshot: name, "unlink of \(path)")
+            case .gone:
+                throw vanished(id)
+            case .deletable: break
             }
             logger.info("staging unlinks; rmdir of the snapshot deletes it", metadata: ["snapshot": .string(name)])
         }
         let t = now()
         state.withLock { $0.staging.stage(id, path, now: t) }
+    }
+
+    /// A snapshot that another process deleted (or moved) since this mount last looked: ENOENT, as for any entry
+    /// removed under a walk, and the listing is reread so the kernel forgets the name at the next poll.
+    func vanished(_ id: SnapshotID) -> FSError {
+        refresh()
+        return .notFound
     }
 
     public func rename(parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32) throws(FSError) {

@@ -107,6 +107,8 @@ extension SnapFileSystem {
         switch n {
         case .root:
             let l = listing()
+            let t = now()
+            state.withLock { $0.rootListingServed = (l.generation, t) }
             for name in l.names { add(name, .snapshot(l.byName[name]!.id), 0o040000) }
             if l.latest != nil { add("latest", .latest, 0o120000) }
             add(".snapfs", .controlDir(.top), 0o040000)

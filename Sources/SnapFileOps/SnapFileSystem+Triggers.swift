@@ -78,12 +78,15 @@ extension SnapFileSystem {
             logger.info("trigger complete", metadata: ["snapshot": .string(s.name)])
         case .failure(let e):
             logger.error("trigger failed", metadata: ["format": .string(format.rawValue), "error": .string(e.description)])
+            // Another request took the label between this write's check and its snapshot: the same bad label
+            // (SPEC §6: labels are unique) as if it had been taken before.
+            if case .alreadyExists = e { throw refuse(.invalid("\(e.description): labels are unique"), snapshot: nil, "trigger \(format.rawValue)") }
             throw Self.snapshotFailure(e)
         }
     }
 
     /// The errno a failed snapshot reports: EIO (SPEC §6) unless the cause has a more useful one of its own, as a
-    /// full disk (ENOSPC), a read-only store (EROFS), a taken label (EEXIST) or a locked catalog (EBUSY) do.
+    /// full disk (ENOSPC), a read-only store (EROFS), a bad label (EINVAL) or a locked catalog (EBUSY) do.
     static func snapshotFailure(_ e: StoreError) -> FSError {
         switch e {
         case .io(_, let code, _) where code == ENOSPC || code == EDQUOT: return .store(e)

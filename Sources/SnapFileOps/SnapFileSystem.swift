@@ -57,6 +57,8 @@ public final class SnapFileSystem: Sendable {
         var pendingInodes: Set<UInt64> = []
         /// Directories whose cached listing the kernel must drop at the next poll.
         var pendingDirectories: Set<UInt64> = []
+        /// The catalog generation and time of the last root listing handed to a reader (see `announceListingChanges`).
+        var rootListingServed: (generation: Int64, at: Date) = (-1, .distantPast)
     }
 
     public init(store: Store, engine: any SnapshotEngine, options: FileOpsOptions = FileOpsOptions(),
@@ -80,10 +82,30 @@ public final class SnapFileSystem: Sendable {
     /// Tells the kernel now, rather than at the next poll, that the root changed: for requests made through the
     /// mount itself, whose caller lists the result as soon as its command returns. (`requests/` and `snapshots/`
     /// need no telling: their attributes are never cached, so every listing checks their modification time.)
+    ///
+    /// Once is not always enough. The kernel fills its cache of a listing from a reply when the reader that asked
+    /// for it runs again, and checks only that nobody reset the cache in between: a reader whose listing was read
+    /// just before the change can put it in the cache after this invalidation, under the modification time a newer
+    /// reader has meanwhile seen, and `ls` then shows the old root until the next change. So when a listing older
+    /// than the change was handed out a moment ago, the cache is dropped once more after such a reader has run.
     func announceListingChanges() {
         refresh()
-        kernelNotifier.withLock { $0 }?([InodeNumber.root])
+        let notify = kernelNotifier.withLock { $0 }
+        notify?([InodeNumber.root])
+        guard let notify else { return }
+        let t = now()
+        let staleServed = state.withLock { s in
+            s.rootListingServed.generation < s.listing.generation && t.timeIntervalSince(s.rootListingServed.at) < Self.staleListingWindow
+        }
+        if staleServed {
+            usleep(UInt32(Self.staleListingWindow * 1e6 / 10))
+            notify([InodeNumber.root])
+        }
     }
+
+    /// How long after handing out a listing a reader may still be filling the kernel's cache with it: a reader on a
+    /// loaded machine waits a few scheduler periods before it runs again.
+    static let staleListingWindow: TimeInterval = 0.5
 
     var nowNanos: Int64 { Int64(now().timeIntervalSince1970 * 1e9) }
 
@@ -118,6 +140,8 @@ public final class SnapFileSystem: Sendable {
                 inodes = Self.forgetLinkCounts(&s)
                 for id in s.staging.bySnapshot.keys where l.byID[id] == nil { s.staging.clear(id) }
             }
+            // Two refreshes racing: the one that read the catalog first must not replace what the later one stored.
+            if s.listing.generation > l.generation { return RootChanges(names: []) }
             s.listing = l
             // A refresh made inside a request (after a delete or a trigger) must not swallow what the kernel has to
             // forget: the poller hands it over.
@@ -189,6 +213,8 @@ public final class SnapFileSystem: Sendable {
         refresh()
         expireStaging()
         flushRefusals()
+        // A delete by another process (the command line, retention) unlinks objects this mount may hold open.
+        objects.closeRemoved()
         return state.withLock { s in
             defer { s.pendingChanges.removeAll(); s.pendingInodes.removeAll(); s.pendingDirectories.removeAll() }
             return RootChanges(names: s.pendingChanges.sorted(), inodes: Array(s.pendingInodes), directories: Array(s.pendingDirectories))

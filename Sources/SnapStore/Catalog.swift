@@ -205,6 +205,23 @@ enum Catalog {
             ALTER TABLE entries ADD COLUMN required_size INTEGER;
             """)
         }
+        // Objects a snapshot being written will reference without having written them: a native-incremental
+        // snapshot's reuse of its base's objects, a Flink import's adoption of files already catalogued. A delete that
+        // commits while the writer copies must not remove them; the pin is recorded in the same transaction that
+        // decides the reuse and released in the one that commits or rolls back the snapshot, or by `recover` once
+        // its writer is dead. `kind` says whether the writer may remove an object it leaves unreferenced ('reuse':
+        // the store's own) or never ('adopt': a file the engine wrote).
+        m.registerMigration("v6-object-pins") { db in
+            try db.execute(sql: """
+            CREATE TABLE object_pins(
+                snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+                object_id INTEGER NOT NULL REFERENCES objects(id),
+                kind TEXT NOT NULL CHECK(kind IN ('reuse','adopt')),
+                PRIMARY KEY(snapshot_id, object_id)
+            ) WITHOUT ROWID;
+            CREATE INDEX object_pins_object ON object_pins(object_id);
+            """)
+        }
         return m
     }
 }

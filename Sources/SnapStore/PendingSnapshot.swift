@@ -66,13 +66,40 @@ public final class PendingSnapshot {
         } catch { throw .wrap(error, "cannot record objects") }
     }
 
-    /// Records files that already exist in the store (a Flink engine's files) as objects, or finds the ones already recorded.
+    /// Decides which of `base`'s stored files this snapshot reuses instead of copying, and pins them in the same
+    /// transaction: a delete of the base that commits while this snapshot copies the rest leaves them in place, so
+    /// the commit never references an object that is gone. `matches(path, size, mtimeNanos)` says whether the
+    /// source's file at `path` is still the one the base recorded. A base deleted before this call shares nothing.
+    public func reuseObjects(from base: SnapshotID,
+                             where matches: (_ path: String, _ size: Int64, _ mtimeNanos: Int64) -> Bool) throws(StoreError) -> [String: ObjectID] {
+        do {
+            return try store.db.write { db in
+                let rows = try Row.fetchCursor(db, sql: """
+                    SELECT e.path, e.size, e.mtime_ns, e.object_id
+                    FROM entries e JOIN objects o ON o.id = e.object_id JOIN snapshots s ON s.id = e.snapshot_id
+                    WHERE e.snapshot_id = ? AND e.type = 'file' AND e.hidden = 0 AND o.sha256 IS NOT NULL AND s.state = 'complete'
+                    """, arguments: [base])
+                var chosen: [String: ObjectID] = [:]
+                while let r = try rows.next() {
+                    let path: String = r[0]
+                    if matches(path, r[1], r[2]) { chosen[path] = r[3] }
+                }
+                let pin = try db.makeStatement(sql: "INSERT OR IGNORE INTO object_pins(snapshot_id, object_id, kind) VALUES (?, ?, 'reuse')")
+                for id in Set(chosen.values) { try pin.execute(arguments: [snapshot.id, id]) }
+                return chosen
+            }
+        } catch { throw .wrap(error, "cannot pin the objects of the base snapshot") }
+    }
+
+    /// Records files that already exist in the store (a Flink engine's files) as objects, or finds the ones already
+    /// recorded, and pins them until the commit, so a concurrent delete of the snapshots that held them keeps them.
     public func adoptObjects(_ files: [(path: String, size: Int64)]) throws(StoreError) -> [ObjectID] {
         for p in files where !Store.isSafeRelativePath(p.path) { throw .badInput("object path '\(p.path)' would leave the store") }
         do {
             return try store.db.write { db in
                 let now = Date().timeIntervalSince1970
                 var ids: [ObjectID] = []
+                let pin = try db.makeStatement(sql: "INSERT OR IGNORE INTO object_pins(snapshot_id, object_id, kind) VALUES (?, ?, 'adopt')")
                 for f in files {
                     if let id = try ObjectID.fetchOne(db, sql: "SELECT id FROM objects WHERE path = ?", arguments: [f.path]) {
                         ids.append(id)
@@ -83,6 +110,7 @@ public final class PendingSnapshot {
                                        arguments: [f.path, f.size, now])
                         ids.append(db.lastInsertedRowID)
                     }
+                    try pin.execute(arguments: [snapshot.id, ids[ids.count - 1]])
                 }
                 return ids
             }
@@ -103,6 +131,7 @@ public final class PendingSnapshot {
             guard seen.insert(e.path).inserted else { throw .badInput("entry path '\(e.path)' appears twice") }
         }
         let now = Date().timeIntervalSince1970
+        var released = 0
         do {
             snapshot = try store.db.write { db in
                 let upd = try db.makeStatement(sql: "UPDATE objects SET size = ?, sha256 = ? WHERE id = ?")
@@ -119,6 +148,7 @@ public final class PendingSnapshot {
                                                 e.sizeRule.rawValue, required])
                 }
                 try db.execute(sql: "UPDATE objects SET pending_snapshot = NULL WHERE pending_snapshot = ?", arguments: [snapshot.id])
+                released = try store.releaseObjectPins(db, snapshot.id)
                 if let d = adoptedDirectory {
                     try db.execute(sql: "UPDATE snapshots SET directory = ? WHERE id = ?", arguments: [d, snapshot.id])
                 }
@@ -132,6 +162,7 @@ public final class PendingSnapshot {
             }
         } catch { throw .wrap(error, "cannot commit snapshot \(snapshot.name)") }
         finished = true
+        if released > 0 { store.drainRemovals() }
         return snapshot
     }
 

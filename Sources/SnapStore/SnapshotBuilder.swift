@@ -50,13 +50,19 @@ public struct SnapshotBuilder: Sendable {
                            job: String?, base: Snapshot?, progress: ProgressHandler?) throws -> Snapshot {
         let scan = try source.scanReporting()
         let scanned = scan.entries
-        var reusable: [String: SnapshotEntry] = [:]
-        if format == .nativeIncremental, source.allowsReuse, let base {
-            for e in try store.entries(of: base.id) where e.type == .file && e.sha256 != nil { reusable[e.path] = e }
-        }
         let pending = try store.beginSnapshot(label: label, kind: kind, format: format, job: job, root: source.rootOwnership(),
                                               directory: format == .canonical ? { "\(Store.canonicalDirectory)/\($0)" } : nil)
         do {
+            var reusable: [String: ObjectID] = [:]
+            if format == .nativeIncremental, source.allowsReuse, let base {
+                // Decided and pinned in one transaction with the catalog: the base may be deleted while this copies.
+                var files: [String: (size: Int64, mtimeNanos: Int64)] = [:]
+                for e in scanned where e.type == .file { files[e.path] = (e.size, e.mtimeNanos) }
+                reusable = try pending.reuseObjects(from: base.id) { path, size, mtime in
+                    guard let f = files[path] else { return false }
+                    return f.size == size && f.mtimeNanos == mtime
+                }
+            }
             let snap = try write(scanned, omitted: scan.omitted, reusable: reusable, into: pending, source: source, progress: progress)
             return snap
         } catch {
@@ -76,7 +82,7 @@ public struct SnapshotBuilder: Sendable {
         }
     }
 
-    private func write(_ scanned: [SourceEntry], omitted: [Omission], reusable: [String: SnapshotEntry], into pending: PendingSnapshot,
+    private func write(_ scanned: [SourceEntry], omitted: [Omission], reusable: [String: ObjectID], into pending: PendingSnapshot,
                        source: some SnapshotSource, progress: ProgressHandler?) throws -> Snapshot {
         var toCopy: [Int] = []
         var entries: [NewEntry] = []
@@ -84,7 +90,7 @@ public struct SnapshotBuilder: Sendable {
         for (i, e) in scanned.enumerated() {
             var ne = NewEntry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, symlinkTarget: e.symlinkTarget, rdev: e.rdev)
             if e.type == .file {
-                if let b = reusable[e.path], b.size == e.size, b.mtimeNanos == e.mtimeNanos, let obj = b.object {
+                if let obj = reusable[e.path] {
                     ne.object = obj
                 } else {
                     toCopy.append(i)

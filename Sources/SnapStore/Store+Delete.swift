@@ -18,6 +18,8 @@ public struct DeleteSummary: Codable, Sendable, Hashable {
 public enum Deletability: Sendable, Hashable {
     case deletable
     case refused(String)
+    /// No snapshot by that name (any more): a race with a delete elsewhere reads as ENOENT, not as a refusal.
+    case gone
 }
 
 extension Store {
@@ -37,7 +39,7 @@ extension Store {
         do {
             return try db.read { db in
                 guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
-                    return .refused("no such snapshot")
+                    return .gone
                 }
                 return try refusalReason(s, db, job: job).map(Deletability.refused) ?? .deletable
             }
@@ -50,12 +52,38 @@ extension Store {
     public func delete(_ name: String, reason: String = "user request") throws(StoreError) -> DeleteSummary {
         try requireWritable("delete \(name)")
         try hooks.refresh(self)
+        var summary: DeleteSummary?
+        var attempt = 0
+        while summary == nil {
+            attempt += 1
+            summary = try deleteOnce(name, reason: reason, lastAttempt: attempt >= Self.deleteAttempts)
+        }
+        logger.info("deleted", metadata: ["snapshot": .string(name), "objects": .stringConvertible(summary!.removedObjects)])
+        drainRemovals()
+        return summary!
+    }
+
+    /// How often a delete asks the engine again for the recovery point because snapshots kept completing meanwhile.
+    static let deleteAttempts = 20
+
+    /// One try at a delete: nil when a snapshot completed between asking the engine for the recovery point and the
+    /// transaction, since that snapshot may be the recovery point now (a snapshot completed a moment ago must not
+    /// lose its protection to an answer read just before it).
+    private func deleteOnce(_ name: String, reason: String, lastAttempt: Bool) throws(StoreError) -> DeleteSummary? {
+        let newestSQL = "SELECT id FROM snapshots WHERE state = 'complete' ORDER BY completed_at DESC, id DESC LIMIT 1"
+        let newestBefore: SnapshotID?
+        do { newestBefore = try db.read { try SnapshotID.fetchOne($0, sql: newestSQL) } }
+        catch { throw .wrap(error, "cannot read catalog") }
         let job = jobStatus()
-        let summary: DeleteSummary
+        let summary: DeleteSummary?
         do {
-            summary = try db.write { db -> DeleteSummary in
+            summary = try db.write { db -> DeleteSummary? in
                 guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
                     throw StoreError.noSuchSnapshot(name)
+                }
+                if job.running, try SnapshotID.fetchOne(db, sql: newestSQL) != newestBefore {
+                    if !lastAttempt { return nil }
+                    throw StoreError.busy(snapshot: name, reason: "snapshots keep completing; the recovery point cannot be settled")
                 }
                 if let why = try refusalReason(s, db, job: job) { throw StoreError.busy(snapshot: name, reason: why) }
                 let r = try removeSnapshotRows(db, s)
@@ -68,24 +96,26 @@ extension Store {
             if case .busy(_, let why) = e { recordEvent("refusal", snapshot: name, "delete refused: \(why)") }
             throw e
         } catch { throw .wrap(error, "cannot delete \(name)") }
-        logger.info("deleted", metadata: ["snapshot": .string(name), "objects": .stringConvertible(summary.removedObjects)])
-        drainRemovals()
         return summary
     }
 
     /// Removes a snapshot's rows and journals the objects no other snapshot references. Runs inside a write transaction.
     func removeSnapshotRows(_ db: Database, _ s: Snapshot) throws -> DeleteSummary {
         let now = Date().timeIntervalSince1970
-        // Objects this snapshot references or was writing, with how many entries of other snapshots hold them.
+        // Objects this snapshot references, was writing, or pinned to reuse, with how many entries of other snapshots
+        // and pins of snapshots being written hold them. A pinned object stays: its writer is about to reference it.
         let rows = try Row.fetchAll(db, sql: """
             SELECT o.id, o.path, o.size,
-                   (SELECT COUNT(*) FROM entries e2 WHERE e2.object_id = o.id AND e2.snapshot_id <> ?) AS others
+                   (SELECT COUNT(*) FROM entries e2 WHERE e2.object_id = o.id AND e2.snapshot_id <> ?)
+                 + (SELECT COUNT(*) FROM object_pins p2 WHERE p2.object_id = o.id AND p2.snapshot_id <> ?) AS others
             FROM objects o
             WHERE o.id IN (SELECT object_id FROM entries WHERE snapshot_id = ? AND object_id IS NOT NULL)
                OR o.pending_snapshot = ?
-            """, arguments: [s.id, s.id, s.id])
+               OR o.id IN (SELECT object_id FROM object_pins WHERE snapshot_id = ? AND kind = 'reuse')
+            """, arguments: [s.id, s.id, s.id, s.id, s.id])
         var removed = 0, kept = 0
         var bytes: Int64 = 0
+        try db.execute(sql: "DELETE FROM object_pins WHERE snapshot_id = ?", arguments: [s.id])
         try db.execute(sql: "DELETE FROM entries WHERE snapshot_id = ?", arguments: [s.id])
         for r in rows {
             if (r["others"] as Int) > 0 {
@@ -104,6 +134,26 @@ extension Store {
         try db.execute(sql: "DELETE FROM pins WHERE snapshot_id = ?", arguments: [s.id])
         try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [s.id])
         return DeleteSummary(snapshot: s.name, removedObjects: removed, removedBytes: bytes, keptShared: kept)
+    }
+
+    /// Releases the objects snapshot `id` pinned while it was written, in the transaction that commits it. A reused
+    /// object that nothing holds any more (its other snapshots were deleted meanwhile and this one did not take it
+    /// after all) is removed, as that delete would have removed it; an adopted one is the engine's and stays.
+    /// Returns how many objects were journalled for removal.
+    func releaseObjectPins(_ db: Database, _ id: SnapshotID) throws -> Int {
+        let orphans = try Row.fetchAll(db, sql: """
+            SELECT o.id, o.path FROM object_pins p JOIN objects o ON o.id = p.object_id
+            WHERE p.snapshot_id = ? AND p.kind = 'reuse' AND o.pending_snapshot IS NULL
+              AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.object_id = o.id)
+              AND NOT EXISTS (SELECT 1 FROM object_pins q WHERE q.object_id = o.id AND q.snapshot_id <> p.snapshot_id)
+            """, arguments: [id])
+        try db.execute(sql: "DELETE FROM object_pins WHERE snapshot_id = ?", arguments: [id])
+        let now = Date().timeIntervalSince1970
+        for r in orphans {
+            try db.execute(sql: "DELETE FROM objects WHERE id = ?", arguments: [r["id"] as Int64])
+            try db.execute(sql: "INSERT OR REPLACE INTO removals(path, is_directory, queued_at) VALUES (?, 0, ?)", arguments: [r["path"] as String, now])
+        }
+        return orphans.count
     }
 
     /// Does the physical half of decided deletes. Idempotent, so two processes draining at once, or a replay after
@@ -175,11 +225,13 @@ extension Store {
                     throw StoreError.noSuchSnapshot(name)
                 }
                 let held = try ObjectID.fetchAll(db, sql: "SELECT object_id FROM entries WHERE snapshot_id = ? AND object_id IS NOT NULL", arguments: [s.id])
+                try db.execute(sql: "DELETE FROM object_pins WHERE snapshot_id = ?", arguments: [s.id])
                 try db.execute(sql: "DELETE FROM entries WHERE snapshot_id = ?", arguments: [s.id])
                 for id in held {
                     try db.execute(sql: """
                         DELETE FROM objects WHERE id = ? AND (pending_snapshot IS NULL OR pending_snapshot = ?)
                           AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.object_id = objects.id)
+                          AND NOT EXISTS (SELECT 1 FROM object_pins p WHERE p.object_id = objects.id)
                         """, arguments: [id, s.id])
                 }
                 try db.execute(sql: "DELETE FROM objects WHERE pending_snapshot = ?", arguments: [s.id])
@@ -294,6 +346,20 @@ extension Store {
                     try db.bumpGeneration()
                 }
                 logger.notice("rolled back interrupted snapshot", metadata: ["id": .stringConvertible(r["id"] as Int64)])
+            }
+            // Object pins outlive their writer only if a commit or rollback was lost; rolling back a dead writer's
+            // snapshot above released its own.
+            let strayPins = try db.read { db in
+                try SnapshotID.fetchAll(db, sql: """
+                    SELECT DISTINCT snapshot_id FROM object_pins
+                    WHERE snapshot_id NOT IN (SELECT id FROM snapshots WHERE state = 'writing')
+                    """)
+            }
+            for id in strayPins {
+                try db.write { db in
+                    _ = try releaseObjectPins(db, id)
+                    try db.bumpGeneration()
+                }
             }
             let pinOwners = try db.read { try String.fetchAll($0, sql: "SELECT DISTINCT owner FROM pins") }
             for o in pinOwners where o != owner.token && !OwnerLock.isAlive(o, in: runDir) {
