@@ -16,8 +16,27 @@ enum Catalog {
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         let pool = try DatabasePool(path: url.path, configuration: config)
+        // GRDB turns WAL on in the writer after `prepareDatabase` and sets `synchronous = NORMAL` with it, under which
+        // a commit is not flushed until the next checkpoint: a delete's unlinks could reach the disk before the
+        // commit that decided them. FULL flushes the WAL at every commit. Readers keep prepareDatabase's FULL.
+        if !readOnly { try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") } }
+        let levels = try synchronousLevels(pool)
+        guard levels.allSatisfy({ $0 == fullSynchronous }) else {
+            throw DatabaseError(message: "catalog connections run with synchronous = \(levels), not FULL (\(fullSynchronous))")
+        }
         if !readOnly { try migrator.migrate(pool) }
         return pool
+    }
+
+    /// `PRAGMA synchronous`'s value for FULL.
+    static let fullSynchronous = 2
+
+    /// The effective `synchronous` level of the writer and of a reader connection.
+    static func synchronousLevels(_ pool: DatabasePool) throws -> [Int] {
+        let sql = "PRAGMA synchronous"
+        let writer = try pool.writeWithoutTransaction { try Int.fetchOne($0, sql: sql) } ?? -1
+        let reader = try pool.read { try Int.fetchOne($0, sql: sql) } ?? -1
+        return [writer, reader]
     }
 
     static var migrator: DatabaseMigrator {

@@ -112,10 +112,12 @@ extension Store {
         do { rows = try db.read { try Row.fetchAll($0, sql: "SELECT path, is_directory FROM removals ORDER BY is_directory, length(path) DESC") } }
         catch { logger.error("cannot read removal journal: \(error)"); return }
         var done: [String] = []
+        var emptied = Set<String>()
         for r in rows {
             let rel: String = r["path"]
             guard Store.isSafeRelativePath(rel) else { done.append(rel); continue }
             let abs = root.appendingPathComponent(rel).path
+            emptied.insert(Durability.parent(abs))
             if (r["is_directory"] as Int) != 0 {
                 Store.removeEmptyDirectories(abs)
             } else {
@@ -129,6 +131,14 @@ extension Store {
             done.append(rel)
         }
         if done.isEmpty { return }
+        // The removals must be on disk before their journal rows go: otherwise a power cut could bring back a file
+        // that nothing records any more. A directory already gone was removed with its parent's entry flushed here.
+        for d in emptied.sorted(by: { $0.utf8.count > $1.utf8.count }) where access(d, F_OK) == 0 {
+            do { try Durability.syncDirectory(d) } catch {
+                logger.error("\(error); removals stay journalled")
+                return
+            }
+        }
         do {
             try db.write { db in
                 for p in done { try db.execute(sql: "DELETE FROM removals WHERE path = ?", arguments: [p]) }

@@ -16,7 +16,9 @@ extension Store {
             return try withPin(name, what: "export to \(dir.path)") { s in
                 let entries = try self.entries(of: s.id)
                 let files = dir.appendingPathComponent(CanonicalManifest.filesDirectory)
-                try fm.createDirectory(at: files, withIntermediateDirectories: true)
+                // Every directory that gets a new name is flushed at the end, as every file is when written: an
+                // export that returned is on disk, whatever file system holds it.
+                var newNames = Set(try Durability.makeDirectories(files.path) + [dir.path, files.path])
                 let total = entries.reduce(Int64(0)) { $0 + ($1.type == .file ? $1.size : 0) }
                 var done: Int64 = 0
                 var dirs: [(String, SnapshotEntry)] = []
@@ -24,14 +26,16 @@ extension Store {
                     let target = files.path + "/" + e.path
                     switch e.type {
                     case .directory:
-                        try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
+                        newNames.formUnion(try Durability.makeDirectories(target))
                         dirs.append((target, e))
                     case .symlink:
-                        try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                        newNames.formUnion(try Durability.makeDirectories(Durability.parent(target)))
+                        newNames.insert(Durability.parent(target))
                         guard symlink(e.symlinkTarget ?? "", target) == 0 else { throw StoreError.io(path: target, errno: errno, what: "cannot create link") }
                     case .file:
                         guard let op = e.objectPath else { throw StoreError.corrupt("file '\(e.path)' of \(name) has no stored object") }
-                        try fm.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                        newNames.formUnion(try Durability.makeDirectories(Durability.parent(target)))
+                        newNames.insert(Durability.parent(target))
                         try Self.copyChecked(from: root.path + "/" + op, sha256: e.sha256, to: target, mode: e.mode, mtime: e.mtimeNanos, what: e.path)
                         done += e.size
                         progress?(done, total, e.path)
@@ -41,8 +45,9 @@ extension Store {
                 let manifest = CanonicalManifest(snapshot: s, entries: entries.map {
                     .init(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos, sha256: $0.sha256, target: $0.symlinkTarget)
                 })
-                try manifest.encoded().write(to: dir.appendingPathComponent(CanonicalManifest.fileName))
-                try Data(manifest.sha256sums().utf8).write(to: dir.appendingPathComponent(CanonicalManifest.sumsFileName))
+                try Durability.writeFile(dir.appendingPathComponent(CanonicalManifest.fileName).path, try manifest.encoded())
+                try Durability.writeFile(dir.appendingPathComponent(CanonicalManifest.sumsFileName).path, Data(manifest.sha256sums().utf8))
+                try Durability.syncDirectories(newNames)
                 recordEvent("export", snapshot: name, "exported to \(dir.path)")
                 return manifest
             }
@@ -111,12 +116,21 @@ extension Store {
                     off += n
                 }
             }
+            setTimes(fd: fd, mode, mtime)
+            try Durability.sync(fd: fd, path: dst)
         } catch SourceProblem.checksumMismatch(_, let want, let got) {
             throw StoreError.corrupt("stored bytes of '\(what)' do not match their checksum (expected \(want), found \(got))")
         } catch SourceProblem.vanished {
             throw StoreError.corrupt("stored object of '\(what)' is missing (\(src))")
         }
-        setTimes(dst, mode, mtime, symlink: false)
+    }
+
+    /// An open file's mode and times, set before it is flushed so they are durable with its bytes.
+    static func setTimes(fd: Int32, _ mode: UInt32, _ mtime: Int64) {
+        fchmod(fd, mode_t(mode & 0o7777))
+        let ts = timespec(tv_sec: Int(mtime / 1_000_000_000), tv_nsec: Int(mtime % 1_000_000_000))
+        var times = [ts, ts]
+        futimens(fd, &times)
     }
 
     static func setTimes(_ path: String, _ mode: UInt32, _ mtime: Int64, symlink: Bool) {
