@@ -42,13 +42,15 @@ final class LazyFS {
     /// Mounts, with `faults` armed; returns once the mount answers.
     func start(faults: [Fault] = []) throws {
         starts += 1
-        // Eviction writes dirty pages down early, which only ever makes more data durable than fsync alone would:
-        // it can hide a missing fsync but never invent a loss. 96 MiB holds a round's writes; pre-allocating it takes ~1 s.
+        // No eviction: LazyFS's LRU eviction was seen to leave a file's fsynced bytes wrong after a cut. Without
+        // it, a write that finds the cache full goes straight to the backing file, which only ever makes more data
+        // durable than fsync alone would: it can hide a missing fsync but never invent a loss. Pre-allocating
+        // 96 MiB takes about a second per start.
         var config = """
         [faults]
         fifo_path="\(fifo)"
         [cache]
-        apply_eviction=true
+        apply_eviction=false
         [cache.simple]
         custom_size="96mb"
         blocks_per_page=1

@@ -26,7 +26,7 @@ final class PowerLossTests: XCTestCase {
         try bench.initialise()
 
         var stats = CutStats()
-        var walMax = 40
+        var walMax = 60
         var randomMax = 6.0
         for round in 1...cuts {
             // Exact cuts half the time; which point, at random among the kinds LazyFS can arm.
@@ -63,13 +63,15 @@ final class PowerLossTests: XCTestCase {
                 if outcome.childFinished { randomMax = max(1, randomMax * 0.8) } else { randomMax = min(20, randomMax * 1.1) }
             }
             stats.promised += outcome.promised
+            if !outcome.childFinished { stats.midWork += 1 }
             let problems = try bench.check(round: round)
             XCTAssertTrue(problems.isEmpty, "round \(round) (cut \(outcome.exact ? "exact: \(faults.first!)" : "random")), seed \(seed): \(problems.count) problems:\n" + problems.prefix(12).joined(separator: "\n"))
             if !problems.isEmpty { stats.failedRounds += 1 }
             if stats.failedRounds >= 3 { break }
         }
-        print("power-cut test: \(stats.random + stats.exact.values.reduce(0, +)) cuts, \(stats.random) at random instants, exact: \(stats.exact.sorted { $0.key < $1.key }.map { "\($0.value) after \($0.key)" }.joined(separator: ", ")); \(stats.promised) operations had returned success before a cut (\(bench.promisedByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))), \(bench.checkedSnapshots) snapshot checks, \(bench.checkedExports) export checks; \(stats.failedRounds) rounds failed")
+        print("power-cut test: \(stats.random + stats.exact.values.reduce(0, +)) cuts, \(stats.midWork) while the child was working; \(stats.random) at random instants, exact: \(stats.exact.sorted { $0.key < $1.key }.map { "\($0.value) after \($0.key)" }.joined(separator: ", ")); \(stats.promised) operations had returned success before a cut (\(bench.promisedByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))), \(bench.checkedSnapshots) snapshot checks, \(bench.checkedExports) export checks; \(stats.failedRounds) rounds failed")
         XCTAssertGreaterThan(bench.checkedSnapshots, 0, "snapshots were checked against the state they captured")
+        XCTAssertGreaterThanOrEqual(stats.midWork * 2, cuts, "most cuts came while the child was working, not after it finished")
     }
 }
 
@@ -77,6 +79,7 @@ struct CutStats {
     var random = 0
     var exact: [String: Int] = [:]
     var promised = 0
+    var midWork = 0
     var failedRounds = 0
 }
 
@@ -99,6 +102,7 @@ final class PowerBench {
     private var content: [String: String?] = [:]
     private var gone = Set<String>()
     private var exports: [String: String?] = [:]
+    private var undecided: [[String]] = []
     private(set) var checkedSnapshots = 0
     private(set) var promisedByKind: [String: Int] = [:]
     private(set) var checkedExports = 0
@@ -142,7 +146,7 @@ final class PowerBench {
         p.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
         p.arguments = ["/bin/bash", root + "/child.sh"]
         p.environment = ProcessInfo.processInfo.environment.merging([
-            "SEED": String(seed % 32768), "ROUND": String(round), "OPS": "14", "SNAPFS": BuiltTools.snapfs,
+            "SEED": String(seed % 32768), "ROUND": String(round), "OPS": "30", "SNAPFS": BuiltTools.snapfs,
             "STORE": store, "MNT": mnt, "STATE": state, "EXPECT": expect, "EXPORTS": exportsDir, "LOG": log, "WORK": root,
             "SNAPFS_LOG": "error",
         ]) { $1 }
@@ -180,10 +184,46 @@ final class PowerBench {
         p.waitUntilExit()
         try? childLog.close()
 
+        // Operations that returned are applied to the model; those that began and did not return (failed, or cut
+        // short) may or may not have happened, and are settled against what the reopened store lists.
         let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
-        for l in lines { record(l) }
+        var begun: [String]?
+        var returned = 0
+        for l in lines {
+            if l.first == "begin" {
+                if let b = begun { undecided.append(b) }
+                begun = Array(l.dropFirst())
+            } else {
+                if let b = begun, b != l { undecided.append(b) }
+                begun = nil
+                record(l)
+                returned += 1
+            }
+        }
+        if let b = begun { undecided.append(b) }
         try lazy.start()
-        return RoundOutcome(exact: exact, childFinished: childFinished, promised: lines.count)
+        return RoundOutcome(exact: exact, childFinished: childFinished, promised: returned)
+    }
+
+    /// An operation that began but never returned: either outcome is allowed, half of one is not.
+    private func settle(_ l: [String], listed: Set<String>) -> String? {
+        switch (l.first, l.count) {
+        case ("delete", 2):
+            if !listed.contains(l[1]) { content.removeValue(forKey: l[1]); gone.insert(l[1]) }
+        case ("move", 3):
+            switch (listed.contains(l[1]), listed.contains(l[2])) {
+            case (true, false): break
+            case (false, true): content[l[2]] = content.removeValue(forKey: l[1]) ?? .some(nil); gone.insert(l[1])
+            case (true, true): return "interrupted move of \(l[1]) to \(l[2]) left both names listed"
+            case (false, false):
+                if content[l[1]] != nil { return "interrupted move of \(l[1]) to \(l[2]) left neither name listed" }
+            }
+        case ("snapshot", 2): if listed.contains(l[1]) { content[l[1]] = .some(l[1]) }
+        case ("copy", 3): if listed.contains(l[2]) { content[l[2]] = content[l[1]] ?? .some(nil) }
+        case ("copy-of-export", 3): if listed.contains(l[2]) { content[l[2]] = exports[l[1]] ?? .some(nil) }
+        default: break
+        }
+        return nil
     }
 
     private func record(_ l: [String]) {
@@ -223,6 +263,8 @@ final class PowerBench {
         let opened = try Store.open(at: URL(fileURLWithPath: store))
         let listed = try opened.snapshots(includingWriting: true)
         let byName = Dictionary(listed.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for u in undecided { if let p = settle(u, listed: Set(byName.keys)) { problems.append(p) } }
+        undecided = []
         for s in listed where s.state != .complete { problems.append("\(s.name) is still 'writing' after the store was reopened") }
         // No listed snapshot references a missing or short object.
         for s in listed where s.state == .complete {
@@ -263,8 +305,9 @@ final class PowerBench {
             }
             checkedExports += 1
         }
-        // Exports are checked once, right after the cut that followed them; later rounds do not use them.
-        for e in exports.keys { _ = runTool("/bin/rm", ["-rf", exportsDir + "/" + e]) }
+        // Exports are checked once, right after the cut that followed them; later rounds do not use them, nor
+        // the half-written ones of exports the cut interrupted.
+        _ = runTool("/bin/sh", ["-c", "rm -rf '\(exportsDir)'/*"])
         exports = [:]
         try refreshFaultTargets(opened)
         return problems

@@ -5,7 +5,9 @@ import Foundation
 /// moves (`mv` through the mount), converts, exports and imports, with a SnapFS mount of the store running beside.
 ///
 /// After an operation returns success, and only then, one line saying so is appended to `LOG` (on a disk that
-/// loses no power) and fsynced (`sync FILE`): what the store promised, for the checker. Before a snapshot, the
+/// loses no power) and fsynced (`sync FILE`): what the store promised, for the checker. Before it starts, a
+/// `begin` line: an operation that began but did not return may or may not have happened (a delete whose commit
+/// reached the disk just before the cut is done, though `snapfs delete` never said so). Before a snapshot, the
 /// state's checksums are written to `EXPECT/LABEL.sums`: the state the snapshot must hold.
 enum Workload {
     static let script = #"""
@@ -16,6 +18,7 @@ enum Workload {
     conversions=(native-full canonical)
     exports=()
     ok() { printf '%s\n' "$*" >> "$LOG" && sync "$LOG"; }
+    begin() { printf 'begin %s\n' "$*" >> "$LOG" && sync "$LOG"; }
     victim() {
       local names=( $(ls "$MNT" 2>/dev/null) )
       [ ${#names[@]} -gt 0 ] || return 1
@@ -41,18 +44,22 @@ enum Workload {
     echo "mounted" >> "$WORK/child.log"
     for n in $(seq $OPS); do
       L="r${ROUND}n$n"
-      case $((RANDOM % 12)) in
-        0|1|2) mutate; f=${formats[RANDOM % 3]}; expect "$L"
+      op=$((RANDOM % 14))
+      # Fewer than a dozen snapshots kept, so a long run's store stays small enough to check after every cut.
+      [ "$(ls "$MNT" 2> /dev/null | wc -l)" -gt 12 ] && op=$((5 + RANDOM % 2))
+      case $op in
+        0|1|2) mutate; f=${formats[RANDOM % 3]}; expect "$L"; begin snapshot "$L"
            "$SNAPFS" trigger "$STORE" --format "$f" --label "$L" > /dev/null 2>&1 && ok snapshot "$L" ;;
-        3|4) mutate; f=${formats[RANDOM % 3]}; expect "$L"
+        3|4) mutate; f=${formats[RANDOM % 3]}; expect "$L"; begin snapshot "$L"
            echo "$L" 2> /dev/null > "$MNT/.snapfs/trigger/$f" && ok snapshot "$L" ;;
-        5) V=$(victim) && "$SNAPFS" delete "$STORE" "$V" > /dev/null 2>&1 && ok delete "$V" ;;
-        6) V=$(victim) && rm -rf "$MNT/$V" 2> /dev/null && ok delete "$V" ;;
-        7) V=$(victim) && mv "$MNT/$V" "$MNT/$L" 2> /dev/null && ok move "$V" "$L" ;;
-        8|9) V=$(victim) && "$SNAPFS" convert "$STORE" "$V" --to "${conversions[RANDOM % 2]}" --label "$L" > /dev/null 2>&1 && ok copy "$V" "$L" ;;
-        10) V=$(victim) && "$SNAPFS" export "$STORE" "$V" "$EXPORTS/$L" > /dev/null 2>&1 && { exports+=("$L"); ok export "$V" "$L"; } ;;
-        11) if [ ${#exports[@]} -gt 0 ]; then
+        5|6) V=$(victim) && begin delete "$V" && "$SNAPFS" delete "$STORE" "$V" > /dev/null 2>&1 && ok delete "$V" ;;
+        7|8) V=$(victim) && begin delete "$V" && rm -rf "$MNT/$V" 2> /dev/null && ok delete "$V" ;;
+        9) V=$(victim) && begin move "$V" "$L" && mv "$MNT/$V" "$MNT/$L" 2> /dev/null && ok move "$V" "$L" ;;
+        10|11) V=$(victim) && begin copy "$V" "$L" && "$SNAPFS" convert "$STORE" "$V" --to "${conversions[RANDOM % 2]}" --label "$L" > /dev/null 2>&1 && ok copy "$V" "$L" ;;
+        12) V=$(victim) && begin export "$V" "$L" && "$SNAPFS" export "$STORE" "$V" "$EXPORTS/$L" > /dev/null 2>&1 && { exports+=("$L"); ok export "$V" "$L"; } ;;
+        13) if [ ${#exports[@]} -gt 0 ]; then
               E=${exports[RANDOM % ${#exports[@]}]}
+              begin copy-of-export "$E" "$L"
               "$SNAPFS" import "$STORE" "$EXPORTS/$E" --label "$L" > /dev/null 2>&1 && ok copy-of-export "$E" "$L"
             fi ;;
       esac
