@@ -42,20 +42,21 @@ final class LazyFS {
     /// Mounts, with `faults` armed; returns once the mount answers.
     func start(faults: [Fault] = []) throws {
         starts += 1
-        // No eviction: LazyFS's LRU eviction was seen to leave a file's fsynced bytes wrong after a cut. Without
-        // it, a write that finds the cache full goes straight to the backing file, which only ever makes more data
-        // durable than fsync alone would: it can hide a missing fsync but never invent a loss. Pre-allocating
-        // 96 MiB takes about a second per start.
+        // LazyFS misbehaves once its cache is full: with eviction on, fsynced bytes came back wrong after a cut;
+        // with it off (writes then go straight to the backing file), SQLite read "file is not a database" and lost
+        // fsynced commits. So the workload writes far less than the cache holds per start (a few MiB of state),
+        // and LazyFS runs single-threaded (-s), as a `snapfs trigger` died of SIGBUS on the catalog's mmapped -shm
+        // with its default threads. Pre-allocating 128 MiB takes about a second and a half per start.
         var config = """
         [faults]
         fifo_path="\(fifo)"
         [cache]
         apply_eviction=false
         [cache.simple]
-        custom_size="96mb"
+        custom_size="128mb"
         blocks_per_page=1
         [filesystem]
-        log_all_operations=false
+        log_all_operations=\(ProcessInfo.processInfo.environment["SNAPFS_POWER_LAZYFS_LOG"] == "1")
         logfile="\(log).ops"
 
         """
@@ -77,7 +78,7 @@ final class LazyFS {
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = [mountpoint, "--config-path", configPath, "-o", "allow_other", "-o", "modules=subdir", "-o", "subdir=\(backing)", "-f"]
+        p.arguments = [mountpoint, "--config-path", configPath, "-o", "allow_other", "-o", "modules=subdir", "-o", "subdir=\(backing)", "-f", "-s"]
         let h = FileHandle(forWritingAtPath: log)!
         p.standardOutput = h
         p.standardError = h

@@ -117,9 +117,37 @@ final class PowerBench {
         try Workload.script.write(toFile: root + "/child.sh", atomically: true, encoding: .utf8)
     }
 
+    /// SQLite's wal-index (`catalog.sqlite-shm`) is shared memory that every process maps; it holds nothing durable
+    /// and SQLite rebuilds it from the WAL after a crash. LazyFS gets its size wrong under SQLite's mmap and
+    /// ftruncate: a `snapfs trigger` died of SIGBUS, readers saw "disk I/O error" and "file is not a database",
+    /// and a reopening process took a committed snapshot for an interrupted one. So a fresh file on an ordinary
+    /// disk is bound over it for each LazyFS start (as a power cut wipes memory); every durable byte, the catalog
+    /// and its WAL included, still goes through LazyFS.
+    private var shmMounts = 0
+    private func shieldSharedMemory() {
+        let target = store + "/catalog.sqlite-shm"
+        if !FileManager.default.fileExists(atPath: target) { _ = FileManager.default.createFile(atPath: target, contents: nil) }
+        shmMounts += 1
+        let source = root + "/shm-\(shmMounts)"
+        try? FileManager.default.removeItem(atPath: root + "/shm-\(shmMounts - 1)")
+        _ = FileManager.default.createFile(atPath: source, contents: nil)
+        let r = runTool("/bin/mount", ["--bind", source, target])
+        if r.status != 0 { XCTFail("cannot bind the wal-index over LazyFS: \(r.output)") }
+    }
+
+    private func startLazyFS(faults: [LazyFS.Fault] = []) throws {
+        try lazy.start(faults: faults)
+        shieldSharedMemory()
+    }
+
+    private func stopLazyFS(cut: Bool) {
+        _ = runTool("/bin/umount", ["-l", store + "/catalog.sqlite-shm"])
+        if cut { lazy.kill() } else { lazy.stop() }
+    }
+
     func unmountAll() {
         if isMountpoint(mnt) { _ = runTool("/bin/fusermount3", ["-u", "-z", mnt]) }
-        lazy.stop()
+        stopLazyFS(cut: false)
     }
 
     func cleanup() {
@@ -132,14 +160,13 @@ final class PowerBench {
         let r = runTool(BuiltTools.snapfs, ["init", store, "--state", state])
         guard r.status == 0 else { throw NSError(domain: "power", code: 1, userInfo: [NSLocalizedDescriptionKey: "snapfs init: \(r.output)"]) }
         try FileManager.default.createDirectory(atPath: exportsDir, withIntermediateDirectories: true)
-        _ = runTool("/bin/sync", ["-f", exportsDir])
         lazy.stop()
     }
 
     /// One round: LazyFS up (with `faults` armed), the child working, the power cut, the child's promises read.
     func runRound(_ round: Int, seed: UInt64, faults: [LazyFS.Fault], cutAfter: TimeInterval) throws -> RoundOutcome {
-        lazy.stop()
-        try lazy.start(faults: faults)
+        stopLazyFS(cut: false)
+        try startLazyFS(faults: faults)
         let log = logs + "/round-\(round).log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let p = Process()
@@ -178,7 +205,7 @@ final class PowerBench {
         kill(-group, SIGSTOP)
         if lazy.isRunning { lazy.clearCache() }
         kill(-group, SIGKILL)
-        lazy.kill()
+        stopLazyFS(cut: true)
         if isMountpoint(mnt) { _ = runTool("/bin/fusermount3", ["-u", "-z", mnt]) }
         kill(-group, SIGCONT)
         p.waitUntilExit()
@@ -201,7 +228,7 @@ final class PowerBench {
             }
         }
         if let b = begun { undecided.append(b) }
-        try lazy.start()
+        try startLazyFS()
         return RoundOutcome(exact: exact, childFinished: childFinished, promised: returned)
     }
 

@@ -29,8 +29,8 @@ enum Workload {
       for _ in $(seq $k); do
         f="$STATE/d$((RANDOM % 3))/f$((RANDOM % 8)).dat"
         mkdir -p "${f%/*}"
-        size=$(( (RANDOM % 48) * 4096 + RANDOM % 4096 ))
-        [ $((RANDOM % 10)) -eq 0 ] && size=$(( 1048576 + RANDOM * 16 ))
+        size=$(( (RANDOM % 16) * 4096 + RANDOM % 4096 ))
+        [ $((RANDOM % 10)) -eq 0 ] && size=$(( 262144 + RANDOM * 4 ))
         head -c $size /dev/urandom > "$f"
       done
       [ $((RANDOM % 5)) -eq 0 ] && rm -f "$STATE/d$((RANDOM % 3))/f$((RANDOM % 8)).dat"
