@@ -34,6 +34,15 @@ final class LazyFS {
         backing = work + "/backing"
         mountpoint = work + "/lazy"
         for d in [backing, mountpoint] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+        // LazyFS keys its cache by the backing file's inode number; ext4 hands a deleted file's number to the next
+        // new file, and an fsynced object was then found empty after a cut. tmpfs never reuses a number.
+        let r = runTool("/bin/mount", ["-t", "tmpfs", "-o", "size=2g,mode=0755", "snapfs-lazyfs-backing", backing])
+        if r.status != 0 { throw NSError(domain: "LazyFS", code: 4, userInfo: [NSLocalizedDescriptionKey: "cannot mount tmpfs for LazyFS's backing directory: \(r.output)"]) }
+    }
+
+    /// Unmounts the backing tmpfs; everything on it is gone.
+    func removeBacking() {
+        if isMountpoint(backing) { _ = runTool("/bin/umount", [backing]) }
     }
 
     /// The path LazyFS matches faults against for a path under the mountpoint.
@@ -42,11 +51,9 @@ final class LazyFS {
     /// Mounts, with `faults` armed; returns once the mount answers.
     func start(faults: [Fault] = []) throws {
         starts += 1
-        // LazyFS misbehaves once its cache is full: with eviction on, fsynced bytes came back wrong after a cut;
-        // with it off (writes then go straight to the backing file), SQLite read "file is not a database" and lost
-        // fsynced commits. So the workload writes far less than the cache holds per start (a few MiB of state),
-        // and LazyFS runs single-threaded (-s), as a `snapfs trigger` died of SIGBUS on the catalog's mmapped -shm
-        // with its default threads. Pre-allocating 128 MiB takes about a second and a half per start.
+        // Kept simple for LazyFS's sake: no eviction (with it, fsynced bytes once came back wrong after a cut, and
+        // parallel writers hung it), a cache far larger than a round writes (a full cache sends writes straight to
+        // the backing file), and one thread (-s). Pre-allocating 128 MiB takes about a second and a half.
         var config = """
         [faults]
         fifo_path="\(fifo)"
