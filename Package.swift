@@ -53,6 +53,8 @@ let package = Package(
         .testTarget(name: "MountTests", dependencies: ["SnapStore", "snapfs", "BuiltTools", "FlinkFixtures"]),
         // The command line driven as a user would, including SIGKILL crash tests; depends on `snapfs` so it is built.
         .testTarget(name: "CLITests", dependencies: ["SnapStore", "snapfs", "BuiltTools", "FlinkFixtures"]),
+        // Power cuts (LazyFS) under a store while the built `snapfs` works on it: what returned success survives.
+        .testTarget(name: "PowerLossTests", dependencies: ["SnapStore", "snapfs", "BuiltTools"]),
     ],
     swiftLanguageModes: [.v6]
 )

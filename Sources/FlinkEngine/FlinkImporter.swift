@@ -342,6 +342,7 @@ public struct FlinkImporter: Sendable {
                 entries.append(NewEntry(path: ".external/\(index)", type: .symlink, size: file.size, mode: UInt32(S_IFLNK) | 0o777,
                                         mtimeNanos: 0, symlinkTarget: file.path, hidden: true, sizeRule: file.rule))
             }
+            try store.flushAdopted(inside.map(\.path))
             return try pending.commit(entries: entries, checksums: [:], takenAt: mtime, adoptedDirectory: directory)
         } catch {
             pending.abort("import of \(directory) failed: \(error)")

@@ -44,6 +44,16 @@ enum Catalog {
             try probe.read { db throws in try checkIdentity(db, url: url, creating: creating) }
         }
         let pool = try DatabasePool(path: path, configuration: config)
+        if !readOnly {
+            // GRDB turns WAL on in the writer after `prepareDatabase` and sets `synchronous = NORMAL` with it, under
+            // which a commit is not flushed until the next checkpoint: a delete's unlinks could reach the disk before
+            // the commit that decided them. FULL flushes the WAL at every commit. Readers keep prepareDatabase's FULL.
+            try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
+            let levels = try synchronousLevels(pool)
+            guard levels.allSatisfy({ $0 == fullSynchronous }) else {
+                throw DatabaseError(message: "catalog connections run with synchronous = \(levels), not FULL (\(fullSynchronous))")
+            }
+        }
         if readOnly {
             let current = try pool.read { db in try migrator.hasCompletedMigrations(db) }
             guard current else {
@@ -75,6 +85,17 @@ enum Catalog {
         guard ours.isSubset(of: tables) else {
             throw StoreError.corrupt("\(url.path) is an SQLite database but not a SnapFS catalog (tables: \(tables.sorted().joined(separator: ", "))); nothing was changed")
         }
+    }
+
+    /// `PRAGMA synchronous`'s value for FULL.
+    static let fullSynchronous = 2
+
+    /// The effective `synchronous` level of the writer and of a reader connection.
+    static func synchronousLevels(_ pool: DatabasePool) throws -> [Int] {
+        let sql = "PRAGMA synchronous"
+        let writer = try pool.writeWithoutTransaction { try Int.fetchOne($0, sql: sql) } ?? -1
+        let reader = try pool.read { try Int.fetchOne($0, sql: sql) } ?? -1
+        return [writer, reader]
     }
 
     static var migrator: DatabaseMigrator {

@@ -107,6 +107,8 @@ public struct SnapshotBuilder: Sendable {
                 throw StoreError.io(path: store.root.path + "/" + PathBytes.printable(parent), errno: errno, what: "cannot create directory")
             }
         }
+        // Every directory that gets a new name (a file or a subdirectory) is flushed before the commit, as every file is.
+        var newNames = Set(targets.compactMap(PathBytes.parent))
         let copies = try copyAll(toCopy.map { scanned[$0] }, to: targets, from: source, totalBytes: totalBytes, progress: progress)
         var checksums: [ObjectID: (size: Int64, sha256: String)] = [:]
         for (n, i) in toCopy.enumerated() {
@@ -118,9 +120,11 @@ public struct SnapshotBuilder: Sendable {
             entries[i].mtimeNanos = real.mtimeNanos
         }
         if pending.snapshot.format == .canonical {
-            try writeManifest(pending: pending, entries: entries, omitted: omitted, checksums: checksums, into: &entries)
+            newNames.insert(try writeManifest(pending: pending, entries: entries, omitted: omitted, checksums: checksums, into: &entries))
         }
-        try syncStore()
+        // Each file was flushed as it was written; now the names that lead to them. Only then may the catalog
+        // commit below list the snapshot, so a power cut never leaves it referencing bytes the disk never got.
+        try Durability.syncAncestors(store.root.path, newNames)
         progress?(totalBytes, totalBytes, "done")
         let snap = try pending.commit(entries: entries, checksums: checksums, omitted: omitted)
         for o in omitted {
@@ -188,6 +192,7 @@ public struct SnapshotBuilder: Sendable {
                     }
                     progress(chunk.count)
                 }
+                try Durability.sync(fd: fd, path: abs)
                 return (real, hasher.finalize().hexString)
             } catch SourceProblem.changing(let p) where tries < 3 {
                 store.logger.debug("\(p) changed during copy; copying again")
@@ -197,7 +202,7 @@ public struct SnapshotBuilder: Sendable {
     }
 
     private func writeManifest(pending: PendingSnapshot, entries: [NewEntry], omitted: [Omission], checksums: [ObjectID: (size: Int64, sha256: String)],
-                               into all: inout [NewEntry]) throws {
+                               into all: inout [NewEntry]) throws -> String {
         var manifest = CanonicalManifest(snapshot: pending.snapshot, entries: entries.map { e in
             CanonicalManifest.Entry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos,
                                     sha256: e.object.flatMap { checksums[$0]?.sha256 } , target: e.symlinkTarget, rdev: e.rdev)
@@ -209,41 +214,15 @@ public struct SnapshotBuilder: Sendable {
             ("\(dir)/\(CanonicalManifest.sumsFileName)", manifest.sha256sums()),
         ]
         let ids = try pending.reserveObjects(files.map { ($0.0, Int64($0.1.count)) })
+        guard PathAt.makeDirectories(store.root.path, dir, mode: 0o700) == 0 else {
+            throw StoreError.io(path: store.root.path + "/" + dir, errno: errno, what: "cannot create directory")
+        }
         for (n, f) in files.enumerated() {
-            try writeFile(store.root.path + "/" + f.0, f.1)
+            try Durability.writeFile(store.root.path + "/" + f.0, f.1, mode: 0o600)
             all.append(NewEntry(path: ".snapfs-canonical/" + (f.0 as NSString).lastPathComponent, type: .file, size: Int64(f.1.count),
                                 mode: UInt32(S_IFREG) | 0o444, mtimeNanos: Int64(Date().timeIntervalSince1970 * 1e9), object: ids[n], hidden: true))
         }
-    }
-
-    private func makeDirectories(_ path: String) throws {
-        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]) }
-        catch { throw StoreError.io(path: path, errno: Int32((error as NSError).code == 0 ? Int(EIO) : (error as NSError).code), what: "cannot create directory") }
-    }
-
-    private func writeFile(_ path: String, _ data: Data) throws {
-        try makeDirectories((path as NSString).deletingLastPathComponent)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StoreError.io(path: path, errno: errno, what: "cannot create") }
-        defer { close(fd) }
-        try data.withUnsafeBytes { b in
-            var off = 0
-            while off < b.count {
-                let n = Glibc.write(fd, b.baseAddress! + off, b.count - off)
-                if n < 0 { if errno == EINTR { continue }; throw StoreError.io(path: path, errno: errno, what: "cannot write") }
-                off += n
-            }
-        }
-    }
-
-    /// Makes every written byte durable before the snapshot is declared complete.
-    private func syncStore() throws {
-        let fd = open(store.root.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw StoreError.io(path: store.root.path, errno: errno, what: "cannot open store") }
-        defer { close(fd) }
-        if c_syncfs(fd) != 0 { throw StoreError.io(path: store.root.path, errno: errno, what: "cannot flush store to disk") }
+        return dir
     }
 }
 
-/// glibc's syncfs(2), which the Glibc module does not export: flushes one filesystem instead of all of them.
-@_silgen_name("syncfs") private func c_syncfs(_ fd: Int32) -> Int32

@@ -167,9 +167,11 @@ extension Store {
         catch { logger.error("cannot read removal journal: \(error)"); return }
         var done: [String] = []
         var failed: [(path: String, why: String)] = []
+        var emptied = Set<String>()
         for r in rows {
             let rel: String = r["path"]
             guard Store.isSafeRelativePath(rel) else { done.append(rel); continue }
+            emptied.insert(PathBytes.parent(rel) ?? "")
             if (r["is_directory"] as Int) != 0 {
                 Store.removeEmptyDirectories(root.path, rel)
             } else {
@@ -190,6 +192,19 @@ extension Store {
             done.append(rel)
         }
         if done.isEmpty && failed.isEmpty { return }
+        // The removals must be on disk before their journal rows go: otherwise a power cut could bring back a file
+        // that nothing records any more. A directory already gone was removed with its parent's entry flushed here.
+        // Opened through their parents (PathAt), so a name of any bytes at any depth is flushed like any other.
+        for d in emptied.sorted(by: { $0.utf8.count > $1.utf8.count }) {
+            let fd = d.isEmpty ? Glibc.open(root.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                               : PathAt.open(root.path, d, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if fd < 0 { if errno == ENOENT { continue }; logger.error("cannot open \(root.path)/\(PathBytes.printable(d)) to flush it: \(String(cString: strerror(errno))); removals stay journalled"); return }
+            defer { close(fd) }
+            do { try Durability.sync(fd: fd, path: root.path + "/" + PathBytes.printable(d)) } catch {
+                logger.error("\(error); removals stay journalled")
+                return
+            }
+        }
         do {
             try db.write { db in
                 for p in done { try db.execute(sql: "DELETE FROM removals WHERE path = ?", arguments: [p]) }

@@ -17,6 +17,9 @@ extension Store {
                 let entries = try self.entries(of: s.id)
                 let files = dir.appendingPathComponent(CanonicalManifest.filesDirectory)
                 try fm.createDirectory(at: files, withIntermediateDirectories: true)
+                // Every directory that gets a new name is flushed at the end, as every file is when written: an
+                // export that returned is on disk, whatever file system holds it.
+                var newNames = Set<String>()
                 // Created below `files` a component at a time (PathAt), so names keep their bytes and depth is not
                 // limited by PATH_MAX.
                 func makeParent(_ rel: String) throws {
@@ -24,6 +27,7 @@ extension Store {
                     guard PathAt.makeDirectories(files.path, parent) == 0 else {
                         throw StoreError.io(path: files.path + "/" + PathBytes.printable(parent), errno: errno, what: "cannot create directory")
                     }
+                    newNames.insert(parent)
                 }
                 let total = entries.reduce(Int64(0)) { $0 + ($1.type == .file ? $1.size : 0) }
                 var done: Int64 = 0
@@ -56,8 +60,10 @@ extension Store {
                 })
                 let omitted = try omissions(of: s.id)
                 manifest.notHeld = omitted.isEmpty ? nil : omitted
-                try manifest.encoded().write(to: dir.appendingPathComponent(CanonicalManifest.fileName))
-                try manifest.sha256sums().write(to: dir.appendingPathComponent(CanonicalManifest.sumsFileName))
+                try Durability.writeFile(dir.appendingPathComponent(CanonicalManifest.fileName).path, try manifest.encoded())
+                try Durability.writeFile(dir.appendingPathComponent(CanonicalManifest.sumsFileName).path, manifest.sha256sums())
+                try Durability.syncAncestors(files.path, newNames)
+                try Durability.syncDirectories([dir.path, Durability.parent(dir.path)])
                 recordEvent("export", snapshot: name, "exported to \(dir.path)")
                 return manifest
             }
@@ -129,11 +135,20 @@ extension Store {
                     off += n
                 }
             }
+            setTimes(fd: fd, mode, mtime)
+            try Durability.sync(fd: fd, path: dstShown)
         } catch SourceProblem.checksumMismatch(_, let want, let got) {
             throw StoreError.corrupt("stored bytes of '\(PathBytes.printable(what))' do not match their checksum (expected \(want), found \(got))")
         } catch SourceProblem.vanished {
             throw StoreError.corrupt("stored object of '\(PathBytes.printable(what))' is missing (\(src.base)/\(PathBytes.printable(src.rel)))")
         }
-        PathAt.setTimes(dst.base, dst.rel, mode: mode, mtimeNanos: mtime, symlink: false)
+    }
+
+    /// An open file's mode and times, set before it is flushed so they are durable with its bytes.
+    static func setTimes(fd: Int32, _ mode: UInt32, _ mtime: Int64) {
+        fchmod(fd, mode_t(mode & 0o7777))
+        let ts = timespec(tv_sec: Int(mtime / 1_000_000_000), tv_nsec: Int(mtime % 1_000_000_000))
+        var times = [ts, ts]
+        futimens(fd, &times)
     }
 }

@@ -107,6 +107,8 @@ public final class Store: Sendable {
                 }
             }
         } catch { throw StoreError.wrap(error, "cannot write store settings") }
+        // SQLite flushes the catalog's bytes but not the names of the files it created, nor the store's own name.
+        try Durability.syncDirectories([root.path, Durability.parent(root.standardizedFileURL.path)])
         return store
     }
 
