@@ -18,13 +18,23 @@ enum Durability {
     /// Flushes a directory's names (the entries of files and directories created in it) to stable storage.
     /// A file system that cannot fsync a directory (EINVAL) commits names on its own; that is not an error.
     static func syncDirectory(_ path: String) throws(StoreError) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(path: path, errno: errno, what: "cannot open directory to flush it") }
+        try syncDirectory(path, "")
+    }
+
+    /// Flushes the directory `rel` below `base` (`base` itself when `rel` is empty), opened through its parents
+    /// (`PathAt`) so a name of any bytes at any depth is reached. `missingOK`: a directory already gone is no error.
+    static func syncDirectory(_ base: String, _ rel: String, missingOK: Bool = false) throws(StoreError) {
+        let shown = rel.isEmpty ? base : base + "/" + PathBytes.printable(rel)
+        let fd = rel.isEmpty ? open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : PathAt.open(base, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if missingOK && errno == ENOENT { return }
+            throw .io(path: shown, errno: errno, what: "cannot open directory to flush it")
+        }
         defer { close(fd) }
         while fsync(fd) != 0 {
             if errno == EINTR { continue }
             if errno == EINVAL || errno == ENOTSUP { return }
-            throw .io(path: path, errno: errno, what: "cannot flush directory to disk")
+            throw .io(path: shown, errno: errno, what: "cannot flush directory to disk")
         }
     }
 
@@ -35,42 +45,12 @@ enum Durability {
         for var r in rels {
             while !r.isEmpty, all.insert(r).inserted { r = PathBytes.parent(r) ?? "" }
         }
-        for r in all.sorted(by: { $0.utf8.count > $1.utf8.count }) {
-            let shown = r.isEmpty ? base : base + "/" + PathBytes.printable(r)
-            let fd = r.isEmpty ? open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : PathAt.open(base, r, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            guard fd >= 0 else { throw .io(path: shown, errno: errno, what: "cannot open directory to flush it") }
-            defer { close(fd) }
-            while fsync(fd) != 0 {
-                if errno == EINTR { continue }
-                if errno == EINVAL || errno == ENOTSUP { break }
-                throw .io(path: shown, errno: errno, what: "cannot flush directory to disk")
-            }
-        }
+        for r in all.sorted(by: { $0.utf8.count > $1.utf8.count }) { try syncDirectory(base, r) }
     }
 
     /// Flushes each directory once, deepest first, so a parent's entry is flushed after its children's contents.
     static func syncDirectories(_ paths: some Sequence<String>) throws(StoreError) {
         for p in Set(paths).sorted(by: { $0.utf8.count > $1.utf8.count }) { try syncDirectory(p) }
-    }
-
-    /// Creates `path` and its missing ancestors like `mkdir -p`, and returns every directory that got a new name in
-    /// it (the parent of each directory created), for the caller to flush before anything refers to what is inside.
-    static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(StoreError) -> [String] {
-        var missing: [String] = []
-        var p = path
-        var st = stat()
-        while p != "/", p != ".", stat(p, &st) != 0 {
-            guard errno == ENOENT else { throw .io(path: p, errno: errno, what: "cannot create directory") }
-            missing.append(p)
-            p = parent(p)
-        }
-        if p != "/", p != ".", (st.st_mode & S_IFMT) != S_IFDIR { throw .io(path: p, errno: ENOTDIR, what: "cannot create directory") }
-        var changed: [String] = []
-        for d in missing.reversed() {
-            if mkdir(d, mode) != 0 && errno != EEXIST { throw .io(path: d, errno: errno, what: "cannot create directory") }
-            changed.append(parent(d))
-        }
-        return changed
     }
 
     /// The directory holding `path` ("/" for a name at the top).

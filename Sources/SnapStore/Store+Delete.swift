@@ -194,13 +194,8 @@ extension Store {
         if done.isEmpty && failed.isEmpty { return }
         // The removals must be on disk before their journal rows go: otherwise a power cut could bring back a file
         // that nothing records any more. A directory already gone was removed with its parent's entry flushed here.
-        // Opened through their parents (PathAt), so a name of any bytes at any depth is flushed like any other.
         for d in emptied.sorted(by: { $0.utf8.count > $1.utf8.count }) {
-            let fd = d.isEmpty ? Glibc.open(root.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                               : PathAt.open(root.path, d, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if fd < 0 { if errno == ENOENT { continue }; logger.error("cannot open \(root.path)/\(PathBytes.printable(d)) to flush it: \(String(cString: strerror(errno))); removals stay journalled"); return }
-            defer { close(fd) }
-            do { try Durability.sync(fd: fd, path: root.path + "/" + PathBytes.printable(d)) } catch {
+            do { try Durability.syncDirectory(root.path, d, missingOK: true) } catch {
                 logger.error("\(error); removals stay journalled")
                 return
             }
