@@ -50,7 +50,7 @@ let package = Package(
         // Finds the built `snapfs` for the two targets below that run it.
         .target(name: "BuiltTools", path: "Tests/BuiltTools"),
         // Mounts for real with the built `snapfs` binary; depends on `snapfs` so it is built.
-        .testTarget(name: "MountTests", dependencies: ["SnapStore", "snapfs", "BuiltTools", "FlinkFixtures"]),
+        .testTarget(name: "MountTests", dependencies: ["SnapStore", "FlinkEngine", "snapfs", "BuiltTools", "FlinkFixtures"]),
         // The command line driven as a user would, including SIGKILL crash tests; depends on `snapfs` so it is built.
         .testTarget(name: "CLITests", dependencies: ["SnapStore", "snapfs", "BuiltTools", "FlinkFixtures"]),
         // Power cuts (LazyFS) under a store while the built `snapfs` works on it: what returned success survives.

@@ -34,11 +34,21 @@ public final class FlinkEngine: SnapshotEngine {
         self.pollInterval = pollInterval
     }
 
-    /// The engine of a Flink store, with its hooks installed on the store so deletes and moves follow Flink's rules.
+    /// The engine of a Flink store opened with `FlinkRules`, sharing the rules bound to it (and their view of the
+    /// cluster).
     public static func forStore(_ store: Store, logger: Logger = Logger(label: "snapfs.flink")) throws(StoreError) -> FlinkEngine {
-        let settings = try FlinkStoreSettings.load(from: store)
-        store.setHooks(FlinkHooks(settings: settings, logger: logger))
-        return FlinkEngine(store: store, settings: settings, logger: logger)
+        guard let hooks = store.hooks as? FlinkHooks else {
+            throw .badInput("the store at \(store.root.path) uses engine '\(store.engineName)', not flink")
+        }
+        return FlinkEngine(store: store, settings: hooks.settings, logger: logger)
+    }
+
+    /// The rules bound to this engine's store, with the JobManager's latest answer.
+    public var hooks: FlinkHooks? { store.hooks as? FlinkHooks }
+
+    /// Opens a Flink store with its rules bound: the one way the engine layer opens a store.
+    public static func openStore(at root: URL, rules: FlinkRules = FlinkRules()) throws(StoreError) -> Store {
+        try Store.open(at: root, rules: [rules])
     }
 
     public var importer: FlinkImporter { FlinkImporter(store: store, settings: settings, logger: logger) }

@@ -6,34 +6,34 @@ import Synchronization
 
 /// The facts the store's delete and move rules need, as Flink knows them.
 ///
-/// The recovery point is what the running job would restart from, so it comes from the job itself
-/// (`GET /jobs/:id/checkpoints`, `latest.completed`) whenever the JobManager answers. When it does not, the job
-/// may well still be running, so the newest complete snapshot of the job is protected instead: refusing a delete
-/// that would have been safe costs a retry, allowing one that was not costs the job's state.
+/// A Flink store holds one directory per job ID, and every restart without HA, every upgrade and every restore
+/// makes a new one, so every job in it has a recovery point of its own:
+/// - with a JobManager configured and answering, every job it does not report as FINISHED, CANCELED or FAILED has
+///   its recovery point protected: `latest.completed` from `GET /jobs/:id/checkpoints`, or a newer checkpoint already
+///   complete on disk (Flink writes `_metadata` before it updates its statistics);
+/// - a job the JobManager does not know (it ran before the JobManager last started), and every job when there is
+///   no JobManager or it does not answer, has its newest complete checkpoint protected: refusing a delete that would
+///   have been safe costs a retry, allowing one that was not costs the job's state;
+/// - a job the JobManager reports ended loses that protection.
+/// "Newest" is by checkpoint id, Flink's own counter: a copied store can give every `_metadata` the same mtime.
 ///
-/// Why protecting the recovery point is enough while the job keeps checkpointing: RocksDB's files are immutable
-/// and never return to the live set once compacted away, so any file a future incremental checkpoint can reuse is
-/// live now and therefore named by the newest completed checkpoint. If that checkpoint completed after the last
-/// refresh, it is not in the catalog yet, and the newest known snapshot of the job is protected instead (see
-/// `jobStatus`); `refresh` runs right before every delete to keep that window small.
+/// The JobManager is never asked here: these answers are needed inside kernel requests and on every catalog change.
+/// `cluster` keeps its latest answer, refreshed by a command when it opens the store and by a mount on a timer.
+///
+/// Why protecting the recovery point is enough while a job keeps checkpointing: RocksDB's files are immutable and
+/// never return to the live set once compacted away, so any file a future incremental checkpoint can reuse is live
+/// now and therefore named by the newest completed checkpoint. If that checkpoint completed after the last refresh,
+/// it is not in the catalog yet, and the newest known snapshot of the job is protected instead; `refresh` runs
+/// right before every delete to keep that window small.
 public struct FlinkHooks: EngineHooks {
     public let settings: FlinkStoreSettings
+    public let cluster: FlinkClusterMonitor
     let logger: Logger
-    /// Seconds to wait for the JobManager before falling back; a delete should not hang on a dead cluster.
-    let restTimeout: Double
-    /// Seconds after the JobManager failed to answer during which the status goes straight to the fallback. A
-    /// mount asks for the status on every catalog change; without this, a JobManager that hangs would cost each of
-    /// them the whole timeout. Only the failure is remembered: the fallback is the most protective answer, and an
-    /// answer Flink did give is never reused.
-    let retryAfter: Double
-    private let outage = RESTOutage()
 
-    public init(settings: FlinkStoreSettings, logger: Logger = Logger(label: "snapfs.flink"), restTimeout: Double = 3,
-                retryAfter: Double = 5) {
+    public init(settings: FlinkStoreSettings, cluster: FlinkClusterMonitor? = nil, logger: Logger = Logger(label: "snapfs.flink")) {
         self.settings = settings
+        self.cluster = cluster ?? FlinkClusterMonitor(restURL: settings.restURL, logger: logger)
         self.logger = logger
-        self.restTimeout = restTimeout
-        self.retryAfter = retryAfter
     }
 
     /// Catches the catalog up with Flink before a delete or move decides anything: a file is only safe if every
@@ -42,57 +42,110 @@ public struct FlinkHooks: EngineHooks {
         try FlinkImporter(store: store, settings: settings, logger: logger).refresh()
     }
 
+    /// Flink numbers a job's checkpoints and savepoints from one counter, so the highest id is the newest; neither
+    /// the catalog's order nor file times are.
+    static func newest(_ snapshots: [Snapshot]) -> Snapshot? {
+        snapshots.max { (Int64($0.externalID ?? "") ?? -1, $0.id) < (Int64($1.externalID ?? "") ?? -1, $1.id) }
+    }
+
+    static func checkpointID(_ s: Snapshot) -> Int64 { Int64(s.externalID ?? "") ?? -1 }
+
     public func jobStatus(of store: Store) -> JobStatus {
         let all = (try? store.snapshots()) ?? []
-        guard let job = settings.jobID else {
-            let running = (try? store.meta(FlinkStoreSettings.Key.jobState)) == "running"
-            return JobStatus(running: running, recoveryPoint: all.last?.name,
-                             detail: "no Flink job configured: the store's newest snapshot stands for the recovery point")
+        var byJob: [String: [Snapshot]] = [:]
+        for s in all { if let j = s.job { byJob[j, default: []].append(s) } }
+        if let j = settings.jobID, byJob[j] == nil { byJob[j] = [] }
+        let view = cluster.view()
+        var jobs: [JobRecovery] = []
+        for (job, mine) in byJob.sorted(by: { $0.key < $1.key }) {
+            jobs.append(recovery(of: job, mine, all: all, view: view, store: store))
         }
-        // Flink numbers a job's checkpoints and savepoints from one counter, so the highest id is the newest; the
-        // catalog's own order only reflects when snapshots were found.
-        let newest = all.filter { $0.job == job }.max { (Int64($0.externalID ?? "") ?? -1, $0.id) < (Int64($1.externalID ?? "") ?? -1, $1.id) }?.name
-        guard let rest = settings.restURL else {
-            let stopped = (try? store.meta(FlinkStoreSettings.Key.jobState)) == "stopped"
-            return JobStatus(running: !stopped, recoveryPoint: newest,
-                             detail: "no Flink REST address configured: protecting job \(job)'s newest snapshot")
+        let protected = jobs.filter(\.protected)
+        // The mount's `latest` and `status`'s headline: the configured job's recovery point, else the newest one.
+        let primary: String?
+        if let j = settings.jobID {
+            primary = jobs.first { $0.job == j }?.recoveryPoint
+        } else {
+            let points = protected.compactMap { r in r.recoveryPoint.flatMap { n in all.first { $0.name == n } } }
+            primary = points.max { ($0.completedAt ?? 0, $0.id) < ($1.completedAt ?? 0, $1.id) }?.name
         }
-        let unreachable = { (why: String) in
-            JobStatus(running: true, recoveryPoint: newest,
-                      detail: "Flink REST unreachable (\(why)); assuming job \(job) runs and protecting its newest snapshot")
+        let detail: String
+        switch view {
+        case .none: detail = "no Flink REST address configured: every job's newest checkpoint is protected"
+        case .unknown(let why): detail = "\(why); every job's newest checkpoint is protected"
+        case .answered: detail = "\(jobs.count) jobs, \(protected.count) with a protected recovery point (from the JobManager at \(settings.restURL ?? "-"))"
         }
-        if let why = outage.current(now: Date()) { return unreachable(why) }
-        do {
-            let api = try FlinkREST(baseURL: rest, timeout: restTimeout)
-            guard let state = try api.jobState(job) else {
-                return JobStatus(running: false, recoveryPoint: newest, detail: "job \(job) is unknown to the cluster at \(rest)")
+        return JobStatus(running: !protected.isEmpty, recoveryPoint: primary, detail: detail, jobs: jobs)
+    }
+
+    /// One job's recovery point under the rules above.
+    private func recovery(of job: String, _ mine: [Snapshot], all: [Snapshot], view: FlinkClusterMonitor.View, store: Store) -> JobRecovery {
+        let newest = Self.newest(mine)
+        let newestCheckpoint = Self.newest(mine.filter { $0.kind == .checkpoint }) ?? newest
+        func fallback(_ state: String, _ why: String) -> JobRecovery {
+            JobRecovery(job: job, state: state, protected: true, recoveryPoint: newestCheckpoint?.name, newest: newest?.name,
+                        detail: "\(why): its newest checkpoint is protected")
+        }
+        let info: ClusterAnswer.Job
+        switch view {
+        case .none: return fallback("UNKNOWN", "no JobManager configured")
+        case .unknown(let why): return fallback("UNKNOWN", why)
+        case .answered(let answer):
+            guard let known = answer.jobs[job] else {
+                return fallback("UNKNOWN", "the JobManager does not know this job (it ran before the JobManager last started, or on another cluster)")
             }
-            let running = !["CANCELED", "FINISHED", "FAILED"].contains(state)
-            var point = newest
-            var detail = "Flink job \(state)"
-            if let latest = try api.latestCompleted(job) {
-                detail += ", latest completed checkpoint \(latest.id)"
-                if let path = latest.externalPath, let dir = FlinkPaths.storeRelative(path, store: store, settings: settings),
-                   let match = all.first(where: { $0.directory == dir }) {
-                    point = match.name
-                } else {
-                    detail += " (not yet in the catalog; protecting the newest known snapshot)"
-                }
-                // Flink writes `_metadata`, adds the checkpoint to the store it recovers from, and only then updates
-                // its statistics; a checkpoint already on disk with a higher id is what the job would restart from.
-                let ahead = all.filter { $0.job == job && $0.kind == .checkpoint && (Int64($0.externalID ?? "") ?? -1) > latest.id }
-                if let newest = ahead.max(by: { (Int64($0.externalID ?? "") ?? -1) < (Int64($1.externalID ?? "") ?? -1) }) {
-                    point = newest.name
-                    detail += "; \(newest.name) is complete on disk but not yet in Flink's statistics"
-                }
-            }
-            return JobStatus(running: running, recoveryPoint: point, detail: detail)
-        } catch {
-            logger.warning("Flink REST unreachable", metadata: ["error": .string(error.description),
-                                                                "retry after seconds": .stringConvertible(retryAfter)])
-            outage.record("\(error)", until: Date().addingTimeInterval(retryAfter))
-            return unreachable("\(error)")
+            info = known
         }
+        if ClusterAnswer.terminalStates.contains(info.state) {
+            return JobRecovery(job: job, state: info.state, protected: false, recoveryPoint: nil, newest: newest?.name,
+                               detail: "the JobManager reports it \(info.state): nothing of it is protected"
+                                   + (newest.map { "; \($0.name) is the last snapshot it can be restored from" } ?? ""))
+        }
+        guard let stats = info.checkpoints else {
+            return fallback(info.state, "its checkpoint statistics are unreadable (\(info.checkpointsUnreadable ?? "no answer"))")
+        }
+        var point = newestCheckpoint
+        var detail: String
+        if let latest = stats.latest, !latest.isSavepoint {
+            detail = "latest completed checkpoint \(latest.id)"
+            if let match = snapshot(at: latest.externalPath, in: all, store: store) {
+                point = match
+            } else {
+                detail += " (not in the catalog yet: its newest checkpoint is protected)"
+            }
+            // Flink writes `_metadata`, adds the checkpoint to the store it recovers from, and only then updates its
+            // statistics; a checkpoint already on disk with a higher id is what the job would restart from.
+            let ahead = mine.filter { $0.kind == .checkpoint && Self.checkpointID($0) > latest.id }
+            if let newer = Self.newest(ahead) {
+                point = newer
+                detail += "; \(newer.name) is complete on disk but not yet in Flink's statistics"
+            }
+        } else if let latest = stats.latest {
+            // A savepoint is not what a failover restarts from: the job's newest checkpoint stays protected.
+            detail = "latest completed is savepoint \(latest.id); its newest checkpoint is protected"
+        } else if let restored = snapshot(at: stats.restoredPath, in: all, store: store) {
+            // No checkpoint of its own yet: it would restart from what it was started from, maybe another job's.
+            point = restored
+            detail = "no checkpoint completed yet; restored from \(restored.name)"
+        } else {
+            detail = "no checkpoint completed yet" + (point == nil ? "" : "; its newest checkpoint is protected")
+        }
+        return JobRecovery(job: job, state: info.state, protected: true, recoveryPoint: point?.name, newest: newest?.name,
+                           detail: "the JobManager reports it \(info.state), \(detail)")
+    }
+
+    /// The snapshot whose directory Flink names by `location`, if it is in the catalog.
+    private func snapshot(at location: String?, in all: [Snapshot], store: Store) -> Snapshot? {
+        guard let location, let dir = FlinkPaths.storeRelative(location, store: store, settings: settings) else { return nil }
+        return all.first { $0.directory == dir }
+    }
+
+    /// When Flink's checkpoint history says the checkpoint was triggered and completed, while the JobManager answers;
+    /// otherwise the store's record (the `_metadata` mtime) stands.
+    public func reportedTimes(job: String?, externalID: String?) -> SnapshotTimes? {
+        guard let job, let id = externalID.flatMap({ Int64($0) }), case .answered(let answer) = cluster.view(),
+              let t = answer.jobs[job]?.checkpoints?.times[id] else { return nil }
+        return SnapshotTimes(created: t.triggered, completed: t.completed ?? t.triggered)
     }
 
     /// A snapshot may move only if it is relocatable: a savepoint that names every file relative to its own
@@ -144,17 +197,30 @@ enum FlinkPaths {
     }
 }
 
-/// The JobManager's last failure to answer, until it is worth asking again. Shared by every copy of the hooks.
-final class RESTOutage: Sendable {
-    private let state = Mutex<(why: String, until: Date)?>(nil)
+/// The rules of Flink stores, for `Store.open(at:rules:)` and `Store.create(…, rules:)`: the hooks above with the
+/// store's settings, and one look at the JobManager (if one is configured) so that a command starts from a fresh
+/// answer. A mount keeps the answer fresh with `FlinkStoreWatcher`.
+public struct FlinkRules: EngineRules {
+    public var engine: String { FlinkStoreSettings.engineName }
+    let logger: Logger
+    /// Seconds each REST call may take.
+    let restTimeout: Double
+    /// Seconds a JobManager's answer stays usable.
+    let answerMaximumAge: Double
+    /// Whether to ask the JobManager while opening (a command does; a test of the fallback need not).
+    let askAtOpen: Bool
 
-    func record(_ why: String, until: Date) { state.withLock { $0 = (why, until) } }
+    public init(logger: Logger = Logger(label: "snapfs.flink"), restTimeout: Double = 3, answerMaximumAge: Double = 30, askAtOpen: Bool = true) {
+        self.logger = logger
+        self.restTimeout = restTimeout
+        self.answerMaximumAge = answerMaximumAge
+        self.askAtOpen = askAtOpen
+    }
 
-    /// Why the JobManager is taken to be unreachable now, or nil once it is worth asking again.
-    func current(now: Date) -> String? {
-        state.withLock { s in
-            guard let o = s, now < o.until else { return nil }
-            return o.why
-        }
+    public func hooks(for store: Store) throws(StoreError) -> any EngineHooks {
+        let settings = try FlinkStoreSettings.load(from: store)
+        let cluster = FlinkClusterMonitor(restURL: settings.restURL, timeout: restTimeout, maximumAge: answerMaximumAge, logger: logger)
+        if askAtOpen { cluster.poll() }
+        return FlinkHooks(settings: settings, cluster: cluster, logger: logger)
     }
 }

@@ -82,6 +82,15 @@ public struct FlinkImporter: Sendable {
         }
         candidates.sort { ($0.mtime, $0.metadata.checkpointId, $0.directory) < ($1.mtime, $1.metadata.checkpointId, $1.directory) }
         let jobs = jobDirectories(onDisk)
+        // Across jobs the catalog follows time; within one it follows Flink's checkpoint ids, whatever the files'
+        // times say (a copy made without keeping them can give every `_metadata` the same mtime, or reverse them).
+        var slots: [String: [Int]] = [:]
+        for (i, c) in candidates.enumerated() { slots[Self.job(of: c.directory, jobs: jobs) ?? "", default: []].append(i) }
+        let byTime = candidates
+        for (_, positions) in slots {
+            let inOrder = positions.map { byTime[$0] }.sorted { ($0.metadata.checkpointId, $0.directory) < ($1.metadata.checkpointId, $1.directory) }
+            for (p, c) in zip(positions, inOrder) { candidates[p] = c }
+        }
         for c in candidates {
             do {
                 let s = try record(directory: c.directory, metadata: c.metadata, metadataSize: c.bytes, mtime: c.mtime, name: nil, jobs: jobs)

@@ -46,28 +46,58 @@ struct FlinkREST: Sendable {
         return lines.joined(separator: " | ")
     }
 
-    /// `GET /jobs/:id` → `state` (RUNNING, CANCELED, …); nil when the cluster does not know the job.
-    func jobState(_ job: String) throws(StoreError) -> String? {
-        do {
-            return try call("GET", "/jobs/\(job)")["state"] as? String
-        } catch .snapshotFailed(let why) where why.contains("answered 404") {
-            return nil
+    /// `GET /jobs/overview` → every job the cluster knows, with its state (RUNNING, CANCELED, …).
+    func jobsOverview() throws(StoreError) -> [String: String] {
+        let answer = try call("GET", "/jobs/overview")
+        guard let jobs = answer["jobs"] as? [[String: Any]] else {
+            throw .snapshotFailed("Flink REST GET /jobs/overview did not list jobs")
         }
+        var out: [String: String] = [:]
+        for j in jobs {
+            if let id = j["jid"] as? String, let state = j["state"] as? String { out[id] = state }
+        }
+        return out
     }
 
-    struct CompletedCheckpoint: Sendable {
+    struct CompletedCheckpoint: Sendable, Hashable {
         var id: Int64
         var externalPath: String?
         var isSavepoint: Bool
     }
 
-    /// `GET /jobs/:id/checkpoints` → `latest.completed`.
-    func latestCompleted(_ job: String) throws(StoreError) -> CompletedCheckpoint? {
+    /// When Flink says a checkpoint was triggered and completed, in seconds since 1970.
+    public struct CheckpointTimes: Sendable, Hashable {
+        public var triggered: Double
+        public var completed: Double?
+    }
+
+    /// What `GET /jobs/:id/checkpoints` says about a job's recovery point and recent checkpoints.
+    struct CheckpointStatistics: Sendable, Hashable {
+        /// `latest.completed`.
+        var latest: CompletedCheckpoint?
+        /// `latest.restored.external_path`: what the job started from, before it completed a checkpoint of its own.
+        var restoredPath: String?
+        /// `history`: the recent checkpoints (Flink keeps `web.checkpoints.history` of them), by id.
+        var times: [Int64: CheckpointTimes]
+    }
+
+    /// `GET /jobs/:id/checkpoints` → `latest.completed`, `latest.restored` and the times of the history.
+    func checkpointStatistics(_ job: String) throws(StoreError) -> CheckpointStatistics {
         let stats = try call("GET", "/jobs/\(job)/checkpoints")
-        guard let latest = stats["latest"] as? [String: Any], let completed = latest["completed"] as? [String: Any],
-              let id = (completed["id"] as? NSNumber)?.int64Value else { return nil }
-        return CompletedCheckpoint(id: id, externalPath: completed["external_path"] as? String,
-                                   isSavepoint: (completed["is_savepoint"] as? Bool) ?? false)
+        let latest = stats["latest"] as? [String: Any]
+        var out = CheckpointStatistics(latest: nil, restoredPath: nil, times: [:])
+        if let completed = latest?["completed"] as? [String: Any], let id = (completed["id"] as? NSNumber)?.int64Value {
+            out.latest = CompletedCheckpoint(id: id, externalPath: completed["external_path"] as? String,
+                                             isSavepoint: (completed["is_savepoint"] as? Bool) ?? false)
+        }
+        out.restoredPath = (latest?["restored"] as? [String: Any])?["external_path"] as? String
+        for entry in (stats["history"] as? [[String: Any]]) ?? [] {
+            guard let id = (entry["id"] as? NSNumber)?.int64Value, (entry["status"] as? String) == "COMPLETED",
+                  let trigger = (entry["trigger_timestamp"] as? NSNumber)?.doubleValue, trigger > 0 else { continue }
+            let ack = (entry["latest_ack_timestamp"] as? NSNumber)?.doubleValue
+            out.times[id] = CheckpointTimes(triggered: trigger / 1000, completed: ack.flatMap { $0 > 0 ? $0 / 1000 : nil })
+        }
+        return out
     }
 
     func triggerSavepoint(_ job: String, formatType: String, targetDirectory: String) throws(StoreError) -> String {

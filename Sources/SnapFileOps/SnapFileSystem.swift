@@ -35,7 +35,8 @@ public final class SnapFileSystem: Sendable {
         /// Names in catalog order (oldest first).
         var names: [String] = []
         var latest: String?
-        var recoveryPoint: String?
+        /// Every job's protected recovery point when the listing was read.
+        var protected: Set<String> = []
         /// When the root's entries last changed: its modification time, which tells the kernel to drop its
         /// cached listing.
         var changedAt: Int64 = 0
@@ -127,7 +128,7 @@ public final class SnapFileSystem: Sendable {
         for s in snaps { l.byName[s.name] = s; l.byID[s.id] = s; l.names.append(s.name) }
         l.latest = job.recoveryPoint.flatMap { l.byName[$0] != nil ? $0 : nil }
             ?? snaps.max { ($0.completedAt ?? 0, $0.id) < ($1.completedAt ?? 0, $1.id) }?.name
-        l.recoveryPoint = job.running ? job.recoveryPoint : nil
+        l.protected = job.protectedNames
         return state.withLock { s -> RootChanges in
             let old = s.listing
             var changed: Set<String> = []
@@ -188,10 +189,10 @@ public final class SnapFileSystem: Sendable {
                 s.listing.names[i] = to
                 s.pendingChanges.formUnion([from, to])
                 if s.listing.latest == from { s.listing.latest = to; s.pendingChanges.insert("latest") }
-                if s.listing.recoveryPoint == from { s.listing.recoveryPoint = to }
+                if s.listing.protected.remove(from) != nil { s.listing.protected.insert(to) }
             case .deleted(let name):
                 // Which snapshot is `latest` after the recovery point or the newest goes is the engine's answer.
-                guard let snap = s.listing.byName[name], name != s.listing.latest, name != s.listing.recoveryPoint,
+                guard let snap = s.listing.byName[name], name != s.listing.latest, !s.listing.protected.contains(name),
                       let i = s.listing.names.firstIndex(of: name) else { return false }
                 s.listing.byName[name] = nil
                 s.listing.byID[snap.id] = nil

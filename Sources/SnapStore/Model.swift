@@ -145,14 +145,58 @@ public struct StoredObject: Codable, Sendable, Hashable {
 }
 
 /// The job whose state the store holds, as the delete rule needs it.
+///
+/// A store may hold the snapshots of several jobs (a Flink cluster's checkpoint directory holds one per job ID):
+/// then `jobs` says, job by job, which snapshot each would restart from and whether that one is protected. The
+/// delete rule protects every name `protects` answers yes for.
 public struct JobStatus: Codable, Sendable, Hashable {
     public var running: Bool
-    /// The snapshot the job would restart from; protected from delete while the job runs.
+    /// The snapshot the job would restart from; protected from delete while the job runs. In a store of several
+    /// jobs, the configured job's, else the newest of the protected ones (what the mount's `latest` names).
     public var recoveryPoint: String?
     public var detail: String?
+    /// Every job of a store that holds several, each with its own recovery point.
+    public var jobs: [JobRecovery]
 
-    public init(running: Bool, recoveryPoint: String?, detail: String? = nil) {
-        self.running = running; self.recoveryPoint = recoveryPoint; self.detail = detail
+    public init(running: Bool, recoveryPoint: String?, detail: String? = nil, jobs: [JobRecovery] = []) {
+        self.running = running; self.recoveryPoint = recoveryPoint; self.detail = detail; self.jobs = jobs
+    }
+
+    /// Whether a delete of `name` must be refused because some job may restart from it.
+    public func protects(_ name: String) -> Bool { protectedNames.contains(name) }
+
+    /// The job whose protected recovery point `name` is, if any.
+    public func protectingJob(of name: String) -> JobRecovery? {
+        jobs.first { $0.protected && $0.recoveryPoint == name }
+    }
+
+    /// Whether some job's recovery point is protected, and so a snapshot completing meanwhile may become one.
+    public var protectsAny: Bool { jobs.isEmpty ? running : jobs.contains { $0.protected } }
+
+    /// Every protected recovery point.
+    public var protectedNames: Set<String> {
+        if jobs.isEmpty { return running ? Set([recoveryPoint].compactMap { $0 }) : [] }
+        return Set(jobs.filter(\.protected).compactMap(\.recoveryPoint))
+    }
+}
+
+/// One job of a store that holds several, as the engine knows it now.
+public struct JobRecovery: Codable, Sendable, Hashable {
+    public var job: String
+    /// What the engine reports (RUNNING, CANCELED, …), or `UNKNOWN` when nobody could say.
+    public var state: String
+    /// Whether its recovery point is protected: it runs, or nothing says it has ended.
+    public var protected: Bool
+    /// The snapshot it would restart from (nil: none in the store).
+    public var recoveryPoint: String?
+    /// Its newest complete snapshot by the engine's own numbering: the last one it can be restored from.
+    public var newest: String?
+    /// Where the recovery point and the state come from, in words.
+    public var detail: String
+
+    public init(job: String, state: String, protected: Bool, recoveryPoint: String?, newest: String?, detail: String) {
+        self.job = job; self.state = state; self.protected = protected
+        self.recoveryPoint = recoveryPoint; self.newest = newest; self.detail = detail
     }
 }
 

@@ -26,6 +26,9 @@ public struct SnapshotReport: Codable, Sendable {
     public var references: [String]
     public var referencedBy: [String]
     public var recoveryPoint: Bool
+    /// Set when this is the newest snapshot of its job (the last one that job can be restored from): the job and
+    /// its state, e.g. `CANCELED` once the cluster says so and the snapshot is no longer protected.
+    public var lastRestorableOf: JobRecovery?
     public var deletable: Bool
     /// Why a delete would be refused now.
     public var notDeletableBecause: String?
@@ -39,6 +42,7 @@ extension Store {
     public func report(_ name: String) throws(StoreError) -> SnapshotReport {
         let s = try snapshot(named: name)
         let job = jobStatus()
+        let times = hooks.reportedTimes(job: s.job, externalID: s.externalID)
         let refusal = lastRefusal(of: s.name)?.detail
         let omitted = try omissions(of: s.id)
         do {
@@ -63,12 +67,13 @@ extension Store {
                 let why = try refusalReason(s, db, job: job)
                 return SnapshotReport(
                     id: s.id, name: s.name, kind: s.kind, format: s.format, state: s.state, engine: s.engine, job: s.job,
-                    createdAt: s.createdAt, completedAt: s.completedAt, externalID: s.externalID, directory: s.directory,
+                    createdAt: times?.created ?? s.createdAt, completedAt: times.map { $0.completed } ?? s.completedAt, externalID: s.externalID, directory: s.directory,
                     files: counts["files"], size: counts["bytes"],
                     objects: objs["n"], exclusiveObjects: objs["excl"], exclusiveBytes: objs["exclBytes"],
                     references: sharers.filter { ($0["id"] as Int64) < s.id }.map { $0["name"] },
                     referencedBy: sharers.filter { ($0["id"] as Int64) > s.id }.map { $0["name"] },
-                    recoveryPoint: job.running && job.recoveryPoint == s.name,
+                    recoveryPoint: job.protects(s.name),
+                    lastRestorableOf: job.jobs.first { $0.newest == s.name },
                     deletable: why == nil, notDeletableBecause: why,
                     lastRefusal: refusal, notHeld: omitted)
             }
@@ -94,20 +99,22 @@ extension Store {
     /// Every snapshot with its file count and size, in one query.
     public func summaries(includingWriting: Bool = false) throws(StoreError) -> [SnapshotSummary] {
         let job = jobStatus()
+        let hooks = self.hooks
         do {
             return try db.read { db in
                 try Row.fetchAll(db, sql: """
-                    SELECT s.id, s.name, s.kind, s.format, s.state, s.created_at, s.completed_at,
+                    SELECT s.id, s.name, s.kind, s.format, s.state, s.created_at, s.completed_at, s.job, s.external_id,
                            COUNT(e.path) AS files, COALESCE(SUM(e.size), 0) AS bytes
                     FROM snapshots s LEFT JOIN entries e ON e.snapshot_id = s.id AND e.type = 'file' AND e.hidden = 0
                     \(includingWriting ? "" : "WHERE s.state = 'complete'")
                     GROUP BY s.id ORDER BY s.id
                     """).map { r in
-                    SnapshotSummary(id: r["id"], name: r["name"], kind: SnapshotKind(rawValue: r["kind"]) ?? .user,
+                    let times = hooks.reportedTimes(job: r["job"], externalID: r["external_id"])
+                    return SnapshotSummary(id: r["id"], name: r["name"], kind: SnapshotKind(rawValue: r["kind"]) ?? .user,
                                     format: SnapshotFormat(rawValue: r["format"]) ?? .nativeFull,
                                     state: SnapshotState(rawValue: r["state"]) ?? .writing,
-                                    createdAt: r["created_at"], completedAt: r["completed_at"], files: r["files"], size: r["bytes"],
-                                    recoveryPoint: job.running && job.recoveryPoint == (r["name"] as String))
+                                    createdAt: times?.created ?? r["created_at"], completedAt: times.map { $0.completed } ?? r["completed_at"], files: r["files"], size: r["bytes"],
+                                    recoveryPoint: job.protects(r["name"]))
                 }
             }
         } catch { throw .wrap(error, "cannot read catalog") }

@@ -26,7 +26,10 @@ extension Store {
     /// The reason a snapshot may not be deleted now, or nil. The order is the SPEC's (§5).
     func refusalReason(_ s: Snapshot, _ db: Database, job: JobStatus) throws -> String? {
         if s.state == .writing { return "still being written" }
-        if job.running, job.recoveryPoint == s.name { return "recovery point: newer snapshot needed first" }
+        if let owner = job.protectingJob(of: s.name) {
+            return "recovery point of job \(owner.job) (\(owner.state)): newer snapshot needed first"
+        }
+        if job.protects(s.name) { return "recovery point: newer snapshot needed first" }
         let pins = try Row.fetchAll(db, sql: "SELECT owner, what FROM pins WHERE snapshot_id = ?", arguments: [s.id])
         for p in pins where p["owner"] as String == owner.token || OwnerLock.isAlive(p["owner"], in: runDir) {
             return "operation in flight: \(p["what"] as String)"
@@ -81,7 +84,7 @@ extension Store {
                 guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
                     throw StoreError.noSuchSnapshot(name)
                 }
-                if job.running, try SnapshotID.fetchOne(db, sql: newestSQL) != newestBefore {
+                if job.protectsAny, try SnapshotID.fetchOne(db, sql: newestSQL) != newestBefore {
                     if !lastAttempt { return nil }
                     throw StoreError.busy(snapshot: name, reason: "snapshots keep completing; the recovery point cannot be settled")
                 }

@@ -15,11 +15,40 @@ public protocol EngineHooks: Sendable {
     /// Brings the catalog up to date with snapshots someone else writes (an external engine), before a delete or move
     /// relies on it: a file is only as safe as the catalog's knowledge of who references it.
     func refresh(_ store: Store) throws(StoreError)
+    /// When the engine itself says a snapshot was taken and completed, where it knows better than the store's record
+    /// (a cluster's checkpoint history); nil keeps the recorded times. Answered without waiting on anything remote.
+    func reportedTimes(job: String?, externalID: String?) -> SnapshotTimes?
 }
 
 extension EngineHooks {
     /// Engines whose snapshots only the store writes have nothing to catch up on.
     public func refresh(_ store: Store) throws(StoreError) {}
+    public func reportedTimes(job: String?, externalID: String?) -> SnapshotTimes? { nil }
+}
+
+/// A snapshot's times as its engine reports them, in seconds since 1970.
+public struct SnapshotTimes: Sendable, Hashable {
+    public var created: Double
+    public var completed: Double?
+    public init(created: Double, completed: Double?) { self.created = created; self.completed = completed }
+}
+
+/// How an engine's stores are governed: given when a store is opened or created, and bound to that handle for its
+/// life. A store records its engine in the catalog; `Store.open` refuses a store whose engine's rules it was not
+/// given, so no caller can open, say, a Flink store and have it silently follow the default rules (no catch-up with
+/// Flink, the recovery point taken from catalog order).
+public protocol EngineRules: Sendable {
+    /// The engine name the catalog records (`meta.engine`).
+    var engine: String { get }
+    /// The hooks for one opened store; may read the store's settings from its catalog.
+    func hooks(for store: Store) throws(StoreError) -> any EngineHooks
+}
+
+/// The rules of the embedded engine, which need nothing beyond the store: `DefaultHooks`.
+public struct LocalRules: EngineRules {
+    public init() {}
+    public var engine: String { "local" }
+    public func hooks(for store: Store) throws(StoreError) -> any EngineHooks { DefaultHooks() }
 }
 
 /// The rule when no engine says otherwise: a job whose store has `job_state = running` restarts from its newest
@@ -50,10 +79,12 @@ public final class Store: Sendable {
     /// verifying, exporting and mounting work; nothing that records anything does (see `requireWritable`).
     public let isReadOnly: Bool
 
+    /// The engine's rules, bound when the store was opened (see `EngineRules`).
     public var hooks: any EngineHooks {
         get { hooksBox.withLock { $0 } }
     }
-    public func setHooks(_ h: any EngineHooks) { hooksBox.withLock { $0 = h } }
+    /// Only `open` binds the hooks; tests of the store's own rules replace them through `@testable`.
+    func setHooks(_ h: any EngineHooks) { hooksBox.withLock { $0 = h } }
 
     var runDir: URL { root.appendingPathComponent(Store.runDirectory) }
 
@@ -77,7 +108,9 @@ public final class Store: Sendable {
 
     /// Creates an empty store. Refuses a directory that holds anything but an empty store; `adopting` lets an engine
     /// whose files are already there (Flink) put its catalog beside them.
-    public static func create(at root: URL, engine: String, settings: [String: String] = [:], adopting: Bool = false) throws(StoreError) -> Store {
+    public static func create(at root: URL, engine: String, settings: [String: String] = [:], adopting: Bool = false,
+                              rules: [any EngineRules] = []) throws(StoreError) -> Store {
+        let binding = try rulesFor(engine: engine, in: rules, at: root)
         let fm = FileManager.default
         var isDir: ObjCBool = false
         let existed = fm.fileExists(atPath: root.path, isDirectory: &isDir)
@@ -98,7 +131,7 @@ public final class Store: Sendable {
             throw .io(path: root.path, errno: (error as NSError).code == 0 ? EIO : Int32((error as NSError).code), what: "cannot create store")
         }
         if !adopting && chmod(root.path, 0o700) != 0 { throw .io(path: root.path, errno: errno, what: "cannot restrict store") }
-        let store = try open(at: root, creating: true)
+        let store = try open(at: root, creating: true, rules: [])
         do {
             try store.db.write { db in
                 try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('engine', ?)", arguments: [engine])
@@ -109,13 +142,24 @@ public final class Store: Sendable {
         } catch { throw StoreError.wrap(error, "cannot write store settings") }
         // SQLite flushes the catalog's bytes but not the names of the files it created, nor the store's own name.
         try Durability.syncDirectories([root.path, Durability.parent(root.standardizedFileURL.path)])
+        store.setHooks(try binding.hooks(for: store))
         return store
+    }
+
+    /// The rules for `engine` among those given; the local engine's are built in.
+    static func rulesFor(engine: String, in rules: [any EngineRules], at root: URL) throws(StoreError) -> any EngineRules {
+        if let r = rules.first(where: { $0.engine == engine }) { return r }
+        if engine == LocalRules().engine { return LocalRules() }
+        throw .badInput("the store at \(root.path) uses engine '\(engine)', whose rules were not given to open it: open it through its engine (the snapfs command, or the engine's `rules` passed to Store.open), so its recovery points and moves follow that engine")
     }
 
     /// Opens an existing store and finishes or rolls back whatever an interrupted process left undone. A store this
     /// process cannot write is opened read-only, and nothing is finished or rolled back.
-    public static func open(at root: URL, logger: Logger = Logger(label: "snapfs.store")) throws(StoreError) -> Store {
-        try open(at: root, creating: false, logger: logger)
+    ///
+    /// The store's engine (from its catalog) and that engine's rules are bound to the handle for its life: `rules`
+    /// must hold the rules of the store's engine unless it is the built-in local one, or the open is refused.
+    public static func open(at root: URL, rules: [any EngineRules] = [], logger: Logger = Logger(label: "snapfs.store")) throws(StoreError) -> Store {
+        try open(at: root, creating: false, rules: rules, logger: logger)
     }
 
     /// The names a store keeps its own files under; a directory holding any of them without a catalog is a
@@ -140,7 +184,8 @@ public final class Store: Sendable {
     }
 
     /// `busyTimeout`: how long a write waits for another process's lock on the catalog before it is refused as busy.
-    static func open(at root: URL, creating: Bool, logger: Logger = Logger(label: "snapfs.store"), busyTimeout: TimeInterval = 30) throws(StoreError) -> Store {
+    static func open(at root: URL, creating: Bool, rules: [any EngineRules] = [], logger: Logger = Logger(label: "snapfs.store"),
+                     busyTimeout: TimeInterval = 30) throws(StoreError) -> Store {
         let catalogURL = root.appendingPathComponent(Catalog.fileName)
         if !creating { try checkCatalogPresent(at: root) }
         // access(2) answers for this user and for read-only mounts alike (root passes mode bits, not EROFS).
@@ -156,12 +201,16 @@ public final class Store: Sendable {
         } catch {
             throw .wrap(error, "cannot open catalog \(catalogURL.path)", storeRoot: root.path)
         }
+        // Refused before anything is finished or rolled back: the store stays as it was. A new store has no engine
+        // recorded yet; `create` binds its rules once it has written its settings.
+        let binding = creating ? nil : try rulesFor(engine: store.engineName, in: rules, at: root)
         if readOnly {
             logger.info("store opened read-only", metadata: ["store": .string(root.path)])
         } else {
             if !creating { store.restrictOwnFiles() }
             try store.recover()
         }
+        if let binding { store.setHooks(try binding.hooks(for: store)) }
         return store
     }
 

@@ -4,6 +4,7 @@ import Foundation
 /// requests in flight, read in one place so the two never disagree.
 public struct StoreStatus: Codable, Sendable {
     public var engine: String
+    /// The job, or with several (`job.jobs`) each one's state and recovery point.
     public var job: JobStatus
     /// The snapshot a restart would use, when the job runs.
     public var recoveryPoint: String?
@@ -22,7 +23,7 @@ extension Store {
         let snaps = try snapshots()
         let job = jobStatus()
         return StoreStatus(
-            engine: engineName, job: job, recoveryPoint: job.running ? job.recoveryPoint : nil,
+            engine: engineName, job: job, recoveryPoint: job.protectsAny ? job.recoveryPoint : nil,
             snapshots: snaps.count, checkpoints: snaps.filter { $0.kind == .checkpoint }.count,
             userSnapshots: snaps.filter { $0.kind == .user }.count,
             retain: try meta("retain"), checkpointInterval: try meta("checkpoint_interval"),

@@ -12,6 +12,14 @@ protocol CheckpointScheduling {
 extension CheckpointScheduler: CheckpointScheduling {}
 extension FlinkStoreWatcher: CheckpointScheduling {}
 
+/// Every engine's rules: every command and the mount open and create stores with this one list, so a store is never
+/// handled without its engine's rules (a Flink store refuses to open without them).
+enum EngineRegistry {
+    static var rules: [any EngineRules] { [FlinkRules()] }
+
+    static func open(_ url: URL) throws(StoreError) -> Store { try Store.open(at: url, rules: rules) }
+}
+
 /// The engine a store was created for (`engine` in its catalog).
 func makeEngine(store: Store, stateOverride: String?) throws -> any SnapshotEngine {
     try CLI.run { () throws(StoreError) -> any SnapshotEngine in

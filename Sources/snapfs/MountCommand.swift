@@ -48,7 +48,7 @@ struct MountCommand: ParsableCommand {
         let lock = writable ? try CLI.run { () throws(StoreError) in try DaemonLock(store: storeURL) } : nil
         let mnt = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
         try checkMountpoint(mnt, logger)
-        let opened = try CLI.run { () throws(StoreError) in try Store.open(at: storeURL) }
+        let opened = try CLI.run { () throws(StoreError) in try EngineRegistry.open(storeURL) }
         let engine = try makeEngine(store: opened, stateOverride: state)
         let fs = SnapFileSystem(store: opened, engine: engine, options: FileOpsOptions(stageWindow: stageWindow))
         let fuse = FUSEMount(fs: fs, mountpoint: mnt, allowOther: allowOther, skipOpens: !sendOpens)

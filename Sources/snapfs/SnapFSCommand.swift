@@ -32,12 +32,13 @@ struct StoreOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Log what happens (to stderr).")
     var verbose = false
 
-    /// Opens the store. A Flink store gets its engine's rules (recovery point, move) and, unless `refresh` is
-    /// false, is caught up with what Flink wrote or removed since the last command.
+    /// Opens the store with its engine's rules bound (for Flink: every job's recovery point, from one look at the
+    /// JobManager if one is configured) and, unless `refresh` is false, catches a Flink store up with what Flink
+    /// wrote or removed since the last command.
     func open(refresh: Bool = true) throws -> Store {
         CLI.bootstrapLogging(verbose: verbose)
         return try CLI.run { () throws(StoreError) in
-            let s = try Store.open(at: URL(fileURLWithPath: store))
+            let s = try EngineRegistry.open(URL(fileURLWithPath: store))
             if s.engineName == FlinkStoreSettings.engineName {
                 let engine = try FlinkEngine.forStore(s)
                 if refresh && !s.isReadOnly { try engine.importer.refresh() }

@@ -10,7 +10,7 @@ struct InitCommand: ParsableCommand {
         abstract: "Create a store: for the local engine's state directory, or over an existing Flink store directory.",
         discussion: """
         local: snapfs init STORE --state DIR
-        flink: snapfs init FLINK_STORE_DIR --engine flink [--rest http://HOST:PORT --job JOB_ID] [--path-map file:/srv/flink-store=/here]
+        flink: snapfs init FLINK_STORE_DIR --engine flink [--rest http://HOST:PORT [--job JOB_ID]] [--path-map file:/srv/flink-store=/here]
                The catalog is created inside the Flink store directory; Flink's files stay where they are and every
                checkpoint (<dir>/<job-id>/chk-N) and savepoint (savepoint-*) below it is recorded.
         """)
@@ -21,8 +21,8 @@ struct InitCommand: ParsableCommand {
     @Option(help: "What `default` means: native-incremental, native-full or canonical (flink: canonical unless set).") var defaultFormat: String?
     @Option(help: "local: seconds between system checkpoints while mounted (0: none).") var checkpointInterval: Double = 0
     @Option(help: "local: system checkpoints to keep; older ones are deleted through the checked path.") var retain = 5
-    @Option(help: "flink: the JobManager's REST address, e.g. http://127.0.0.1:8081.") var rest: String?
-    @Option(help: "flink: the job whose recovery point is protected and through which snapshots are triggered.") var job: String?
+    @Option(help: "flink: the JobManager's REST address, e.g. http://127.0.0.1:8081; every job it runs has its recovery point protected.") var rest: String?
+    @Option(help: "flink: the job through which snapshots are triggered (optional; needs --rest).") var job: String?
     @Option(help: "flink: FROM=TO, where Flink wrote the store and where it is now (repeatable).") var pathMap: [String] = []
     @Option(help: "flink: where triggered savepoints go, relative to the store.") var savepointDir = "savepoints"
     @Option(help: "flink: seconds a triggered snapshot may take.") var triggerTimeout: Double = 300
@@ -61,8 +61,8 @@ struct InitCommand: ParsableCommand {
         guard FileManager.default.fileExists(atPath: store, isDirectory: &isDir), isDir.boolValue else {
             CLI.fail(.badInput("Flink store directory \(store) does not exist")); throw ExitCode(2)
         }
-        if (rest == nil) != (job == nil) {
-            CLI.fail(.badInput("--rest and --job go together: the job is reached through that REST address")); throw ExitCode(2)
+        if job != nil && rest == nil {
+            CLI.fail(.badInput("--job needs --rest: the job is reached through that REST address")); throw ExitCode(2)
         }
         let report = try CLI.run { () throws(StoreError) -> (Store, FlinkImportReport) in
             let settings = FlinkStoreSettings(
@@ -75,7 +75,8 @@ struct InitCommand: ParsableCommand {
                 savepointDirectory: savepointDir, defaultFormat: try SnapshotFormat(userInput: defaultFormat ?? "canonical"),
                 triggerTimeout: triggerTimeout)
             guard Store.isSafeRelativePath(savepointDir) else { throw .badInput("--savepoint-dir must be a path inside the store") }
-            let s = try Store.create(at: URL(fileURLWithPath: store), engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true)
+            let s = try Store.create(at: URL(fileURLWithPath: store), engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true,
+                                     rules: EngineRegistry.rules)
             let engine = try FlinkEngine.forStore(s)
             return (s, try engine.importer.refresh())
         }
@@ -148,6 +149,7 @@ struct ShowCommand: ParsableCommand {
         references:    \(r.references.isEmpty ? "-" : r.references.joined(separator: ", "))
         referenced by: \(r.referencedBy.isEmpty ? "-" : r.referencedBy.joined(separator: ", "))
         deletable:     \(r.deletable ? "yes" : "no: \(r.notDeletableBecause ?? "")")
+        last restorable: \(r.lastRestorableOf.map { "yes: the newest snapshot of job \($0.job) (\($0.state)\($0.protected ? "" : ", not protected")); deleting it leaves that job nothing to restore from" } ?? "no")
         not held:      \(r.notHeld.isEmpty ? "-" : "\(r.notHeld.count) (in the state, not in the snapshot)")
         """)
         for o in r.notHeld { print("  \(o.type) \(PathBytes.printable(o.path)): \(o.reason)") }
@@ -324,6 +326,14 @@ struct StatusCommand: ParsableCommand {
         retain:          \(st.retain ?? "-") checkpoints, every \(st.checkpointInterval ?? "-") s
         in flight:       \(st.requestsInFlight.count) requests
         """)
+        if st.job.jobs.isEmpty { return }
+        let width = max(3, st.job.jobs.map(\.job.count).max() ?? 0)
+        print("JOB".padding(toLength: width, withPad: " ", startingAt: 0) + "  STATE       PROTECTED  RECOVERY POINT")
+        for j in st.job.jobs {
+            print(j.job.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + j.state.padding(toLength: 11, withPad: " ", startingAt: 0)
+                  + " " + (j.protected ? "yes" : "no ").padding(toLength: 10, withPad: " ", startingAt: 0)
+                  + " " + (j.recoveryPoint ?? "-") + "  (\(j.detail))")
+        }
     }
 }
 

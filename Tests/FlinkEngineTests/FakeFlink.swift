@@ -82,3 +82,51 @@ final class FakeFlink: Sendable {
         _ = out.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 }
+
+/// A cluster's answers to `GET /jobs/overview` and `GET /jobs/:id/checkpoints`, from a table the test changes as
+/// the cluster would (a job cancelled, a checkpoint completed).
+final class FakeCluster: Sendable {
+    struct Job: Sendable {
+        var state: String
+        /// `latest.completed`: id and store-relative directory (written as Flink would, under `writtenAt`).
+        var latest: (id: Int64, directory: String)?
+        var isSavepoint = false
+        /// `history`: id → trigger and completion times in milliseconds.
+        var history: [Int64: (trigger: Double, ack: Double)] = [:]
+    }
+
+    let writtenAt: String
+    let jobs: Mutex<[String: Job]>
+
+    init(writtenAt: String, jobs: [String: Job]) {
+        self.writtenAt = writtenAt
+        self.jobs = Mutex(jobs)
+    }
+
+    func set(_ job: String, state: String) { jobs.withLock { $0[job]?.state = state } }
+
+    /// The answer, or nil for any other path.
+    func answer(_ method: String, _ path: String) -> (Int, String)? {
+        guard method == "GET" else { return nil }
+        let table = jobs.withLock { $0 }
+        if path == "/jobs/overview" {
+            let list = table.map { #"{"jid":"\#($0.key)","name":"job","state":"\#($0.value.state)"}"# }
+            return (200, #"{"jobs":[\#(list.joined(separator: ","))]}"#)
+        }
+        let parts = path.split(separator: "/")
+        guard parts.count == 3, parts[0] == "jobs", parts[2] == "checkpoints" else { return nil }
+        guard let job = table[String(parts[1])] else { return (404, #"{"errors":["Job not found"]}"#) }
+        let latest = job.latest.map {
+            #"{"id":\#($0.id),"is_savepoint":\#(job.isSavepoint),"external_path":"\#(writtenAt)/\#($0.directory)"}"#
+        } ?? "null"
+        let history = job.history.map {
+            #"{"id":\#($0.key),"status":"COMPLETED","trigger_timestamp":\#(Int64($0.value.trigger)),"latest_ack_timestamp":\#(Int64($0.value.ack))}"#
+        }
+        return (200, #"{"latest":{"completed":\#(latest),"restored":null},"history":[\#(history.joined(separator: ","))]}"#)
+    }
+
+    /// A fake JobManager serving this table, and `other` for every other path.
+    func serve(other: @escaping FakeFlink.Route = { _, _, _ in (404, #"{"errors":["Not found"]}"#) }) throws -> FakeFlink {
+        try FakeFlink { [self] method, path, body in answer(method, path) ?? other(method, path, body) }
+    }
+}

@@ -11,7 +11,9 @@ final class FlinkDeleteTests: XCTestCase {
     /// needs stays, and nothing that was restorable becomes unrestorable.
     func testDeletingJobARemovesOnlyFilesNoRemainingSnapshotNeeds() throws {
         for (number, jobA) in [(1, "c4f302458e6451f29e233030dfe8535c"), (2, "921f15d8c1373fc7cba72fc30b4e7851")] {
-            let w = try FlinkWorkspace(store: number)
+            // A was cancelled: its recovery point is no longer protected.
+            let (w, fake) = try FlinkWorkspace.canceling([jobA], store: number)
+            defer { fake.stop() }
             let before = try FlinkVerifier(store: w.store, settings: w.settings).verify()
             let isA = { (t: FlinkFixtures.Snapshot) in
                 t.directory.contains("/\(jobA)/") || t.directory.contains("savepoint-\(jobA.prefix(6))-")
@@ -43,8 +45,9 @@ final class FlinkDeleteTests: XCTestCase {
     /// path. Here a checkpoint of a second job names exactly the files of A's chk-13 (as Flink writes them after
     /// such a restore): deleting all of A keeps every one of them and removes the rest of A.
     func testFilesAnotherJobNeedsSurviveDeletingJobA() throws {
-        let w = try FlinkWorkspace(store: 1)
         let jobA = "c4f302458e6451f29e233030dfe8535c"
+        let (w, fake) = try FlinkWorkspace.canceling([jobA], store: 1)
+        defer { fake.stop() }
         let other = "checkpoints/ffffff00000000000000000000000001/chk-99"
         try FileManager.default.createDirectory(at: w.root.appendingPathComponent(other), withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: w.root.appendingPathComponent("checkpoints/\(jobA)/chk-13/_metadata"),

@@ -11,7 +11,8 @@ final class FlinkLayoutTests: XCTestCase {
         let root = try LayoutFixtures.copy(layout)
         addTeardownBlock { try? FileManager.default.removeItem(at: root) }
         let settings = FlinkStoreSettings(restURL: nil, jobID: nil, pathMap: [(from: LayoutFixtures.writtenAt(layout), to: root.path)])
-        let store = try Store.create(at: root, engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true)
+        let store = try Store.create(at: root, engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true,
+                                 rules: [FlinkRules()])
         _ = try FlinkEngine.forStore(store)
         return (root, store, settings)
     }

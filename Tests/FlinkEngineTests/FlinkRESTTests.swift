@@ -1,4 +1,5 @@
 @testable import FlinkEngine
+import FlinkFixtures
 import Foundation
 import SnapStore
 import Synchronization
@@ -26,7 +27,7 @@ final class FlinkRESTTests: XCTestCase {
         let aside = Mutex<URL?>(nil)
         let fake = try FakeFlink { method, path, body in
             switch (method, path) {
-            case ("GET", "/jobs/\(job)"): return (200, #"{"state":"RUNNING"}"#)
+            case ("GET", "/jobs/overview"): return (200, #"{"jobs":[{"jid":"\#(job)","state":"RUNNING"}]}"#)
             case ("GET", "/jobs/\(job)/checkpoints"):
                 return (200, #"{"latest":{"completed":{"id":16,"is_savepoint":false,"external_path":"file:/srv/flink-store/checkpoints/\#(job)/chk-16"}}}"#)
             case ("POST", "/jobs/\(job)/savepoints"):
@@ -54,7 +55,8 @@ final class FlinkRESTTests: XCTestCase {
         try engine.importer.refresh()
         // Flink's statistics lag behind its store: chk-17 is complete on disk though latest.completed says 16.
         XCTAssertEqual(w.store.jobStatus().recoveryPoint, "dd758e-chk-17")
-        XCTAssertTrue(w.store.jobStatus().detail?.contains("not yet in Flink's statistics") == true)
+        let detail = w.store.jobStatus().jobs.first { $0.job == job }?.detail ?? ""
+        XCTAssertTrue(detail.contains("not yet in Flink's statistics"), detail)
 
         let (request, result) = try w.store.requestSnapshot(engine: engine, format: .canonical, label: "pre-upgrade", source: "test")
         let s = try result.get()
@@ -77,58 +79,48 @@ final class FlinkRESTTests: XCTestCase {
     /// running job's recovery point is the checkpoint Flink names.
     func testJobStateAndLatestCheckpointComeFromTheJobManager() throws {
         let job = "dd758ebfe2c5e0335122d7ddaf752ba0"
-        let state = Mutex("RUNNING")
-        let fake = try FakeFlink { method, path, _ in
-            switch (method, path) {
-            case ("GET", "/jobs/\(job)"): return (200, #"{"state":"\#(state.withLock { $0 })"}"#)
-            case ("GET", "/jobs/\(job)/checkpoints"):
-                return (200, #"{"latest":{"completed":{"id":17,"is_savepoint":false,"external_path":"file:/srv/flink-store/checkpoints/\#(job)/chk-17"}}}"#)
-            default: return (404, #"{"errors":["Not found"]}"#)
-            }
-        }
+        let cluster = FakeCluster(writtenAt: FlinkFixtures.writtenAt, jobs: [job: .init(state: "RUNNING", latest: (17, "checkpoints/\(job)/chk-17"))])
+        let fake = try cluster.serve()
         defer { fake.stop() }
         let w = try FlinkWorkspace(store: 1, job: job, rest: fake.url)
         try w.importer.refresh()
         XCTAssertEqual(w.store.jobStatus().recoveryPoint, "dd758e-chk-17")
         XCTAssertThrowsError(try w.store.delete("dd758e-chk-17"))
-        state.withLock { $0 = "CANCELED" }
-        XCTAssertFalse(w.store.jobStatus().running)
+        cluster.set(job, state: "CANCELED")
+        w.askCluster()
+        XCTAssertEqual(w.store.jobStatus().jobs.first { $0.job == job }?.protected, false)
         XCTAssertNoThrow(try w.store.delete("dd758e-chk-17"))
     }
 
-    /// A JobManager that does not answer costs one timeout, not one per question: within the retry window the
-    /// status is the protective fallback without asking again, and afterwards Flink is asked again.
-    func testAHangingJobManagerIsAskedAgainOnlyAfterTheRetryWindow() throws {
+    /// Questions about the job are answered from the JobManager's latest answer and never wait on it: a JobManager
+    /// that hangs is asked by the background poll only, and meanwhile every job's newest checkpoint is protected.
+    func testAHangingJobManagerIsNeverAskedFromARequest() throws {
         let job = "dd758ebfe2c5e0335122d7ddaf752ba0"
         let hang = Mutex(true)
+        let cluster = FakeCluster(writtenAt: FlinkFixtures.writtenAt, jobs: [job: .init(state: "CANCELED")])
         let fake = try FakeFlink { method, path, _ in
             if hang.withLock({ $0 }) { usleep(600_000) }
-            switch (method, path) {
-            case ("GET", "/jobs/\(job)"): return (200, #"{"state":"CANCELED"}"#)
-            case ("GET", "/jobs/\(job)/checkpoints"): return (200, #"{"latest":{"completed":null}}"#)
-            default: return (404, #"{"errors":["Not found"]}"#)
-            }
+            return cluster.answer(method, path) ?? (404, #"{"errors":["Not found"]}"#)
         }
         defer { fake.stop() }
-        let w = try FlinkWorkspace(store: 1, job: job, rest: fake.url)
+        let w = try FlinkWorkspace(store: 1, job: job, rest: fake.url, rules: FlinkRules(restTimeout: 0.2))
         try w.importer.refresh()
-        w.store.setHooks(FlinkHooks(settings: w.settings, restTimeout: 0.2, retryAfter: 2))
-        let first = w.store.jobStatus()
-        XCTAssertTrue(first.running, "unanswered: assumed running")
-        XCTAssertNotNil(first.recoveryPoint, "and its newest snapshot protected")
-        XCTAssertTrue(first.detail?.contains("unreachable") == true, first.detail ?? "")
         let asked = fake.seen.count
-        XCTAssertEqual(asked, 1)
+        XCTAssertEqual(asked, 1, "asked once, when the store was opened")
+        let first = w.store.jobStatus()
+        XCTAssertTrue(first.detail?.contains("did not answer") == true, first.detail ?? "")
+        XCTAssertEqual(first.recoveryPoint, "dd758e-chk-17", "unanswered: the job's newest checkpoint is protected")
         for _ in 0..<5 {
-            let again = w.store.jobStatus()
-            XCTAssertEqual(again.recoveryPoint, first.recoveryPoint)
-            XCTAssertTrue(again.running)
+            XCTAssertEqual(w.store.jobStatus().recoveryPoint, first.recoveryPoint)
+            XCTAssertThrowsError(try w.store.delete("dd758e-chk-17"))
+            _ = try w.store.summaries()
         }
-        XCTAssertEqual(fake.seen.count, asked, "not asked again within the window")
+        XCTAssertEqual(fake.seen.count, asked, "no request, delete or listing asked the JobManager")
         hang.withLock { $0 = false }
-        Thread.sleep(forTimeInterval: 2.2)
-        XCTAssertFalse(w.store.jobStatus().running, "asked again after the window: Flink says CANCELED")
+        w.askCluster()
         XCTAssertGreaterThan(fake.seen.count, asked)
+        XCTAssertEqual(w.store.jobStatus().jobs.first { $0.job == job }?.state, "CANCELED", "the background answer is used once it comes")
+        XCTAssertNoThrow(try w.store.delete("dd758e-chk-17"))
     }
 
     /// Flink's failure cause reaches the request record; the catalog is unchanged.

@@ -19,7 +19,8 @@ final class FlinkSizeRuleTests: XCTestCase {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         truth = try SyntheticFlinkStore.write(at: root)
         settings = FlinkStoreSettings(restURL: nil, jobID: nil, pathMap: [(from: SyntheticFlinkStore.writtenAt, to: root.path)])
-        store = try Store.create(at: root, engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true)
+        store = try Store.create(at: root, engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true,
+                                 rules: [FlinkRules()])
         _ = try FlinkEngine.forStore(store)
     }
 

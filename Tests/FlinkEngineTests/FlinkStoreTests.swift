@@ -12,10 +12,11 @@ final class FlinkWorkspace {
     let settings: FlinkStoreSettings
     let truth: [FlinkFixtures.Snapshot]
 
-    init(store number: Int, job: String? = nil, rest: String? = nil) throws {
+    init(store number: Int, job: String? = nil, rest: String? = nil, rules: FlinkRules = FlinkRules()) throws {
         root = try FlinkFixtures.copy(store: number)
         settings = FlinkStoreSettings(restURL: rest, jobID: job, pathMap: [(from: FlinkFixtures.writtenAt, to: root.path)])
-        store = try Store.create(at: root, engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true)
+        store = try Store.create(at: root, engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true,
+                                 rules: [rules])
         _ = try FlinkEngine.forStore(store)
         truth = try FlinkFixtures.truth(store: number, root: root.path)
     }
@@ -23,6 +24,18 @@ final class FlinkWorkspace {
     deinit { try? FileManager.default.removeItem(at: root) }
 
     var importer: FlinkImporter { FlinkImporter(store: store, settings: settings) }
+
+    /// A workspace whose JobManager (a fake, to stop after use) reports `canceled` as CANCELED and knows no other
+    /// job, as after the real runs that wrote the fixtures.
+    static func canceling(_ canceled: [String], store number: Int) throws -> (FlinkWorkspace, FakeFlink) {
+        let cluster = FakeCluster(writtenAt: FlinkFixtures.writtenAt,
+                                  jobs: Dictionary(uniqueKeysWithValues: canceled.map { ($0, FakeCluster.Job(state: "CANCELED")) }))
+        let fake = try cluster.serve()
+        return (try FlinkWorkspace(store: number, rest: fake.url), fake)
+    }
+
+    /// Has the store's rules ask the JobManager now, as a mount's background poll does.
+    func askCluster() { (store.hooks as? FlinkHooks)?.cluster.poll() }
 
     /// Store-relative path of a truth line (`/abs/path<TAB>size`).
     func relative(_ line: String) -> (path: String, size: Int64) {
@@ -139,7 +152,8 @@ extension FlinkImportTests {
     /// A `_metadata` edited to name the store's own catalog as a state file: deleting that snapshot must not
     /// remove the catalog.
     func testMetadataNamingTheCatalogCannotMakeADeleteRemoveIt() throws {
-        let w = try FlinkWorkspace(store: 1)
+        let (w, fake) = try FlinkWorkspace.canceling(["c4f302458e6451f29e233030dfe8535c"], store: 1)
+        defer { fake.stop() }
         let dir = "checkpoints/c4f302458e6451f29e233030dfe8535c/chk-13"
         let url = w.root.appendingPathComponent(dir + "/_metadata")
         var bytes = [UInt8](try Data(contentsOf: url))
@@ -153,7 +167,7 @@ extension FlinkImportTests {
         XCTAssertFalse(try w.store.entries(of: s.id).contains { $0.path == "catalog.sqlite" })
         try w.store.delete(s.name)
         XCTAssertTrue(w.exists("catalog.sqlite"))
-        XCTAssertNoThrow(try Store.open(at: w.root).snapshots())
+        XCTAssertNoThrow(try FlinkEngine.openStore(at: w.root).snapshots())
     }
 }
 

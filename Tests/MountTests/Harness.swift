@@ -1,4 +1,5 @@
 import BuiltTools
+import FlinkEngine
 import Foundation
 import SnapStore
 import XCTest
@@ -204,7 +205,8 @@ final class MountWorkspace {
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    func openStore() throws -> Store { try Store.open(at: storeDir) }
+    /// The store as the daemon opens it: with every engine's rules, so a Flink store gets Flink's.
+    func openStore() throws -> Store { try Store.open(at: storeDir, rules: [FlinkRules()]) }
 
     func verifyClean(file: StaticString = #filePath, line: UInt = #line) {
         let r = snapfs(["verify", s, "--json"], timeout: 300)

@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import SnapStore
+@testable import SnapStore
 import Synchronization
 import XCTest
 
