@@ -46,7 +46,21 @@ final class FlinkCLITests: XCTestCase {
         let list = try snapfs("list", store, "--json")
         let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(list.out.utf8)) as? [[String: Any]])
         XCTAssertEqual(rows.count, 16)
-        XCTAssertEqual(rows.filter { ($0["recoveryPoint"] as? Bool) == true }.compactMap { $0["name"] as? String }, ["e91e7d-chk-17"])
+        // The JobManager does not answer: every job's newest checkpoint is protected, not only the configured job's.
+        let newest = ["02ab6b-chk-13", "116c63-chk-4", "276e7c-chk-17", "921f15-chk-12", "e91e7d-chk-17"]
+        XCTAssertEqual(Set(rows.filter { ($0["recoveryPoint"] as? Bool) == true }.compactMap { $0["name"] as? String }), Set(newest))
+
+        let status = try snapfs("status", store, "--json")
+        let st = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(status.out.utf8)) as? [String: Any])
+        let jobs = try XCTUnwrap((st["job"] as? [String: Any])?["jobs"] as? [[String: Any]])
+        XCTAssertEqual(jobs.count, 5)
+        XCTAssertEqual(Set(jobs.compactMap { $0["recoveryPoint"] as? String }), Set(newest))
+        XCTAssertTrue(jobs.allSatisfy { ($0["state"] as? String) == "UNKNOWN" && ($0["protected"] as? Bool) == true }, "\(jobs)")
+        XCTAssertEqual((st["job"] as? [String: Any])?["recoveryPoint"] as? String, "e91e7d-chk-17", "the configured job's")
+        let statusText = try snapfs("status", store)
+        for n in newest { XCTAssertTrue(statusText.out.contains(n), statusText.out) }
+        let show = try snapfs("show", store, "921f15-chk-12")
+        XCTAssertTrue(show.out.contains("last restorable: yes: the newest snapshot of job 921f15d8c1373fc7cba72fc30b4e7851"), show.out)
 
         let verify = try snapfs("verify", store, "--json")
         XCTAssertEqual(verify.status, 10, "problems found")
@@ -59,7 +73,12 @@ final class FlinkCLITests: XCTestCase {
         XCTAssertEqual(busy.status, 5)
         XCTAssertTrue(busy.err.contains("recovery point"), busy.err)
 
-        let deleted = try snapfs("delete", store, "921f15-chk-11", "921f15-chk-12")
+        for n in newest {
+            let refused = try snapfs("delete", store, n)
+            XCTAssertEqual(refused.status, 5, n)
+            XCTAssertTrue(refused.err.contains("recovery point of job \(n.prefix(6))"), refused.err)
+        }
+        let deleted = try snapfs("delete", store, "921f15-chk-11")
         XCTAssertEqual(deleted.status, 0, deleted.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: store + "/checkpoints/921f15d8c1373fc7cba72fc30b4e7851/chk-11"))
 

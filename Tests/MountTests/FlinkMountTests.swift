@@ -92,3 +92,70 @@ final class FlinkLayoutMountTests: MountTestCase {
         }
     }
 }
+
+/// A whole cluster's store through the mount: `rm -rf` of any job's recovery point is refused with EBUSY, decided
+/// from the JobManager's latest answer (polled in the background) or, without one, from each job's newest
+/// checkpoint.
+final class FlinkClusterMountTests: MountTestCase {
+    private let jobs = ["4b913385afc25f46a0551aee1c033ec6": "4b9133-chk-5", "c4f302458e6451f29e233030dfe8535c": "c4f302-chk-13",
+                        "dd758ebfe2c5e0335122d7ddaf752ba0": "dd758e-chk-17", "e9201ce7019c330de1f0d46a06815e2d": "e9201c-chk-13"]
+
+    private func useStore1(rest: String?) throws {
+        try FileManager.default.removeItem(at: w.storeDir)
+        try FileManager.default.moveItem(at: try FlinkFixtures.copy(store: 1), to: w.storeDir)
+        let created = w.snapfs(["init", w.s, "--engine", "flink", "--path-map", "\(FlinkFixtures.writtenAt)=\(w.s)"] + (rest.map { ["--rest", $0] } ?? []))
+        XCTAssertTrue(created.ok, created.summary)
+        try w.mount()
+    }
+
+    private func rmrf(_ name: String) -> Run { Command.sh("rm -rf \(shellQuote(w.m + "/" + name))") }
+
+    /// Waits (up to a deadline, not a timing assertion) until the mount reports `name` deletable or not.
+    private func waitDeletable(_ name: String, _ deletable: Bool) -> Bool {
+        for _ in 0..<100 {
+            let v = Command.run("/usr/bin/getfattr", ["--only-values", "-n", "user.snapfs.deletable", w.m + "/" + name]).out
+            if v.hasPrefix(deletable ? "yes" : "no") { return true }
+            usleep(200_000)
+        }
+        return false
+    }
+
+    func testNoJobManagerEveryJobsNewestCheckpointIsBusy() throws {
+        try useStore1(rest: nil)
+        for (job, newest) in jobs {
+            let r = rmrf(newest)
+            XCTAssertFalse(r.ok, newest)
+            XCTAssertTrue(r.err.contains("Device or resource busy"), r.summary)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: w.s + "/checkpoints/\(job)/\(newest.split(separator: "-").last.map { "chk-\($0)" }!)/_metadata"))
+            XCTAssertEqual(w.errnoOf("os.rmdir('\(w.m)/\(newest)')"), "EBUSY", newest)
+        }
+        XCTAssertTrue(rmrf("c4f302-chk-11").ok, "an older checkpoint is nobody's recovery point")
+        let events = w.snapfs(["events", w.s]).out
+        XCTAssertTrue(events.contains("recovery point of job dd758ebfe2c5e0335122d7ddaf752ba0"), events)
+    }
+
+    /// A (fake) JobManager says one job was cancelled: its checkpoints may go; the running job's recovery point
+    /// and the newest checkpoints of jobs it does not know stay. It stops answering: the mount falls back to
+    /// protecting every job's newest checkpoint without a request ever waiting on it.
+    func testCancelledJobLosesProtectionAndAStoppedJobManagerRestoresIt() throws {
+        let cluster = FakeCluster(writtenAt: FlinkFixtures.writtenAt, jobs: [
+            "c4f302458e6451f29e233030dfe8535c": .init(state: "CANCELED"),
+            "dd758ebfe2c5e0335122d7ddaf752ba0": .init(state: "RUNNING", latest: (16, "checkpoints/dd758ebfe2c5e0335122d7ddaf752ba0/chk-16")),
+        ])
+        let fake = try cluster.serve()
+        defer { fake.stop() }
+        try useStore1(rest: fake.url)
+        XCTAssertTrue(waitDeletable("c4f302-chk-13", true))
+        XCTAssertTrue(rmrf("c4f302-chk-13").ok, "the cluster says CANCELED")
+        for busy in ["dd758e-chk-17", "4b9133-chk-5", "e9201c-chk-13"] {
+            XCTAssertEqual(w.errnoOf("os.rmdir('\(w.m)/\(busy)')"), "EBUSY", busy)
+        }
+        XCTAssertTrue(rmrf("dd758e-chk-15").ok)
+        let status = w.snapfs(["status", w.s, "--json"])
+        XCTAssertTrue(status.out.contains("\"CANCELED\""), status.summary)
+
+        fake.stop()
+        XCTAssertTrue(waitDeletable("c4f302-chk-12", false), "JobManager gone: the cancelled job's newest checkpoint is protected again")
+        XCTAssertEqual(w.errnoOf("os.rmdir('\(w.m)/c4f302-chk-12')"), "EBUSY")
+    }
+}

@@ -6,18 +6,18 @@ import Glibc
 
 /// A JobManager stand-in on 127.0.0.1: answers Flink REST paths from a routing closure, one request per
 /// connection, so trigger and recovery-point logic can be tested without a cluster.
-final class FakeFlink: Sendable {
-    typealias Route = @Sendable (_ method: String, _ path: String, _ body: String) -> (Int, String)
-    let port: UInt16
+public final class FakeFlink: Sendable {
+    public typealias Route = @Sendable (_ method: String, _ path: String, _ body: String) -> (Int, String)
+    public let port: UInt16
     private let fd: Int32
     private let route: Route
     private let requests = Mutex<[String]>([])
     private let stopped = Mutex(false)
 
-    var url: String { "http://127.0.0.1:\(port)" }
-    var seen: [String] { requests.withLock { $0 } }
+    public var url: String { "http://127.0.0.1:\(port)" }
+    public var seen: [String] { requests.withLock { $0 } }
 
-    init(route: @escaping Route) throws {
+    public init(route: @escaping Route) throws {
         self.route = route
         let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: Int32 = 1
@@ -36,7 +36,7 @@ final class FakeFlink: Sendable {
         thread.start()
     }
 
-    func stop() {
+    public func stop() {
         stopped.withLock { $0 = true }
         shutdown(fd, Int32(SHUT_RDWR))
         close(fd)
@@ -85,28 +85,33 @@ final class FakeFlink: Sendable {
 
 /// A cluster's answers to `GET /jobs/overview` and `GET /jobs/:id/checkpoints`, from a table the test changes as
 /// the cluster would (a job cancelled, a checkpoint completed).
-final class FakeCluster: Sendable {
-    struct Job: Sendable {
-        var state: String
+public final class FakeCluster: Sendable {
+    public struct Job: Sendable {
+        public var state: String
         /// `latest.completed`: id and store-relative directory (written as Flink would, under `writtenAt`).
-        var latest: (id: Int64, directory: String)?
-        var isSavepoint = false
+        public var latest: (id: Int64, directory: String)?
+        public var isSavepoint = false
         /// `history`: id → trigger and completion times in milliseconds.
-        var history: [Int64: (trigger: Double, ack: Double)] = [:]
+        public var history: [Int64: (trigger: Double, ack: Double)] = [:]
+
+        public init(state: String, latest: (id: Int64, directory: String)? = nil, isSavepoint: Bool = false,
+                    history: [Int64: (trigger: Double, ack: Double)] = [:]) {
+            self.state = state; self.latest = latest; self.isSavepoint = isSavepoint; self.history = history
+        }
     }
 
-    let writtenAt: String
-    let jobs: Mutex<[String: Job]>
+    public let writtenAt: String
+    public let jobs: Mutex<[String: Job]>
 
-    init(writtenAt: String, jobs: [String: Job]) {
+    public init(writtenAt: String, jobs: [String: Job]) {
         self.writtenAt = writtenAt
         self.jobs = Mutex(jobs)
     }
 
-    func set(_ job: String, state: String) { jobs.withLock { $0[job]?.state = state } }
+    public func set(_ job: String, state: String) { jobs.withLock { $0[job]?.state = state } }
 
     /// The answer, or nil for any other path.
-    func answer(_ method: String, _ path: String) -> (Int, String)? {
+    public func answer(_ method: String, _ path: String) -> (Int, String)? {
         guard method == "GET" else { return nil }
         let table = jobs.withLock { $0 }
         if path == "/jobs/overview" {
@@ -126,7 +131,7 @@ final class FakeCluster: Sendable {
     }
 
     /// A fake JobManager serving this table, and `other` for every other path.
-    func serve(other: @escaping FakeFlink.Route = { _, _, _ in (404, #"{"errors":["Not found"]}"#) }) throws -> FakeFlink {
+    public func serve(other: @escaping FakeFlink.Route = { _, _, _ in (404, #"{"errors":["Not found"]}"#) }) throws -> FakeFlink {
         try FakeFlink { [self] method, path, body in answer(method, path) ?? other(method, path, body) }
     }
 }
