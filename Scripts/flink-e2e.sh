@@ -10,9 +10,15 @@
 #        SNAPFS_FLINK_CACHE where the PyPI wheels are kept between runs (default /var/tmp/snapfs-flink-cache)
 #        SNAPFS_E2E_PORT   REST port (default 18181; RPC uses PORT-2000)
 #        SNAPFS_E2E_VIA    mount (default: rm -rf through the mount, trigger files) or cli (snapfs delete/trigger)
+#        SNAPFS_E2E_PHASES all (default) or cluster (only the whole-cluster phase below)
 # Then the backups: a HashMap + changelog checkpoint and a RocksDB file-merged checkpoint (of a second store) are
 # copied out of the mount with `tar` and with `rsync`, each copy is put where Flink wrote the store, and real Flink
 # restores from it, reaching RUNNING and completing a checkpoint.
+#
+# Then a whole cluster's store: two jobs running at once and a third cancelled, one store with no --job; each running
+# job's recovery point refused (EBUSY) through the mount, the cancelled job's checkpoints deletable once the cluster
+# says CANCELED, every job's newest checkpoint refused once the JobManager is stopped, and a real restore from every
+# remaining job's newest checkpoint.
 #
 # Needs: java 17+, javac, jar, pip, curl, python3, unzip, rsync. Stops the cluster it started on exit.
 set -euo pipefail
@@ -22,6 +28,7 @@ WORK=${SNAPFS_E2E_DIR:-/var/tmp/snapfs-flink-e2e}
 CACHE=${SNAPFS_FLINK_CACHE:-/var/tmp/snapfs-flink-cache}
 PORT=${SNAPFS_E2E_PORT:-18181}
 VIA=${SNAPFS_E2E_VIA:-mount}
+PHASES=${SNAPFS_E2E_PHASES:-all}
 TOOLS=${SNAPFS_FLINK_TOOLS:-$(cd "$HERE/.." && pwd)/shared/tools/flink}
 REST=http://127.0.0.1:$PORT
 STORE=$WORK/store
@@ -116,7 +123,9 @@ stop_cluster() {
 finish() {
   local rc=$?
   unmount_store
-  if mountpoint -q "$WORK/mnt-backups" 2>/dev/null; then fusermount3 -u -z "$WORK/mnt-backups" || true; fi
+  for m in "$WORK/mnt-backups" "$WORK/mnt-cluster"; do
+    if mountpoint -q "$m" 2>/dev/null; then fusermount3 -u -z "$m" || true; fi
+  done
   stop_cluster
   log "runtime $(( $(date +%s) - T0 )) s; failures: $FAILURES; exit $rc"
 }
@@ -188,6 +197,8 @@ configure_flink
 build_snapfs
 rm -rf "$STORE"; mkdir -p "$STORE/savepoints"
 start_cluster
+
+if [ "$PHASES" = all ]; then
 
 A=$(run_job); [ -n "$A" ] || die "job A did not start"
 log "job A = $A (RocksDB, incremental checkpoints every 3 s)"
@@ -394,5 +405,101 @@ for tool in tar rsync; do
   restore_copy "$BACKUPS/$tool-$G_NAME" "$G_NAME" -D execution.checkpointing.file-merging.enabled=true
 done
 rm -rf "$STORE2"; mv "$STORE2.orig" "$STORE2"
+
+fi # PHASES = all
+
+# ---- a whole cluster's store: every job's recovery point -------------------------------------------------------
+# One checkpoint directory for three jobs, as a cluster without HA leaves it: R cancelled, P and Q running at once
+# (parallelism 1 each, so both fit the task manager's two slots). The store knows no --job: every job counts.
+STORE3=$WORK/store-cluster
+MNT3=$WORK/mnt-cluster
+MOUNT3_PID=""
+rm -rf "$STORE3"; mkdir -p "$STORE3" "$MNT3"
+cluster_job() { run_job -p 1 -D "state.checkpoints.dir=file://$STORE3/checkpoints" -D execution.checkpointing.interval=10s "$@"; }
+R=$(cluster_job); [ -n "$R" ] || die "job R did not start"
+wait_checkpoints "$R" 3
+cancel_job "$R"
+log "job R = $R, cancelled after 3 checkpoints"
+P=$(cluster_job); [ -n "$P" ] || die "job P did not start"
+Q=$(cluster_job); [ -n "$Q" ] || die "job Q did not start"
+wait_checkpoints "$P" 2
+wait_checkpoints "$Q" 2
+log "jobs P = $P and Q = $Q running at once"
+snapfs init "$STORE3" --engine flink --rest "$REST"
+"$SNAPFS" mount "$STORE3" "$MNT3" --clear-stale --quiet > "$WORK/log/snapfs-mount-cluster.log" 2>&1 &
+MOUNT3_PID=$!
+for _ in $(seq 1 100); do [ -e "$MNT3/.snapfs/status" ] && break; sleep 0.1; done
+[ -e "$MNT3/.snapfs/status" ] || die "the cluster store did not mount (log: $WORK/log/snapfs-mount-cluster.log)"
+snapfs status "$STORE3"
+job_row() { # job field → from `snapfs status --json`
+  snapfs status "$STORE3" --json | json "[j.get('$2') for j in d['job']['jobs'] if j['job'] == '$1'][0]"
+}
+[ "$(job_row "$R" state)" = CANCELED ] || fail "status does not say R is CANCELED: $(job_row "$R" state)"
+[ "$(job_row "$R" protected)" = False ] || fail "the cancelled job R is still protected"
+for J in "$P" "$Q"; do
+  [ "$(job_row "$J" state)" = RUNNING ] || fail "status does not say $J is RUNNING"
+  # The job checkpoints every 10 s: a delete that succeeds is only wrong if nothing newer had completed by then.
+  REFUSED=0
+  for attempt in 1 2 3 4 5; do
+    RP=$(job_row "$J" recoveryPoint)
+    if rm -rf "$MNT3/$RP" 2>"$WORK/refusal.txt" && [ ! -e "$MNT3/$RP" ]; then
+      NEWER=$(snapfs list "$STORE3" --json | json "len([s for s in d if s['name'].startswith('${J:0:6}-chk-') and int(s['name'].rsplit('-',1)[1]) > int('$RP'.rsplit('-',1)[1])])")
+      [ "$NEWER" -gt 0 ] || { fail "rm -rf of $J's recovery point $RP succeeded"; break; }
+      log "attempt $attempt: $RP was subsumed before the delete; trying again"
+      continue
+    fi
+    grep -q "Device or resource busy" "$WORK/refusal.txt" || fail "the refusal of $RP is not EBUSY: $(cat "$WORK/refusal.txt")"
+    [ -d "$MNT3/$RP" ] || fail "$RP vanished from the mount"
+    log "rm -rf $RP (recovery point of running job $J): $(head -1 "$WORK/refusal.txt")"
+    REFUSED=1; break
+  done
+  [ "$REFUSED" = 1 ] || fail "the recovery point of $J was never refused"
+done
+R_SNAPS=$(snapfs list "$STORE3" --json | json "' '.join(s['name'] for s in d if s['name'].startswith('${R:0:6}-'))")
+[ -n "$R_SNAPS" ] || fail "no snapshot of R is listed"
+for s in $R_SNAPS; do
+  rm -rf "$MNT3/$s" && [ ! -e "$MNT3/$s" ] || fail "rm -rf of the cancelled job's $s was refused"
+done
+[ -z "$(ls -d "$STORE3/checkpoints/$R"/chk-* 2>/dev/null)" ] || fail "R's checkpoint directories remain"
+log "every checkpoint of the cancelled job R deleted through the mount: $R_SNAPS"
+
+log "stop the JobManager: every job's newest checkpoint must be refused"
+stop_cluster
+# The mount notices at its next poll of the JobManager (every 2 s); wait for it, then look.
+for _ in $(seq 1 30); do
+  snapfs show "$STORE3" "$(snapfs list "$STORE3" --json | json "d[-1]['name']")" >/dev/null 2>&1 || true
+  grep -q "did not answer" <(cat "$MNT3/.snapfs/status" 2>/dev/null) && break
+  sleep 1
+done
+grep -q "did not answer" "$MNT3/.snapfs/status" || fail "the mount does not say the JobManager stopped answering: $(cat "$MNT3/.snapfs/status")"
+snapfs refresh "$STORE3" >/dev/null
+for J in "$P" "$Q"; do
+  NEWEST=$(basename "$(ls -d "$STORE3/checkpoints/$J"/chk-* | awk -F/chk- '{print $NF" "$0}' | sort -n | tail -1 | cut -d' ' -f2)")
+  NAME="${J:0:6}-$NEWEST"
+  if rm -rf "$MNT3/$NAME" 2>"$WORK/refusal.txt" || [ ! -e "$MNT3/$NAME" ]; then
+    fail "rm -rf of $NAME (newest of $J) succeeded with the JobManager stopped"
+  else
+    grep -q "Device or resource busy" "$WORK/refusal.txt" || fail "the refusal of $NAME is not EBUSY"
+    log "JobManager stopped: rm -rf $NAME refused: $(head -1 "$WORK/refusal.txt")"
+  fi
+done
+
+log "start the cluster again; restore a job from every remaining job's newest checkpoint"
+start_cluster
+for J in $(snapfs status "$STORE3" --json | json "' '.join(j['job'] for j in d['job']['jobs'] if j.get('newest'))"); do
+  LATEST=$(job_row "$J" newest)
+  DIR=$(snapfs show "$STORE3" "$LATEST" --json | json "d.get('directory') or ''")
+  N=$(run_job -p 1 -s "file://$STORE3/$DIR" -D "state.checkpoints.dir=file://$WORK/restored-cluster/checkpoints")
+  [ -n "$N" ] || { fail "no job started from $LATEST"; continue; }
+  wait_checkpoints "$N" 1
+  STATE=$(job_state "$N"); RESTORED=$(curl -sf "$REST/jobs/$N/checkpoints" | json "d['latest']['restored']['external_path']")
+  log "restored from $LATEST (job-latest of $J): job $N is $STATE, restored from $RESTORED"
+  [ "$STATE" = RUNNING ] || fail "the job restored from $LATEST is $STATE, not RUNNING"
+  [ "${RESTORED#file:}" = "$STORE3/$DIR" ] || fail "the job restored from $RESTORED, not $STORE3/$DIR"
+  cancel_job "$N"
+done
+fusermount3 -u "$MNT3" || fusermount3 -u -z "$MNT3" || true
+wait "$MOUNT3_PID" 2>/dev/null || true
+snapfs list "$STORE3"
 
 [ "$FAILURES" = 0 ] && log "E2E PASSED" || { log "E2E FAILED ($FAILURES)"; exit 1; }
