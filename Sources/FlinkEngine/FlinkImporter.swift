@@ -103,8 +103,12 @@ public struct FlinkImporter: Sendable {
         for s in known where s.state == .complete {
             guard let dir = s.directory else { continue }
             if present.contains(dir) { report.unchanged += 1; continue }
-            try store.forget(s.name, reason: "its directory \(dir) no longer holds _metadata (removed by Flink or by hand)")
-            report.forgotten.append(s.name)
+            do {
+                try store.forget(s.name, reason: "its directory \(dir) no longer holds _metadata (removed by Flink or by hand)")
+                report.forgotten.append(s.name)
+            } catch StoreError.noSuchSnapshot {
+                continue  // another process (a daemon's pass, another command) forgot it meanwhile
+            }
         }
         try updateManagedRoots(onDisk)
         if !report.added.isEmpty || !report.forgotten.isEmpty {
