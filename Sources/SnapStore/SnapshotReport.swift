@@ -26,6 +26,9 @@ public struct SnapshotReport: Codable, Sendable {
     public var references: [String]
     public var referencedBy: [String]
     public var recoveryPoint: Bool
+    /// Whether a hold keeps it (see `Hold`), and the hold.
+    public var held: Bool
+    public var hold: Hold?
     public var deletable: Bool
     /// Why a delete would be refused now.
     public var notDeletableBecause: String?
@@ -61,6 +64,7 @@ extension Store {
                     WHERE e.snapshot_id = ? AND e.object_id IS NOT NULL ORDER BY s2.id
                     """, arguments: [s.id])
                 let why = try refusalReason(s, db, job: job)
+                let hold = try holdRow(db, s.id)
                 return SnapshotReport(
                     id: s.id, name: s.name, kind: s.kind, format: s.format, state: s.state, engine: s.engine, job: s.job,
                     createdAt: s.createdAt, completedAt: s.completedAt, externalID: s.externalID, directory: s.directory,
@@ -69,6 +73,7 @@ extension Store {
                     references: sharers.filter { ($0["id"] as Int64) < s.id }.map { $0["name"] },
                     referencedBy: sharers.filter { ($0["id"] as Int64) > s.id }.map { $0["name"] },
                     recoveryPoint: job.running && job.recoveryPoint == s.name,
+                    held: hold != nil, hold: hold,
                     deletable: why == nil, notDeletableBecause: why,
                     lastRefusal: refusal, notHeld: omitted)
             }
@@ -88,6 +93,8 @@ public struct SnapshotSummary: Codable, Sendable {
     public var files: Int
     public var size: Int64
     public var recoveryPoint: Bool
+    public var held: Bool
+    public var hold: Hold?
 }
 
 extension Store {
@@ -96,7 +103,8 @@ extension Store {
         let job = jobStatus()
         do {
             return try db.read { db in
-                try Row.fetchAll(db, sql: """
+                let holds = try holdRows(db)
+                return try Row.fetchAll(db, sql: """
                     SELECT s.id, s.name, s.kind, s.format, s.state, s.created_at, s.completed_at,
                            COUNT(e.path) AS files, COALESCE(SUM(e.size), 0) AS bytes
                     FROM snapshots s LEFT JOIN entries e ON e.snapshot_id = s.id AND e.type = 'file' AND e.hidden = 0
@@ -107,7 +115,8 @@ extension Store {
                                     format: SnapshotFormat(rawValue: r["format"]) ?? .nativeFull,
                                     state: SnapshotState(rawValue: r["state"]) ?? .writing,
                                     createdAt: r["created_at"], completedAt: r["completed_at"], files: r["files"], size: r["bytes"],
-                                    recoveryPoint: job.running && job.recoveryPoint == (r["name"] as String))
+                                    recoveryPoint: job.running && job.recoveryPoint == (r["name"] as String),
+                                    held: holds[r["id"]] != nil, hold: holds[r["id"]])
                 }
             }
         } catch { throw .wrap(error, "cannot read catalog") }
