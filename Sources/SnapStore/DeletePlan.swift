@@ -33,6 +33,8 @@ public struct DeletePlan: Codable, Sendable, Hashable {
     public struct Refusal: Codable, Sendable, Hashable {
         public var snapshot: String
         public var reason: String
+
+        public init(snapshot: String, reason: String) { self.snapshot = snapshot; self.reason = reason }
     }
 
     public struct PlannedFile: Codable, Sendable, Hashable {
