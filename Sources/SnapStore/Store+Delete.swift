@@ -232,6 +232,8 @@ extension Store {
                 guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
                     throw StoreError.noSuchSnapshot(name)
                 }
+                // A hold binds SnapFS, not the engine: say so when the engine removed a held snapshot.
+                let hold = try holdRow(db, s.id).map { "; it was held: \($0.reason)" } ?? ""
                 let held = try ObjectID.fetchAll(db, sql: "SELECT object_id FROM entries WHERE snapshot_id = ? AND object_id IS NOT NULL", arguments: [s.id])
                 try db.execute(sql: "DELETE FROM object_pins WHERE snapshot_id = ?", arguments: [s.id])
                 try db.execute(sql: "DELETE FROM entries WHERE snapshot_id = ?", arguments: [s.id])
@@ -245,7 +247,7 @@ extension Store {
                 try db.execute(sql: "DELETE FROM objects WHERE pending_snapshot = ?", arguments: [s.id])
                 try db.execute(sql: "DELETE FROM pins WHERE snapshot_id = ?", arguments: [s.id])
                 try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [s.id])
-                try insertEvent(db, "forget", name, "removed from the catalog (\(reason)); no file touched")
+                try insertEvent(db, "forget", name, "removed from the catalog (\(reason)); no file touched\(hold)")
                 try db.bumpGeneration()
             }
         } catch let e as StoreError { throw e } catch { throw .wrap(error, "cannot forget \(name)") }
