@@ -52,7 +52,10 @@ extension SnapFileSystem {
     public func setxattr(_ ino: UInt64, name: String, value: [UInt8] = [], flags: Int32 = 0, caller: Caller = .daemon) throws(FSError) {
         let n = try node(ino)
         if case .snapshot(let id) = n, name == Self.holdAttribute {
-            return try changeHold(id, to: String(decoding: value, as: UTF8.self), flags: flags, caller: caller)
+            guard let reason = String(validating: value, as: UTF8.self) else {
+                throw refuse(.invalid("a hold's reason must be UTF-8 text"), snapshot: snapshotName(id), "hold")
+            }
+            return try changeHold(id, to: reason, flags: flags, caller: caller)
         }
         if let (id, p) = n.snapshotLocation { throw readOnly("setxattr \(name) on \(p.isEmpty ? "snapshot" : p)", id) }
         throw controlRefusal("setxattr \(name)")

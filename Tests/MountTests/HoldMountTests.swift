@@ -46,6 +46,8 @@ final class HoldMountTests: MountTestCase {
 
         // A bad reason and a replace of a hold that is not there are refused as setxattr(2) says.
         XCTAssertEqual(w.errnoOf("os.setxattr('\(w.m)/T', 'user.snapfs.hold', b'')"), "EINVAL")
+        XCTAssertEqual(w.errnoOf("os.setxattr('\(w.m)/T', 'user.snapfs.hold', b'two\\nlines')"), "EINVAL")
+        XCTAssertEqual(w.errnoOf("os.setxattr('\(w.m)/T', 'user.snapfs.hold', b'\\xff\\xfe')"), "EINVAL")
         XCTAssertEqual(w.errnoOf("os.setxattr('\(w.m)/T', 'user.snapfs.hold', b'x', os.XATTR_REPLACE)"), "ENODATA")
         XCTAssertEqual(w.errnoOf("os.setxattr('\(w.m)/S', 'user.snapfs.hold', b'x', os.XATTR_CREATE)"), "EEXIST")
         XCTAssertEqual(w.errnoOf("os.setxattr('\(w.m)/S/big.dat', 'user.snapfs.hold', b'x')"), "EROFS", "only a snapshot can be held")
