@@ -1,3 +1,4 @@
+import FlinkFixtures
 import Foundation
 import SnapStore
 import XCTest
@@ -70,6 +71,30 @@ final class HoldMountTests: MountTestCase {
         w.unmount()
         XCTAssertEqual(try w.openStore().hold(of: "T")?.reason, "from the cli")
         w.verifyClean()
+    }
+
+    /// A Flink store alike: a checkpoint held through the mount refuses `rm -rf` until released, and its files stay.
+    func testAHeldFlinkCheckpointRefusesRmRfUntilReleased() throws {
+        try FileManager.default.removeItem(at: w.storeDir)
+        try FileManager.default.createDirectory(at: w.storeDir, withIntermediateDirectories: true)
+        let truth = try SyntheticFlinkStore.write(at: w.storeDir)
+        XCTAssertTrue(w.snapfs(["init", w.s, "--engine", "flink", "--path-map", "\(SyntheticFlinkStore.writtenAt)=\(w.s)"]).ok)
+        try w.mount()
+        let name = "0a0a0a-chk-1"
+        let directory = try XCTUnwrap(truth.first?.directory)
+        let chk = shellQuote(w.m + "/" + name)
+        XCTAssertTrue(Command.sh("setfattr -n user.snapfs.hold -v 'flink drill' \(chk)").ok)
+        let rm = Command.sh("rm -rf \(chk)")
+        XCTAssertTrue(rm.err.contains("Device or resource busy"), rm.summary)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: w.s + "/" + directory + "/_metadata"))
+        XCTAssertTrue(events().contains("held: flink drill"), events())
+        XCTAssertTrue(w.snapfs(["list", w.s]).out.contains("(held: flink drill)"))
+        XCTAssertTrue(Command.sh("setfattr -x user.snapfs.hold \(chk)").ok)
+        let gone = Command.sh("rm -rf \(chk)")
+        XCTAssertTrue(gone.ok, gone.summary)
+        XCTAssertFalse(w.rootNames().contains(name))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: w.s + "/" + directory))
+        w.unmount()
     }
 
     /// With `--allow-other`, another user may not delete snapshots, so may not hold or release them either, even
