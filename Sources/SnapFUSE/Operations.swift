@@ -297,7 +297,17 @@ private func opStatfs(_ req: fuse_req_t?, _ ino: fuse_ino_t) {
 
 private func opSetxattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?,
                         _ size: Int, _ flags: Int32) {
-    do { try mount(req).fs.setxattr(ino, name: str(name)); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "setxattr") }
+    let bytes = value.map { v in [UInt8](UnsafeRawBufferPointer(start: v, count: size)) } ?? []
+    do {
+        try mount(req).fs.setxattr(ino, name: str(name), value: bytes, flags: flags, caller: caller(req))
+        _ = fuse_reply_err(req, 0)
+    } catch { fail(req, error, "setxattr") }
+}
+
+/// Who sent a request, for the checks the kernel leaves to the file system.
+private func caller(_ req: fuse_req_t?) -> Caller {
+    guard let ctx = fuse_req_ctx(req) else { return Caller(uid: UInt32.max, gid: UInt32.max) }
+    return Caller(uid: ctx.pointee.uid, gid: ctx.pointee.gid)
 }
 
 private func replyXattr(_ req: fuse_req_t?, _ bytes: [UInt8], _ size: Int) {
@@ -321,7 +331,7 @@ private func opListxattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int) {
 }
 
 private func opRemovexattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
-    do { try mount(req).fs.removexattr(ino, name: str(name)); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "removexattr") }
+    do { try mount(req).fs.removexattr(ino, name: str(name), caller: caller(req)); _ = fuse_reply_err(req, 0) } catch { fail(req, error, "removexattr") }
 }
 
 /// The operations table. Built here, in a library function, because closures written in an executable's top-level

@@ -18,6 +18,8 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Control entries (`latest`, `.snapfs`) cannot be renamed or removed.
     case notPermitted(String)
     case busy(String)
+    /// The caller lacks the right the operation needs (EACCES).
+    case permissionDenied(String)
     case noAttribute
     case rangeTooSmall
     case io(String)
@@ -34,6 +36,7 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
         case .readOnly: return EROFS
         case .notPermitted: return EPERM
         case .busy: return EBUSY
+        case .permissionDenied: return EACCES
         case .noAttribute: return ENODATA
         case .rangeTooSmall: return ERANGE
         case .io: return EIO
@@ -52,6 +55,7 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
         case .readOnly(let s): return s
         case .notPermitted(let s): return s
         case .busy(let s): return s
+        case .permissionDenied(let s): return s
         case .noAttribute: return "no such attribute"
         case .rangeTooSmall: return "buffer too small"
         case .io(let s): return s

@@ -5,11 +5,18 @@ import SnapStore
 import Glibc
 #endif
 
-/// Snapshot metadata as `user.snapfs.*` extended attributes; setting them is refused like any write.
+/// Snapshot metadata as `user.snapfs.*` extended attributes; setting them is refused like any write, except
+/// `user.snapfs.hold` on a snapshot, which holds it (`setfattr -n user.snapfs.hold -v REASON S`) and releases it
+/// (`setfattr -x user.snapfs.hold S`).
 extension SnapFileSystem {
+    /// The attribute that is a snapshot's hold: its value is the reason.
+    public static let holdAttribute = "user.snapfs.hold"
+
     public func listxattr(_ ino: UInt64) throws(FSError) -> [String] {
         switch try node(ino) {
-        case .snapshot: return SnapshotXattrs.names
+        case .snapshot(let id):
+            guard let name = snapshotName(id), (try? store.hold(of: name)) != nil else { return SnapshotXattrs.names }
+            return SnapshotXattrs.names + [Self.holdAttribute]
         case .file(_, let e): return e.sha256 == nil ? ["user.snapfs.object"] : ["user.snapfs.object", "user.snapfs.sha256"]
         default: return []
         }
@@ -17,6 +24,12 @@ extension SnapFileSystem {
 
     public func getxattr(_ ino: UInt64, name: String) throws(FSError) -> [UInt8] {
         switch try node(ino) {
+        case .snapshot(let id) where name == Self.holdAttribute:
+            guard let snapName = snapshotName(id) else { throw .notFound }
+            let h: Hold?
+            do { h = try store.hold(of: snapName) } catch { throw .store(error) }
+            guard let h else { throw .noAttribute }
+            return Array(h.reason.utf8)
         case .snapshot(let id):
             // `ls -l` asks for security.selinux and system.posix_acl_access on every entry: answer those without
             // building a report, or listing a root of N snapshots costs N reports.
@@ -35,11 +48,51 @@ extension SnapFileSystem {
         }
     }
 
-    public func setxattr(_ ino: UInt64, name: String) throws(FSError) {
+    /// `flags` are setxattr(2)'s: XATTR_CREATE (1) refuses to replace a hold, XATTR_REPLACE (2) to add one.
+    public func setxattr(_ ino: UInt64, name: String, value: [UInt8] = [], flags: Int32 = 0, caller: Caller = .daemon) throws(FSError) {
         let n = try node(ino)
+        if case .snapshot(let id) = n, name == Self.holdAttribute {
+            guard let reason = String(validating: value, as: UTF8.self) else {
+                throw refuse(.invalid("a hold's reason must be UTF-8 text"), snapshot: snapshotName(id), "hold")
+            }
+            return try changeHold(id, to: reason, flags: flags, caller: caller)
+        }
         if let (id, p) = n.snapshotLocation { throw readOnly("setxattr \(name) on \(p.isEmpty ? "snapshot" : p)", id) }
         throw controlRefusal("setxattr \(name)")
     }
 
-    public func removexattr(_ ino: UInt64, name: String) throws(FSError) { try setxattr(ino, name: name) }
+    public func removexattr(_ ino: UInt64, name: String, caller: Caller = .daemon) throws(FSError) {
+        let n = try node(ino)
+        if case .snapshot(let id) = n, name == Self.holdAttribute { return try changeHold(id, to: nil, flags: 0, caller: caller) }
+        if let (id, p) = n.snapshotLocation { throw readOnly("removexattr \(name) on \(p.isEmpty ? "snapshot" : p)", id) }
+        throw controlRefusal("removexattr \(name)")
+    }
+
+    /// Holds a snapshot with `reason`, or releases it (nil). Needs the right to delete snapshots: a hold decides
+    /// what may be deleted, and the kernel checks only the snapshot directory's own mode for an attribute.
+    private func changeHold(_ id: SnapshotID, to reason: String?, flags: Int32, caller: Caller) throws(FSError) {
+        guard let name = snapshotName(id) else { throw .notFound }
+        let what = reason == nil ? "release of \(name)'s hold" : "hold of \(name)"
+        guard mayChangeSnapshots(caller) else {
+            throw refuse(.permissionDenied("holds are set and released by those who may delete snapshots"), snapshot: name,
+                         "\(what) by uid \(caller.uid)")
+        }
+        do {
+            if let reason {
+                let current = try store.hold(of: name)
+                if flags & 1 != 0, current != nil { throw refuse(.exists("\(name) is held already"), snapshot: name, what) }
+                if flags & 2 != 0, current == nil { throw refuse(.noAttribute, snapshot: name, what) }
+                try store.hold(name, reason: reason)
+            } else if try store.release(name) == nil {
+                throw FSError.noAttribute
+            }
+        } catch let e as FSError {
+            throw e
+        } catch let e as StoreError {
+            throw refuse(.store(e), snapshot: name, what)
+        } catch {
+            throw .io("\(error)")
+        }
+        refresh()
+    }
 }

@@ -108,6 +108,19 @@ public final class SnapFileSystem: Sendable {
     /// loaded machine waits a few scheduler periods before it runs again.
     static let staleListingWindow: TimeInterval = 0.5
 
+    /// The mount root's permission bits: who may write it may delete and move snapshots (the kernel checks, with
+    /// `default_permissions`), and may set and release holds (checked here, see `mayChangeSnapshots`).
+    static let rootMode: UInt32 = 0o755
+
+    /// Whether `caller` may change which snapshots exist, as the kernel decides for `rmdir` and `rename` in the
+    /// root: root may, and otherwise the root's owner, group or others, as its mode bits allow.
+    func mayChangeSnapshots(_ caller: Caller) -> Bool {
+        if caller.uid == 0 { return true }
+        if caller.uid == options.uid { return Self.rootMode & 0o300 == 0o300 }
+        if caller.gid == options.gid { return Self.rootMode & 0o030 == 0o030 }
+        return Self.rootMode & 0o003 == 0o003
+    }
+
     var nowNanos: Int64 { Int64(now().timeIntervalSince1970 * 1e9) }
 
     // MARK: catalog view
@@ -276,7 +289,7 @@ public final class SnapFileSystem: Sendable {
         switch n {
         case .root:
             let l = state.withLock { $0.listing }
-            return dirAttr(ino, mode: 0o755, nlink: 3 + l.names.count, mtime: l.changedAt)
+            return dirAttr(ino, mode: Self.rootMode, nlink: 3 + l.names.count, mtime: l.changedAt)
         case .latest:
             let target = state.withLock { $0.listing.latest } ?? ""
             return Attr(ino: ino, mode: 0o120777, nlink: 1, size: Int64(target.utf8.count), blocks: 0, mtimeNanos: mountedAtNanos,

@@ -69,6 +69,18 @@ public struct SetAttrRequest: Sendable {
     }
 }
 
+/// Who asks for an operation, as the kernel reports it: for the few checks the kernel cannot make itself (a hold is
+/// an extended attribute of the snapshot, but changes what may be deleted, so it takes the right to delete).
+public struct Caller: Sendable, Hashable {
+    public var uid: UInt32
+    public var gid: UInt32
+
+    public init(uid: UInt32, gid: UInt32) { self.uid = uid; self.gid = gid }
+
+    /// The daemon's own user: tests and callers without a kernel request.
+    public static var daemon: Caller { Caller(uid: getuid(), gid: getgid()) }
+}
+
 public struct FileOpsOptions: Sendable {
     /// How long staged unlinks inside a snapshot stay hidden without a following `rmdir S` (SPEC §4: 60 s).
     public var stageWindow: TimeInterval

@@ -243,6 +243,18 @@ enum Catalog {
             CREATE INDEX object_pins_object ON object_pins(object_id);
             """)
         }
+        // A hold: a person's word that a snapshot must stay until they release it, with why (like `zfs hold`).
+        // Keyed by the snapshot's id, so it follows no name; it goes with its snapshot's row, and nothing else
+        // refers to it.
+        m.registerMigration("v7-holds") { db in
+            try db.execute(sql: """
+            CREATE TABLE holds(
+                snapshot_id INTEGER PRIMARY KEY REFERENCES snapshots(id) ON DELETE CASCADE,
+                reason TEXT NOT NULL,
+                held_at REAL NOT NULL
+            );
+            """)
+        }
         return m
     }
 }

@@ -29,6 +29,9 @@ public struct SnapshotReport: Codable, Sendable {
     /// Set when this is the newest snapshot of its job (the last one that job can be restored from): the job and
     /// its state, e.g. `CANCELED` once the cluster says so and the snapshot is no longer protected.
     public var lastRestorableOf: JobRecovery?
+    /// Whether a hold keeps it (see `Hold`), and the hold.
+    public var held: Bool
+    public var hold: Hold?
     public var deletable: Bool
     /// Why a delete would be refused now.
     public var notDeletableBecause: String?
@@ -65,6 +68,7 @@ extension Store {
                     WHERE e.snapshot_id = ? AND e.object_id IS NOT NULL ORDER BY s2.id
                     """, arguments: [s.id])
                 let why = try refusalReason(s, db, job: job)
+                let hold = try holdRow(db, s.id)
                 return SnapshotReport(
                     id: s.id, name: s.name, kind: s.kind, format: s.format, state: s.state, engine: s.engine, job: s.job,
                     createdAt: times?.created ?? s.createdAt, completedAt: times.map { $0.completed } ?? s.completedAt, externalID: s.externalID, directory: s.directory,
@@ -74,6 +78,7 @@ extension Store {
                     referencedBy: sharers.filter { ($0["id"] as Int64) > s.id }.map { $0["name"] },
                     recoveryPoint: job.protects(s.name),
                     lastRestorableOf: job.jobs.first { $0.newest == s.name },
+                    held: hold != nil, hold: hold,
                     deletable: why == nil, notDeletableBecause: why,
                     lastRefusal: refusal, notHeld: omitted)
             }
@@ -93,6 +98,8 @@ public struct SnapshotSummary: Codable, Sendable {
     public var files: Int
     public var size: Int64
     public var recoveryPoint: Bool
+    public var held: Bool
+    public var hold: Hold?
 }
 
 extension Store {
@@ -102,7 +109,8 @@ extension Store {
         let hooks = self.hooks
         do {
             return try db.read { db in
-                try Row.fetchAll(db, sql: """
+                let holds = try holdRows(db)
+                return try Row.fetchAll(db, sql: """
                     SELECT s.id, s.name, s.kind, s.format, s.state, s.created_at, s.completed_at, s.job, s.external_id,
                            COUNT(e.path) AS files, COALESCE(SUM(e.size), 0) AS bytes
                     FROM snapshots s LEFT JOIN entries e ON e.snapshot_id = s.id AND e.type = 'file' AND e.hidden = 0
@@ -114,7 +122,8 @@ extension Store {
                                     format: SnapshotFormat(rawValue: r["format"]) ?? .nativeFull,
                                     state: SnapshotState(rawValue: r["state"]) ?? .writing,
                                     createdAt: times?.created ?? r["created_at"], completedAt: times.map { $0.completed } ?? r["completed_at"], files: r["files"], size: r["bytes"],
-                                    recoveryPoint: job.protects(r["name"]))
+                                    recoveryPoint: job.protects(r["name"]),
+                                    held: holds[r["id"]] != nil, hold: holds[r["id"]])
                 }
             }
         } catch { throw .wrap(error, "cannot read catalog") }

@@ -26,6 +26,7 @@ extension Store {
     /// The reason a snapshot may not be deleted now, or nil. The order is the SPEC's (§5).
     func refusalReason(_ s: Snapshot, _ db: Database, job: JobStatus) throws -> String? {
         if s.state == .writing { return "still being written" }
+        if let h = try holdRow(db, s.id) { return h.refusal }
         if let owner = job.protectingJob(of: s.name) {
             return "recovery point of job \(owner.job) (\(owner.state)): newer snapshot needed first"
         }
@@ -53,17 +54,42 @@ extension Store {
     /// transaction; the files follow from the removal journal, which `open` replays if the process dies first.
     @discardableResult
     public func delete(_ name: String, reason: String = "user request") throws(StoreError) -> DeleteSummary {
-        try requireWritable("delete \(name)")
-        try hooks.refresh(self)
-        var summary: DeleteSummary?
-        var attempt = 0
-        while summary == nil {
-            attempt += 1
-            summary = try deleteOnce(name, reason: reason, lastAttempt: attempt >= Self.deleteAttempts)
+        let plan = try delete([name], reason: reason)
+        if !plan.missing.isEmpty { throw .noSuchSnapshot(name) }
+        if let r = plan.refused.first { throw .busy(snapshot: name, reason: r.reason) }
+        return plan.summary(of: name)
+    }
+
+    /// Deletes the snapshots named, in one transaction, or with `dryRun` only says what that would do and changes
+    /// nothing (no catalog row, no file, no event). Names that are refused or missing are reported in the plan,
+    /// not thrown: the others still go. Both runs plan through `planDelete`, so a dry run shows what the delete does.
+    public func delete(_ names: [String], reason: String = "user request", dryRun: Bool) throws(StoreError) -> DeletePlan {
+        if dryRun {
+            if !isReadOnly { try hooks.refresh(self) }
+            let job = jobStatus()
+            do { return try db.read { db in try planDelete(db, names: names, job: job, dryRun: true).0 } }
+            catch let e as StoreError { throw e } catch { throw .wrap(error, "cannot read catalog") }
         }
-        logger.info("deleted", metadata: ["snapshot": .string(name), "objects": .stringConvertible(summary!.removedObjects)])
+        return try delete(names, reason: reason)
+    }
+
+    /// Deletes the snapshots named, in one transaction; see `delete(_:reason:dryRun:)`.
+    public func delete(_ names: [String], reason: String = "user request") throws(StoreError) -> DeletePlan {
+        try requireWritable("delete \(names.joined(separator: ", "))")
+        try hooks.refresh(self)
+        var plan: DeletePlan?
+        var attempt = 0
+        while plan == nil {
+            attempt += 1
+            plan = try deleteOnce(names, reason: reason, lastAttempt: attempt >= Self.deleteAttempts)
+        }
+        for r in plan!.refused { recordEvent("refusal", snapshot: r.snapshot, "delete refused\(reason == "retention" || reason == "prune" ? " (\(reason))" : ""): \(r.reason)") }
+        if !plan!.snapshots.isEmpty {
+            logger.info("deleted", metadata: ["snapshots": .string(plan!.snapshots.joined(separator: ",")),
+                                              "objects": .stringConvertible(plan!.removedFiles.count)])
+        }
         drainRemovals()
-        return summary!
+        return plan!
     }
 
     /// How often a delete asks the engine again for the recovery point because snapshots kept completing meanwhile.
@@ -72,71 +98,43 @@ extension Store {
     /// One try at a delete: nil when a snapshot completed between asking the engine for the recovery point and the
     /// transaction, since that snapshot may be the recovery point now (a snapshot completed a moment ago must not
     /// lose its protection to an answer read just before it).
-    private func deleteOnce(_ name: String, reason: String, lastAttempt: Bool) throws(StoreError) -> DeleteSummary? {
+    private func deleteOnce(_ names: [String], reason: String, lastAttempt: Bool) throws(StoreError) -> DeletePlan? {
         let newestSQL = "SELECT id FROM snapshots WHERE state = 'complete' ORDER BY completed_at DESC, id DESC LIMIT 1"
         let newestBefore: SnapshotID?
         do { newestBefore = try db.read { try SnapshotID.fetchOne($0, sql: newestSQL) } }
         catch { throw .wrap(error, "cannot read catalog") }
         let job = jobStatus()
-        let summary: DeleteSummary?
         do {
-            summary = try db.write { db -> DeleteSummary? in
-                guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
-                    throw StoreError.noSuchSnapshot(name)
-                }
+            return try db.write { db -> DeletePlan? in
                 if job.protectsAny, try SnapshotID.fetchOne(db, sql: newestSQL) != newestBefore {
                     if !lastAttempt { return nil }
-                    throw StoreError.busy(snapshot: name, reason: "snapshots keep completing; the recovery point cannot be settled")
+                    var (plan, _) = try planDelete(db, names: names, job: job, dryRun: false)
+                    plan.refused += plan.snapshots.map { .init(snapshot: $0, reason: "snapshots keep completing; the recovery point cannot be settled") }
+                    plan.snapshots = []; plan.removedFiles = []; plan.keptShared = []; plan.directories = []
+                    plan.bytesFreed = 0; plan.catalogBytes = 0
+                    return plan
                 }
-                if let why = try refusalReason(s, db, job: job) { throw StoreError.busy(snapshot: name, reason: why) }
-                let r = try removeSnapshotRows(db, s)
-                try insertEvent(db, reason == "retention" ? "retention" : "delete", name,
-                                "deleted (\(reason)): \(r.removedObjects) objects removed (\(r.removedBytes) bytes), \(r.keptShared) shared objects kept")
-                try db.bumpGeneration()
-                return r
+                let (plan, targets) = try planDelete(db, names: names, job: job, dryRun: false)
+                try executeDelete(db, plan, targets)
+                let together = plan.snapshots.count > 1 ? " with \(plan.snapshots.count - 1) other snapshot\(plan.snapshots.count == 2 ? "" : "s") in one delete" : ""
+                for n in plan.snapshots {
+                    try insertEvent(db, reason == "retention" ? "retention" : "delete", n,
+                                    "deleted (\(reason))\(together): \(plan.removedFiles.count) objects removed (\(plan.catalogBytes) bytes), \(plan.keptShared.count) shared objects kept")
+                }
+                if !plan.snapshots.isEmpty { try db.bumpGeneration() }
+                return plan
             }
-        } catch let e as StoreError {
-            if case .busy(_, let why) = e { recordEvent("refusal", snapshot: name, "delete refused: \(why)") }
-            throw e
-        } catch { throw .wrap(error, "cannot delete \(name)") }
-        return summary
+        } catch let e as StoreError { throw e } catch { throw .wrap(error, "cannot delete \(names.joined(separator: ", "))") }
     }
 
-    /// Removes a snapshot's rows and journals the objects no other snapshot references. Runs inside a write transaction.
+    /// Removes a snapshot's rows and journals the objects no other snapshot references, whatever the rules say (a
+    /// rollback of a snapshot being written). Runs inside a write transaction.
     func removeSnapshotRows(_ db: Database, _ s: Snapshot) throws -> DeleteSummary {
-        let now = Date().timeIntervalSince1970
-        // Objects this snapshot references, was writing, or pinned to reuse, with how many entries of other snapshots
-        // and pins of snapshots being written hold them. A pinned object stays: its writer is about to reference it.
-        let rows = try Row.fetchAll(db, sql: """
-            SELECT o.id, o.path, o.size,
-                   (SELECT COUNT(*) FROM entries e2 WHERE e2.object_id = o.id AND e2.snapshot_id <> ?)
-                 + (SELECT COUNT(*) FROM object_pins p2 WHERE p2.object_id = o.id AND p2.snapshot_id <> ?) AS others
-            FROM objects o
-            WHERE o.id IN (SELECT object_id FROM entries WHERE snapshot_id = ? AND object_id IS NOT NULL)
-               OR o.pending_snapshot = ?
-               OR o.id IN (SELECT object_id FROM object_pins WHERE snapshot_id = ? AND kind = 'reuse')
-            """, arguments: [s.id, s.id, s.id, s.id, s.id])
-        var removed = 0, kept = 0
-        var bytes: Int64 = 0
-        try db.execute(sql: "DELETE FROM object_pins WHERE snapshot_id = ?", arguments: [s.id])
-        try db.execute(sql: "DELETE FROM entries WHERE snapshot_id = ?", arguments: [s.id])
-        for r in rows {
-            if (r["others"] as Int) > 0 {
-                kept += 1
-                try db.execute(sql: "UPDATE objects SET pending_snapshot = NULL WHERE id = ? AND pending_snapshot = ?", arguments: [r["id"] as Int64, s.id])
-                continue
-            }
-            removed += 1
-            bytes += r["size"] as Int64
-            try db.execute(sql: "DELETE FROM objects WHERE id = ?", arguments: [r["id"] as Int64])
-            try db.execute(sql: "INSERT OR REPLACE INTO removals(path, is_directory, queued_at) VALUES (?, 0, ?)", arguments: [r["path"] as String, now])
-        }
-        if let dir = s.directory {
-            try db.execute(sql: "INSERT OR REPLACE INTO removals(path, is_directory, queued_at) VALUES (?, 1, ?)", arguments: [dir, now])
-        }
-        try db.execute(sql: "DELETE FROM pins WHERE snapshot_id = ?", arguments: [s.id])
-        try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [s.id])
-        return DeleteSummary(snapshot: s.name, removedObjects: removed, removedBytes: bytes, keptShared: kept)
+        var plan = DeletePlan.empty(dryRun: false)
+        plan.snapshots = [s.name]
+        try planFiles(db, &plan, [s])
+        try executeDelete(db, plan, [s])
+        return plan.summary(of: s.name)
     }
 
     /// Releases the objects snapshot `id` pinned while it was written, in the transaction that commits it. A reused
@@ -237,6 +235,8 @@ extension Store {
                 guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
                     throw StoreError.noSuchSnapshot(name)
                 }
+                // A hold binds SnapFS, not the engine: say so when the engine removed a held snapshot.
+                let hold = try holdRow(db, s.id).map { "; it was held: \($0.reason)" } ?? ""
                 let held = try ObjectID.fetchAll(db, sql: "SELECT object_id FROM entries WHERE snapshot_id = ? AND object_id IS NOT NULL", arguments: [s.id])
                 try db.execute(sql: "DELETE FROM object_pins WHERE snapshot_id = ?", arguments: [s.id])
                 try db.execute(sql: "DELETE FROM entries WHERE snapshot_id = ?", arguments: [s.id])
@@ -250,7 +250,7 @@ extension Store {
                 try db.execute(sql: "DELETE FROM objects WHERE pending_snapshot = ?", arguments: [s.id])
                 try db.execute(sql: "DELETE FROM pins WHERE snapshot_id = ?", arguments: [s.id])
                 try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [s.id])
-                try insertEvent(db, "forget", name, "removed from the catalog (\(reason)); no file touched")
+                try insertEvent(db, "forget", name, "removed from the catalog (\(reason)); no file touched\(hold)")
                 try db.bumpGeneration()
             }
         } catch let e as StoreError { throw e } catch { throw .wrap(error, "cannot forget \(name)") }
@@ -282,6 +282,7 @@ extension Store {
                     throw StoreError.noSuchSnapshot(name)
                 }
                 if s.state != .complete { throw StoreError.busy(snapshot: name, reason: "still being written") }
+                if let h = try holdRow(db, s.id) { throw StoreError.busy(snapshot: name, reason: h.refusal) }
                 if try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM snapshots WHERE name = ?)", arguments: [newName]) == true {
                     throw StoreError.alreadyExists(newName)
                 }

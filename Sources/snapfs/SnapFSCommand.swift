@@ -11,13 +11,13 @@ struct SnapFS: ParsableCommand {
         abstract: "Mount a stream job's snapshot store as a directory; delete and move snapshots safely.",
         discussion: """
         Exit codes: 0 success; 1 usage or unexpected error; 2 bad input (label, format, path); 3 no such snapshot;
-        4 already exists; 5 busy (recovery point, being written, operation in flight, store served by another daemon);
+        4 already exists; 5 busy (held, recovery point, being written, operation in flight, store served by another daemon);
         6 not permitted; 7 store damaged; 8 snapshot or I/O failure; 10 verify found problems.
         """,
         version: "0.1.0",
         subcommands: [
             InitCommand.self, ListCommand.self, ShowCommand.self, TriggerCommand.self, DeleteCommand.self,
-            MoveCommand.self, ConvertCommand.self, ExportCommand.self, ImportCommand.self, VerifyCommand.self,
+            MoveCommand.self, HoldCommand.self, ReleaseCommand.self, PruneCommand.self, ConvertCommand.self, ExportCommand.self, ImportCommand.self, VerifyCommand.self,
             GCCommand.self, RefreshCommand.self, FormatsCommand.self, StatusCommand.self, EventsCommand.self, MountCommand.self,
             DemoCommand.self, StressCommand.self, BenchPopulateCommand.self,
         ]

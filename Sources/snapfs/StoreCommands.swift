@@ -117,7 +117,8 @@ struct ListCommand: ParsableCommand {
         if json { CLI.printJSON(rows); return }
         print("NAME".padding(toLength: 24, withPad: " ", startingAt: 0) + " KIND        FORMAT              CREATED (UTC)        FILES  SIZE")
         for r in rows {
-            let mark = r.recoveryPoint ? " (recovery point)" : r.state == .writing ? " (writing)" : ""
+            let mark = (r.recoveryPoint ? " (recovery point)" : r.state == .writing ? " (writing)" : "")
+                + (r.hold.map { " (held: \($0.reason))" } ?? "")
             print(r.name.padding(toLength: 24, withPad: " ", startingAt: 0) + " "
                   + r.kind.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0) + " "
                   + r.format.rawValue.padding(toLength: 19, withPad: " ", startingAt: 0) + " "
@@ -148,6 +149,7 @@ struct ShowCommand: ParsableCommand {
         objects:       \(r.objects), of which \(r.exclusiveObjects) only here (\(CLI.bytes(r.exclusiveBytes)) freed by a delete)
         references:    \(r.references.isEmpty ? "-" : r.references.joined(separator: ", "))
         referenced by: \(r.referencedBy.isEmpty ? "-" : r.referencedBy.joined(separator: ", "))
+        hold:          \(r.hold.map { "\($0.reason) (since \(CLI.date($0.since)) UTC)" } ?? "no")
         deletable:     \(r.deletable ? "yes" : "no: \(r.notDeletableBecause ?? "")")
         last restorable: \(r.lastRestorableOf.map { "yes: the newest snapshot of job \($0.job) (\($0.state)\($0.protected ? "" : ", not protected")); deleting it leaves that job nothing to restore from" } ?? "no")
         not held:      \(r.notHeld.isEmpty ? "-" : "\(r.notHeld.count) (in the state, not in the snapshot)")
@@ -204,23 +206,26 @@ extension ShowCommand {
 }
 
 struct DeleteCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete snapshots, checked: files other snapshots need stay.")
+    static let configuration = CommandConfiguration(
+        commandName: "delete", abstract: "Delete snapshots, checked: files other snapshots need stay.",
+        discussion: "The snapshots named go in one transaction; any refused (held, recovery point, in use) or unknown stay, and the exit code says why (5, 3).")
     @OptionGroup var options: StoreOptions
     @Argument(help: "Snapshot names.") var names: [String]
-    @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Show which snapshots would go, which files would be removed and which shared ones kept, and the bytes freed; change nothing.") var dryRun = false
+    @Flag(help: "Print JSON (the plan: snapshots, refused, missing, removedFiles, keptShared, directories, bytesFreed).") var json = false
 
     func run() throws {
         let store = try options.open()
-        var done: [DeleteSummary] = []
+        let plan = try CLI.run { () throws(StoreError) in try store.delete(names, dryRun: dryRun) }
+        if json { CLI.printJSON(plan) } else { PlanText.print(plan, asked: true) }
         var firstError: StoreError?
         for n in names {
-            do { done.append(try store.delete(n)) } catch {
-                CLI.fail(error)
-                firstError = firstError ?? error
+            let e: StoreError? = plan.missing.contains(n) ? .noSuchSnapshot(n)
+                : plan.refused.first { $0.snapshot == n }.map { .busy(snapshot: n, reason: $0.reason) }
+            if let e {
+                CLI.fail(e)
+                firstError = firstError ?? e
             }
-        }
-        if json { CLI.printJSON(done) } else {
-            for d in done { print("deleted \(d.snapshot): \(d.removedObjects) objects removed (\(CLI.bytes(d.removedBytes))), \(d.keptShared) shared objects kept") }
         }
         if let firstError { throw ExitCode(firstError.exitCode) }
     }

@@ -240,6 +240,28 @@ final class LocalEngineTests: XCTestCase {
         XCTAssertTrue(try w.store.verify().problems.isEmpty)
     }
 
+    /// A held checkpoint outlives the scheduler's retention; the refusal, with the hold's reason, is in the events.
+    func testSchedulerRetentionPassesOverAHeldCheckpoint() throws {
+        let w = try LiveState()
+        let scheduler = CheckpointScheduler(store: w.store, engine: w.engine, interval: 3600, retain: 2)
+        try w.write("f", "0")
+        let first = try XCTUnwrap(scheduler.checkpointOnce())
+        try w.store.hold(first.name, reason: "compare after the upgrade")
+        var taken: [String] = []
+        for i in 1...4 {
+            try w.write("f", "\(i)")
+            taken.append(try XCTUnwrap(scheduler.checkpointOnce()).name)
+        }
+        XCTAssertEqual(try w.store.snapshots().map(\.name), [first.name] + taken.suffix(2))
+        let refusals = try w.store.events().filter { $0.type == "refusal" && $0.snapshot == first.name }
+        XCTAssertEqual(refusals.count, 3, "once for each pass that found it beyond the newest two")
+        XCTAssertTrue(refusals.allSatisfy { $0.detail == "delete refused (retention): held: compare after the upgrade" }, "\(refusals)")
+        try w.store.release(first.name)
+        try w.write("f", "5")
+        _ = try XCTUnwrap(scheduler.checkpointOnce())
+        XCTAssertFalse(try w.store.snapshots().map(\.name).contains(first.name), "released, the next pass removes it")
+    }
+
     func testSchedulerRunsOnItsInterval() throws {
         let w = try LiveState()
         try w.write("f", "x")
