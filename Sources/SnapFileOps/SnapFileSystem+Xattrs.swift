@@ -8,7 +8,7 @@ import Glibc
 /// Snapshot metadata as `user.snapfs.*` extended attributes; setting them is refused like any write.
 extension SnapFileSystem {
     public func listxattr(_ ino: UInt64) throws(FSError) -> [String] {
-        switch try node(ino) {
+        switch try node(ino).flat {
         case .snapshot: return SnapshotXattrs.names
         case .file(_, let e): return e.sha256 == nil ? ["user.snapfs.object"] : ["user.snapfs.object", "user.snapfs.sha256"]
         default: return []
@@ -16,7 +16,7 @@ extension SnapFileSystem {
     }
 
     public func getxattr(_ ino: UInt64, name: String) throws(FSError) -> [UInt8] {
-        switch try node(ino) {
+        switch try node(ino).flat {
         case .snapshot(let id):
             // `ls -l` asks for security.selinux and system.posix_acl_access on every entry: answer those without
             // building a report, or listing a root of N snapshots costs N reports.

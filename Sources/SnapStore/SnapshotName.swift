@@ -4,7 +4,7 @@ public enum SnapshotName {
     public static let maxLength = 128
 
     /// Names the mount uses for itself.
-    public static let reserved: Set<String> = ["latest", "lost+found"]
+    public static let reserved: Set<String> = ["latest", "lost+found", "by-job"]
 
     /// Validates a user-chosen label; the error names what was wrong.
     public static func validateLabel(_ label: String) throws(StoreError) {
