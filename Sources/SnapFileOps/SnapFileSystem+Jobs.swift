@@ -19,7 +19,13 @@ extension SnapFileSystem {
 
     /// The node a name stands for in `by-job/` or in a job's directory.
     func jobChild(of parent: Node, _ name: String) -> Node? {
-        let jobs = listing().jobs ?? [:]
+        // As at the root: the poller keeps the listing current, and only a miss rereads the catalog.
+        let cached = state.withLock { $0.listing }
+        if cached.generation >= 0, let hit = Self.jobChild(of: parent, name, in: cached.jobs ?? [:]) { return hit }
+        return Self.jobChild(of: parent, name, in: listing().jobs ?? [:])
+    }
+
+    private static func jobChild(of parent: Node, _ name: String, in jobs: [String: JobView]) -> Node? {
         switch parent {
         case .jobs:
             return jobs[name] == nil ? nil : .job(name)

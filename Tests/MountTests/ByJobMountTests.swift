@@ -106,6 +106,13 @@ final class ByJobMountTests: MountTestCase {
         let events = try String(contentsOfFile: m + "/.snapfs/events", encoding: .utf8)
         XCTAssertTrue(events.contains("rename of by-job/"), events)
 
+        // A delete at the root (kernel had the by-job name cached) takes the name out of by-job/ as well.
+        XCTAssertTrue(sh("stat \(shellQuote(m + "/by-job/\(Self.jobA)/chk-12"))").ok)
+        let flatRemoved = sh("rm -rf \(shellQuote(m + "/c4f302-chk-12"))")
+        XCTAssertTrue(flatRemoved.ok, flatRemoved.summary)
+        XCTAssertTrue(eventually { !sh("stat \(shellQuote(m + "/by-job/\(Self.jobA)/chk-12"))").ok })
+        XCTAssertFalse(sh("ls \(shellQuote(m + "/by-job/" + Self.jobA))").out.split(separator: "\n").contains("chk-12"))
+
         // Flink completes chk-17: it appears in by-job/J/ and J's latest moves, though the kernel had both cached.
         XCTAssertFalse(sh("ls \(shellQuote(m + "/by-job/" + Self.jobD))").out.contains("chk-17"))
         try FileManager.default.moveItem(at: aside, to: w.storeDir.appendingPathComponent(withheld))
