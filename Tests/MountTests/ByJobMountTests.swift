@@ -113,6 +113,16 @@ final class ByJobMountTests: MountTestCase {
         XCTAssertTrue(eventually { !sh("stat \(shellQuote(m + "/by-job/\(Self.jobA)/chk-12"))").ok })
         XCTAssertFalse(sh("ls \(shellQuote(m + "/by-job/" + Self.jobA))").out.split(separator: "\n").contains("chk-12"))
 
+        // rm -rf of a whole job's directory deletes each of its snapshots through the checked delete; only
+        // refusals (EBUSY, for a protected snapshot) are reported, and the directory goes with its last snapshot.
+        let jobB = Self.jobs[0]
+        let whole = sh("rm -rf \(shellQuote(m + "/by-job/" + jobB))")
+        let complaints = whole.err.split(separator: "\n")
+        XCTAssertTrue(complaints.allSatisfy { $0.contains("Device or resource busy") }, whole.summary)
+        let left = try store.snapshots().filter { $0.job == jobB }
+        XCTAssertEqual(whole.ok, left.isEmpty, whole.summary)
+        XCTAssertTrue(eventually { FileManager.default.fileExists(atPath: m + "/by-job/" + jobB) == !left.isEmpty })
+
         // Flink completes chk-17: it appears in by-job/J/ and J's latest moves, though the kernel had both cached.
         XCTAssertFalse(sh("ls \(shellQuote(m + "/by-job/" + Self.jobD))").out.contains("chk-17"))
         try FileManager.default.moveItem(at: aside, to: w.storeDir.appendingPathComponent(withheld))
