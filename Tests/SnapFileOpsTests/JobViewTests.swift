@@ -199,8 +199,12 @@ final class JobViewTests: XCTestCase {
         XCTAssertFalse(try f.paths.names(jobDir).contains("chk-11"))
         XCTAssertFalse(try f.paths.names("").contains("c4f302-chk-11"))
         XCTAssertTrue(try f.store.events().contains { $0.type == "delete" && $0.snapshot == "c4f302-chk-11" })
-        // The kernel is told to forget the flat name the delete took away.
-        XCTAssertTrue(f.fs.poll().names.contains("c4f302-chk-11"))
+        // The kernel is told to forget the flat name the delete took away, and the job's listing.
+        let changes = f.fs.poll()
+        XCTAssertTrue(changes.names.contains("c4f302-chk-11"), "\(changes)")
+        XCTAssertTrue(changes.entries.contains(ChangedEntry(parent: InodeNumber.job(FlinkFixture.jobA), name: "chk-11")), "\(changes)")
+        XCTAssertTrue(changes.directories.contains(InodeNumber.job(FlinkFixture.jobA)), "\(changes)")
+        XCTAssertEqual(try f.fs.readlink(try f.paths.resolve("\(jobDir)/latest").nodeID), "chk-13", "latest stays")
     }
 
     /// Nothing but reads and deletes happen in `by-job/`: a move would rename the snapshot in the catalog but not
