@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "FlinkFixtures", path: "Tests/FlinkFixtures"),
         .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing", "FlinkFixtures"]),
         .testTarget(name: "FlinkEngineTests", dependencies: ["FlinkEngine", "FlinkMetadata", "SnapStore", "FlinkFixtures"]),
-        .testTarget(name: "SnapFileOpsTests", dependencies: ["SnapFileOps", "SnapStore", "LocalEngine"]),
+        .testTarget(name: "SnapFileOpsTests", dependencies: ["SnapFileOps", "SnapStore", "LocalEngine", "FlinkEngine", "FlinkFixtures"]),
         // Finds the built `snapfs` for the two targets below that run it.
         .target(name: "BuiltTools", path: "Tests/BuiltTools"),
         // Mounts for real with the built `snapfs` binary; depends on `snapfs` so it is built.

@@ -21,6 +21,8 @@ public final class FlinkEngine: SnapshotEngine {
     public let settings: FlinkStoreSettings
     public var name: String { FlinkStoreSettings.engineName }
     public var defaultFormat: SnapshotFormat { settings.defaultFormat }
+    /// A Flink store holds a directory per job id (every restart without HA, upgrade and restore makes one).
+    public var groupsSnapshotsByJob: Bool { true }
     let logger: Logger
     /// One trigger at a time per process: Flink runs one savepoint per job at a time anyway.
     private let serial = Mutex(())

@@ -60,7 +60,8 @@ private func fill(_ st: inout stat, _ a: Attr) {
 
 private func entryParam(_ e: Entry) -> fuse_entry_param {
     var p = fuse_entry_param()
-    p.ino = fuse_ino_t(e.attr.ino)
+    // The kernel's handle, which differs from `st_ino` for a snapshot directory reached through `by-job/`.
+    p.ino = fuse_ino_t(e.nodeID)
     p.generation = 1
     fill(&p.attr, e.attr)
     p.attr_timeout = e.attrTimeout
@@ -179,7 +180,7 @@ private func opCreate(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePo
     do {
         let fs = mount(req).fs
         let e = try fs.create(parent: parent, name: fuseName(name))
-        applyOpen(fi, try fs.open(e.attr.ino, flags: fi?.pointee.flags ?? O_WRONLY))
+        applyOpen(fi, try fs.open(e.nodeID, flags: fi?.pointee.flags ?? O_WRONLY))
         var p = entryParam(e)
         _ = fuse_reply_create(req, &p, fi)
     } catch { fail(req, error, "create") }

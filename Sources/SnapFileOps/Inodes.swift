@@ -13,6 +13,8 @@ public enum InodeNumber {
     public static let status: UInt64 = 7
     public static let events: UInt64 = 8
     public static let latest: UInt64 = 9
+    /// `by-job/`, on stores whose engine groups snapshots by job.
+    public static let jobs: UInt64 = 10
     /// Trigger files take 16 + their index in `TriggerFormat.allCases`.
     public static func trigger(_ f: TriggerFormat) -> UInt64 { 16 + UInt64(TriggerFormat.allCases.firstIndex(of: f)!) }
     /// Below this only the fixed numbers above live; hashes are moved out of the way.
@@ -34,6 +36,12 @@ public enum InodeNumber {
     public static func object(_ objectPath: String) -> UInt64 { hash("object:\(objectPath)") }
     public static func request(_ seq: Int64) -> UInt64 { hash("request:\(seq)") }
     public static func report(_ name: String) -> UInt64 { hash("report:\(name)") }
+    public static func job(_ job: String) -> UInt64 { hash("job:\(job)") }
+    public static func jobLatest(_ job: String) -> UInt64 { hash("job-latest:\(job)") }
+    /// The kernel's handle for a snapshot directory reached through `by-job/`. Linux lets a directory have one
+    /// name only, so the same handle at two paths would make the kernel move its cached name back and forth
+    /// between them; a handle of its own per view avoids that, while `stat` shows the directory's one inode number.
+    public static func jobView(_ flat: UInt64) -> UInt64 { hash("job-view:\(flat)") }
 }
 
 /// The directories of the control tree.
@@ -53,6 +61,16 @@ public enum ControlFile: Sendable, Hashable {
 public enum Node: Sendable, Hashable {
     case root
     case latest
+    /// `by-job/`: one directory per job (SPEC §7, Flink).
+    case jobs
+    /// `by-job/<job>/`: the job's snapshots under their Flink names, and its `latest`.
+    case job(String)
+    /// `by-job/<job>/latest`, a link to that job's recovery point.
+    case jobLatest(String)
+    /// A snapshot's directory (its top or one inside it) reached through `by-job/`. Everything but the kernel's
+    /// handle (`ino`) is the flat node's: attributes, inode number shown, content, and what each operation does.
+    /// Files and symbolic links inside need no such wrapper: the kernel lets those have many names.
+    indirect case jobView(Node)
     case controlDir(ControlDir)
     case controlFile(ControlFile)
     case trigger(TriggerFormat)
@@ -68,6 +86,10 @@ public enum Node: Sendable, Hashable {
         switch self {
         case .root: return InodeNumber.root
         case .latest: return InodeNumber.latest
+        case .jobs: return InodeNumber.jobs
+        case .job(let j): return InodeNumber.job(j)
+        case .jobLatest(let j): return InodeNumber.jobLatest(j)
+        case .jobView(let n): return InodeNumber.jobView(n.ino)
         case .controlDir(let d):
             switch d {
             case .top: return InodeNumber.control
@@ -91,9 +113,24 @@ public enum Node: Sendable, Hashable {
         }
     }
 
+    /// The node as reached through the flat root: what every operation but the kernel's handle is about.
+    var flat: Node {
+        if case .jobView(let n) = self { return n }
+        return self
+    }
+
+    /// Whether a node is a directory the kernel must see under a handle of its own in each view.
+    var isSnapshotDirectory: Bool {
+        switch self {
+        case .snapshot, .directory: return true
+        default: return false
+        }
+    }
+
     /// Where inside a snapshot this node is, if it is inside one.
     var snapshotLocation: (SnapshotID, String)? {
         switch self {
+        case .jobView(let n): return n.snapshotLocation
         case .snapshot(let id): return (id, "")
         case .directory(let id, let p): return (id, p)
         case .file(let id, let e): return (id, e.path)
@@ -124,6 +161,7 @@ struct InodeTable {
         switch ino {
         case InodeNumber.root: return .root
         case InodeNumber.latest: return .latest
+        case InodeNumber.jobs: return .jobs
         case InodeNumber.control: return .controlDir(.top)
         case InodeNumber.triggerDir: return .controlDir(.trigger)
         case InodeNumber.requestsDir: return .controlDir(.requests)

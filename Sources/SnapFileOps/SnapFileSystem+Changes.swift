@@ -19,7 +19,9 @@ extension SnapFileSystem {
             return try attr(n)
         case .root, .latest, .controlDir, .controlFile:
             throw controlRefusal("setattr")
-        case .snapshot, .directory, .file, .symlink:
+        case .jobs, .job, .jobLatest:
+            throw viewRefusal("setattr")
+        case .snapshot, .directory, .file, .symlink, .jobView:
             let (id, p) = n.snapshotLocation!
             throw readOnly("setattr of \(p.isEmpty ? "snapshot" : p)", id)
         }
@@ -28,6 +30,7 @@ extension SnapFileSystem {
     public func mkdir(parent: UInt64, name: String) throws(FSError) -> Entry {
         switch try place(try node(parent)) {
         case .control: throw controlRefusal("mkdir \(name)")
+        case .jobs: throw viewRefusal("mkdir \(Self.jobsName)/…/\(name)")
         case .snapshot(let id, let p): throw readOnly("mkdir \(SnapshotIndex.join(p, name))", id)
         case .root:
             if try child(of: .root, name) != nil { throw refuse(.exists("'\(name)' exists"), snapshot: name, "mkdir \(name)") }
@@ -61,6 +64,7 @@ extension SnapFileSystem {
         }
         switch try place(p) {
         case .control: throw controlRefusal("create \(name)")
+        case .jobs: throw viewRefusal("create \(Self.jobsName)/…/\(name)")
         case .snapshot(let id, let dir): throw readOnly("create \(SnapshotIndex.join(dir, name))", id)
         case .root: throw refuse(.readOnly("only snapshots live here: mkdir NAME requests one"), snapshot: nil, "create \(name)")
         }
@@ -69,6 +73,7 @@ extension SnapFileSystem {
     public func symlink(parent: UInt64, name: String, target: String) throws(FSError) -> Entry {
         switch try place(try node(parent)) {
         case .control: throw controlRefusal("symlink \(name)")
+        case .jobs: throw viewRefusal("symlink \(Self.jobsName)/…/\(name)")
         case .snapshot(let id, let dir): throw readOnly("symlink \(SnapshotIndex.join(dir, name))", id)
         case .root: throw refuse(.readOnly("only snapshots live here"), snapshot: nil, "symlink \(name)")
         }
@@ -77,6 +82,7 @@ extension SnapFileSystem {
     public func link(_ ino: UInt64, newParent: UInt64, newName: String) throws(FSError) -> Entry {
         switch try place(try node(newParent)) {
         case .control: throw controlRefusal("link \(newName)")
+        case .jobs: throw viewRefusal("link \(Self.jobsName)/…/\(newName)")
         case .snapshot(let id, let dir): throw readOnly("link \(SnapshotIndex.join(dir, newName))", id)
         case .root: throw refuse(.readOnly("only snapshots live here"), snapshot: nil, "link \(newName)")
         }
@@ -86,13 +92,14 @@ extension SnapFileSystem {
         let p = try node(parent)
         switch try place(p) {
         case .control: throw controlRefusal("unlink .snapfs/…/\(name)")
+        case .jobs(let v): try jobUnlink(in: v, name)
         case .root:
             try refuseIfControl(name, "unlink \(name)")
             guard try child(of: p, name) != nil else { throw .notFound }
             throw .isDirectory
         case .snapshot(let id, _):
             guard let c = try child(of: p, name) else { throw .notFound }
-            if case .directory = c { throw .isDirectory }
+            if case .directory = c.flat { throw .isDirectory }
             try stage(id, c.snapshotLocation!.1)
         }
     }
@@ -101,25 +108,14 @@ extension SnapFileSystem {
         let p = try node(parent)
         switch try place(p) {
         case .control: throw controlRefusal("rmdir .snapfs/…/\(name)")
+        case .jobs(let v): try jobRmdir(in: v, name)
         case .root:
             try refuseIfControl(name, "rmdir \(name)")
             guard case .snapshot(let id)? = try child(of: p, name) else { throw .notFound }
-            let before = state.withLock { $0.listing.generation }
-            do {
-                let sum = try store.delete(name, reason: "rmdir in the mount")
-                logger.info("deleted by rmdir", metadata: ["snapshot": .string(name), "objects removed": .stringConvertible(sum.removedObjects)])
-            } catch {
-                // The store has already recorded a refusal; staged entries stay staged until their window ends.
-                logger.warning("rmdir refused", metadata: ["snapshot": .string(name), "reason": .string(error.description)])
-                throw .store(error)
-            }
-            state.withLock { s in s.staging.clear(id); s.indexes[id] = nil }
-            // The delete has unlinked what only S held; let go of it so its space is free when `rm` returns.
-            objects.closeRemoved()
-            refresh(afterOwn: .deleted(name), since: before)
+            try deleteSnapshot(name, id, via: name)
         case .snapshot(let id, _):
             guard let c = try child(of: p, name) else { throw .notFound }
-            guard case .directory(_, let path) = c else { throw .notDirectory }
+            guard case .directory(_, let path) = c.flat else { throw .notDirectory }
             let idx = try index(id)
             let visible = state.withLock { s in (idx.children[path] ?? []).contains { !s.staging.hides(id, SnapshotIndex.join(path, $0)) } }
             if visible {
@@ -132,6 +128,25 @@ extension SnapFileSystem {
             }
             try stage(id, path)
         }
+    }
+
+    /// `rmdir S`: the checked delete of snapshot `name` (SPEC §5), whichever path named it (`via`: the root name
+    /// or `by-job/J/chk-N`).
+    func deleteSnapshot(_ name: String, _ id: SnapshotID, via path: String) throws(FSError) {
+        let before = state.withLock { $0.listing.generation }
+        do {
+            let sum = try store.delete(name, reason: path == name ? "rmdir in the mount" : "rmdir of \(path) in the mount")
+            logger.info("deleted by rmdir", metadata: ["snapshot": .string(name), "path": .string(path),
+                                                       "objects removed": .stringConvertible(sum.removedObjects)])
+        } catch {
+            // The store has already recorded a refusal; staged entries stay staged until their window ends.
+            logger.warning("rmdir refused", metadata: ["snapshot": .string(name), "path": .string(path), "reason": .string(error.description)])
+            throw .store(error)
+        }
+        state.withLock { s in s.staging.clear(id); s.indexes[id] = nil }
+        // The delete has unlinked what only S held; let go of it so its space is free when `rm` returns.
+        objects.closeRemoved()
+        refresh(afterOwn: .deleted(name), since: before)
     }
 
     /// Hides an entry inside a snapshot (SPEC §4). The first one of a round checks that the snapshot may be deleted
@@ -163,14 +178,19 @@ extension SnapFileSystem {
 
     public func rename(parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32) throws(FSError) {
         let p = try node(parent), np = try node(newParent)
+        // A move changes a snapshot's catalog name, never the directory its `by-job/` name comes from.
+        if case .jobs = try place(p) { throw viewRefusal("rename of \(Self.jobsName)/…/\(name)") }
+        if case .jobs = try place(np) { throw viewRefusal("rename of \(name) into \(Self.jobsName)/") }
         switch try place(p) {
         case .control: throw controlRefusal("rename of .snapfs/…/\(name)")
+        case .jobs: throw viewRefusal("rename of \(Self.jobsName)/…/\(name)")
         case .snapshot(let id, let dir): throw readOnly("rename of \(SnapshotIndex.join(dir, name))", id)
         case .root:
             try refuseIfControl(name, "rename of \(name)")
             guard case .snapshot? = try child(of: p, name) else { throw .notFound }
             switch try place(np) {
             case .control: throw controlRefusal("rename of \(name) into .snapfs")
+            case .jobs: throw viewRefusal("rename of \(name) into \(Self.jobsName)/")
             case .snapshot(let tid, let dir):
                 if dir.isEmpty {
                     // `mv S T` with T an existing snapshot asks to put S inside T: a snapshot is never replaced or nested.

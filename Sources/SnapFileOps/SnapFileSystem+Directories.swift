@@ -14,9 +14,10 @@ extension SnapFileSystem {
             // The poller keeps the listing current; a name it does not know yet may be a snapshot made a moment
             // ago by the command line, so only a miss rereads the catalog. `ls -l` of a large root stays cheap.
             var l = state.withLock { $0.listing }
-            if l.generation < 0 || (l.byName[name] == nil && name != ".snapfs") { l = listing() }
+            if l.generation < 0 || (l.byName[name] == nil && name != ".snapfs" && name != Self.jobsName) { l = listing() }
             if name == "latest" { return l.latest == nil ? nil : .latest }
             if name == ".snapfs" { return .controlDir(.top) }
+            if name == Self.jobsName { return l.jobs == nil ? nil : .jobs }
             return l.byName[name].map { .snapshot($0.id) }
         case .controlDir(.top):
             switch name {
@@ -37,6 +38,12 @@ extension SnapFileSystem {
             guard name.hasSuffix(".json") else { return nil }
             let n = String(name.dropLast(5))
             return listing().byName[n] == nil ? nil : .controlFile(.report(n))
+        case .jobs, .job:
+            return jobChild(of: parent, name)
+        case .jobView(let flat):
+            // The same entry as at the root; directories keep a handle of their own in this view.
+            guard let c = try child(of: flat, name) else { return nil }
+            return c.isSnapshotDirectory ? .jobView(c) : c
         case .snapshot(let id), .directory(let id, _):
             guard isLive(id) else { throw .notFound }
             let dir = parent.snapshotLocation!.1
@@ -65,7 +72,10 @@ extension SnapFileSystem {
     /// Attributes and how long the kernel may keep them (see `timeouts`).
     public func attributes(_ ino: UInt64) throws(FSError) -> (attr: Attr, timeout: Double) {
         let n = try node(ino)
-        if case .root = n { refresh() }
+        switch n {
+        case .root, .jobs, .job: refresh()
+        default: break
+        }
         return (try attr(n), timeouts(n).attr)
     }
 
@@ -75,7 +85,7 @@ extension SnapFileSystem {
     /// directory's modification time first, which moves whenever a generated listing does.)
     public func listingIsCacheable(_ ino: UInt64) -> Bool {
         switch try? node(ino) {
-        case .snapshot?, .directory?: return true
+        case .snapshot?, .directory?, .jobView?: return true
         default: return false
         }
     }
@@ -102,16 +112,29 @@ extension SnapFileSystem {
 
     func directoryEntries(_ ino: UInt64) throws(FSError) -> [DirEntry] {
         let n = try node(ino)
-        var out = [DirEntry(name: ".", ino: ino, mode: 0o040000), DirEntry(name: "..", ino: InodeNumber.root, mode: 0o040000)]
-        func add(_ name: String, _ c: Node, _ mode: UInt32) { out.append(DirEntry(name: name, ino: register(c), mode: mode)) }
-        switch n {
+        var out = [DirEntry(name: ".", ino: n.flat.ino, mode: 0o040000), DirEntry(name: "..", ino: InodeNumber.root, mode: 0o040000)]
+        // Through `by-job/`, a directory inside a snapshot is registered under its view's handle; what the listing
+        // shows is the inode number it has at the root.
+        let viewed: Bool
+        if case .jobView = n { viewed = true } else { viewed = false }
+        func add(_ name: String, _ c: Node, _ mode: UInt32) {
+            _ = register(viewed && c.isSnapshotDirectory ? .jobView(c) : c)
+            out.append(DirEntry(name: name, ino: c.ino, mode: mode))
+        }
+        switch n.flat {
         case .root:
             let l = listing()
             let t = now()
             state.withLock { $0.rootListingServed = (l.generation, t) }
             for name in l.names { add(name, .snapshot(l.byName[name]!.id), 0o040000) }
             if l.latest != nil { add("latest", .latest, 0o120000) }
+            if l.jobs != nil { add(Self.jobsName, .jobs, 0o040000) }
             add(".snapfs", .controlDir(.top), 0o040000)
+        case .jobs, .job:
+            for (name, c, mode) in try jobEntries(n) {
+                _ = register(c)
+                out.append(DirEntry(name: name, ino: c.flat.ino, mode: mode))
+            }
         case .controlDir(.top):
             add("trigger", .controlDir(.trigger), 0o040000)
             add("requests", .controlDir(.requests), 0o040000)
@@ -157,6 +180,8 @@ extension SnapFileSystem {
         case .latest:
             guard let t = listing().latest else { throw .notFound }
             return t
+        case .jobLatest(let j):
+            return try jobLatestTarget(j)
         case .symlink(let id, let p):
             guard let t = try index(id).entries[p]?.symlinkTarget else { throw .notFound }
             return t

@@ -22,9 +22,9 @@ extension SnapFileSystem {
             return OpenReply(directIO: true, keepCache: false)
         case .trigger:
             return OpenReply(directIO: true, keepCache: false)
-        case .root, .snapshot, .directory, .controlDir:
+        case .root, .snapshot, .directory, .controlDir, .jobs, .job, .jobView:
             throw .isDirectory
-        case .latest, .symlink:
+        case .latest, .symlink, .jobLatest:
             throw .invalid("cannot open a symbolic link")
         }
     }
@@ -68,9 +68,9 @@ extension SnapFileSystem {
         case .trigger:
             // Reading a trigger never triggers anything (SPEC §6), and shows nothing.
             return 0
-        case .root, .snapshot, .directory, .controlDir:
+        case .root, .snapshot, .directory, .controlDir, .jobs, .job, .jobView:
             throw .isDirectory
-        case .latest, .symlink:
+        case .latest, .symlink, .jobLatest:
             throw .invalid("cannot read a symbolic link")
         }
     }

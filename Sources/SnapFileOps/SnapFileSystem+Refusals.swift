@@ -70,22 +70,26 @@ extension SnapFileSystem {
     }
 
     func controlRefusal(_ what: String) -> FSError {
-        refuse(.notPermitted("`latest` and `.snapfs` are part of the mount and cannot be changed"), snapshot: nil, what)
+        refuse(.notPermitted("`latest`, `by-job` and `.snapfs` are part of the mount and cannot be changed"), snapshot: nil, what)
     }
 
-    /// `latest` and `.snapfs` stand at the root beside the snapshots; no removal or move may touch them (EPERM).
+    /// `latest`, `by-job` and `.snapfs` stand at the root beside the snapshots; no removal or move may touch them
+    /// (EPERM).
     func refuseIfControl(_ rootName: String, _ what: String) throws(FSError) {
-        if rootName == "latest" || rootName == ".snapfs" { throw controlRefusal(what) }
+        if rootName == "latest" || rootName == ".snapfs" || rootName == Self.jobsName { throw controlRefusal(what) }
     }
 
-    /// What kind of place a directory is, for the operations that create or remove names in it.
-    enum Place { case root, snapshot(SnapshotID, String), control }
+    /// What kind of place a directory is, for the operations that create or remove names in it. A snapshot's
+    /// directory reached through `by-job/` is the same place as at the root.
+    enum Place { case root, snapshot(SnapshotID, String), control, jobs(Node) }
 
     func place(_ n: Node) throws(FSError) -> Place {
         switch n {
         case .root: return .root
         case .snapshot(let id): return .snapshot(id, "")
         case .directory(let id, let p): return .snapshot(id, p)
+        case .jobView(let flat): return try place(flat)
+        case .jobs, .job: return .jobs(n)
         case .controlDir: return .control
         default: throw .notDirectory
         }

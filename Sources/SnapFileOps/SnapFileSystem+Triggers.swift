@@ -53,9 +53,9 @@ extension SnapFileSystem {
             throw readOnly("write to \(e.path)", id)
         case .controlFile:
             throw controlRefusal("write to a control file")
-        case .root, .snapshot, .directory, .controlDir:
+        case .root, .snapshot, .directory, .controlDir, .jobs, .job, .jobView:
             throw .isDirectory
-        case .latest, .symlink:
+        case .latest, .symlink, .jobLatest:
             throw .invalid("cannot write a symbolic link")
         }
     }

@@ -13,7 +13,7 @@ extension SnapFileSystem {
     public static let holdAttribute = "user.snapfs.hold"
 
     public func listxattr(_ ino: UInt64) throws(FSError) -> [String] {
-        switch try node(ino) {
+        switch try node(ino).flat {
         case .snapshot(let id):
             guard let name = snapshotName(id), (try? store.hold(of: name)) != nil else { return SnapshotXattrs.names }
             return SnapshotXattrs.names + [Self.holdAttribute]
@@ -23,7 +23,7 @@ extension SnapFileSystem {
     }
 
     public func getxattr(_ ino: UInt64, name: String) throws(FSError) -> [UInt8] {
-        switch try node(ino) {
+        switch try node(ino).flat {
         case .snapshot(let id) where name == Self.holdAttribute:
             guard let snapName = snapshotName(id) else { throw .notFound }
             let h: Hold?
@@ -51,7 +51,7 @@ extension SnapFileSystem {
     /// `flags` are setxattr(2)'s: XATTR_CREATE (1) refuses to replace a hold, XATTR_REPLACE (2) to add one.
     public func setxattr(_ ino: UInt64, name: String, value: [UInt8] = [], flags: Int32 = 0, caller: Caller = .daemon) throws(FSError) {
         let n = try node(ino)
-        if case .snapshot(let id) = n, name == Self.holdAttribute {
+        if case .snapshot(let id) = n.flat, name == Self.holdAttribute {
             guard let reason = String(validating: value, as: UTF8.self) else {
                 throw refuse(.invalid("a hold's reason must be UTF-8 text"), snapshot: snapshotName(id), "hold")
             }
@@ -63,7 +63,7 @@ extension SnapFileSystem {
 
     public func removexattr(_ ino: UInt64, name: String, caller: Caller = .daemon) throws(FSError) {
         let n = try node(ino)
-        if case .snapshot(let id) = n, name == Self.holdAttribute { return try changeHold(id, to: nil, flags: 0, caller: caller) }
+        if case .snapshot(let id) = n.flat, name == Self.holdAttribute { return try changeHold(id, to: nil, flags: 0, caller: caller) }
         if let (id, p) = n.snapshotLocation { throw readOnly("removexattr \(name) on \(p.isEmpty ? "snapshot" : p)", id) }
         throw controlRefusal("removexattr \(name)")
     }

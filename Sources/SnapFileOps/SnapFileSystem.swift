@@ -37,6 +37,8 @@ public final class SnapFileSystem: Sendable {
         var latest: String?
         /// Every job's protected recovery point when the listing was read.
         var protected: Set<String> = []
+        /// The `by-job/` tree, by job id; nil on stores whose engine has no jobs (no `by-job/` at all).
+        var jobs: [String: JobView]?
         /// When the root's entries last changed: its modification time, which tells the kernel to drop its
         /// cached listing.
         var changedAt: Int64 = 0
@@ -58,6 +60,8 @@ public final class SnapFileSystem: Sendable {
         var pendingInodes: Set<UInt64> = []
         /// Directories whose cached listing the kernel must drop at the next poll.
         var pendingDirectories: Set<UInt64> = []
+        /// Names in `by-job/` the kernel must forget at the next poll.
+        var pendingEntries: Set<ChangedEntry> = []
         /// The catalog generation and time of the last root listing handed to a reader (see `announceListingChanges`).
         var rootListingServed: (generation: Int64, at: Date) = (-1, .distantPast)
     }
@@ -92,7 +96,9 @@ public final class SnapFileSystem: Sendable {
     func announceListingChanges() {
         refresh()
         let notify = kernelNotifier.withLock { $0 }
-        notify?([InodeNumber.root])
+        // `by-job/` and each job's directory list the new snapshot too.
+        let jobs = state.withLock { $0.listing.jobs.map { [InodeNumber.jobs] + $0.keys.map(InodeNumber.job) } } ?? []
+        notify?([InodeNumber.root] + jobs)
         guard let notify else { return }
         let t = now()
         let staleServed = state.withLock { s in
@@ -142,13 +148,16 @@ public final class SnapFileSystem: Sendable {
         l.latest = job.recoveryPoint.flatMap { l.byName[$0] != nil ? $0 : nil }
             ?? snaps.max { ($0.completedAt ?? 0, $0.id) < ($1.completedAt ?? 0, $1.id) }?.name
         l.protected = job.protectedNames
+        l.jobs = engine.groupsSnapshotsByJob ? JobViews.build(snaps, status: job) : nil
         return state.withLock { s -> RootChanges in
             let old = s.listing
             var changed: Set<String> = []
             for (name, snap) in old.byName where l.byName[name]?.id != snap.id { changed.insert(name) }
             for (name, snap) in l.byName where old.byName[name]?.id != snap.id { changed.insert(name) }
             if old.latest != l.latest { changed.insert("latest") }
-            l.changedAt = changed.isEmpty && old.generation >= 0 ? old.changedAt : max(nowNanos, old.changedAt + 1)
+            let jobChanges = JobViews.changes(from: old.jobs, to: l.jobs)
+            let same = changed.isEmpty && jobChanges.entries.isEmpty && jobChanges.directories.isEmpty
+            l.changedAt = same && old.generation >= 0 ? old.changedAt : max(nowNanos, old.changedAt + 1)
             var inodes: Set<UInt64> = []
             if Set(old.byID.keys) != Set(l.byID.keys) {
                 inodes = Self.forgetLinkCounts(&s)
@@ -160,7 +169,10 @@ public final class SnapFileSystem: Sendable {
             // A refresh made inside a request (after a delete or a trigger) must not swallow what the kernel has to
             // forget: the poller hands it over.
             s.pendingChanges.formUnion(changed)
-            return RootChanges(names: changed.sorted(), inodes: Array(inodes))
+            s.pendingEntries.formUnion(jobChanges.entries)
+            s.pendingDirectories.formUnion(jobChanges.directories)
+            return RootChanges(names: changed.sorted(), inodes: Array(inodes), directories: Array(jobChanges.directories),
+                               entries: Array(jobChanges.entries))
         }
     }
 
@@ -195,6 +207,9 @@ public final class SnapFileSystem: Sendable {
             case .moved(let from, let to):
                 guard var snap = s.listing.byName[from], s.listing.byName[to] == nil,
                       let i = s.listing.names.firstIndex(of: from) else { return false }
+                // `by-job/` names come from directories, which a move leaves where they are; a snapshot without
+                // one is shown there under its catalog name, so rebuild from the catalog.
+                if snap.job != nil, s.listing.jobs != nil, snap.directory == nil { return false }
                 snap.name = to
                 s.listing.byName[from] = nil
                 s.listing.byName[to] = snap
@@ -207,6 +222,20 @@ public final class SnapFileSystem: Sendable {
                 // Which snapshot is `latest` after the recovery point or the newest goes is the engine's answer.
                 guard let snap = s.listing.byName[name], name != s.listing.latest, !s.listing.protected.contains(name),
                       let i = s.listing.names.firstIndex(of: name) else { return false }
+                if let job = snap.job, var view = s.listing.jobs?[job] {
+                    guard let shown = view.byName.first(where: { $0.value == snap.id })?.key else { return false }
+                    // So is each job's `latest`.
+                    if view.latest == shown { return false }
+                    view.byName[shown] = nil
+                    view.names.removeAll { $0 == shown }
+                    s.listing.jobs?[job] = view.names.isEmpty ? nil : view
+                    s.pendingEntries.insert(ChangedEntry(parent: InodeNumber.job(job), name: shown))
+                    s.pendingDirectories.insert(InodeNumber.job(job))
+                    if view.names.isEmpty {
+                        s.pendingEntries.insert(ChangedEntry(parent: InodeNumber.jobs, name: job))
+                        s.pendingDirectories.insert(InodeNumber.jobs)
+                    }
+                }
                 s.listing.byName[name] = nil
                 s.listing.byID[snap.id] = nil
                 s.listing.names.remove(at: i)
@@ -230,8 +259,11 @@ public final class SnapFileSystem: Sendable {
         // A delete by another process (the command line, retention) unlinks objects this mount may hold open.
         objects.closeRemoved()
         return state.withLock { s in
-            defer { s.pendingChanges.removeAll(); s.pendingInodes.removeAll(); s.pendingDirectories.removeAll() }
-            return RootChanges(names: s.pendingChanges.sorted(), inodes: Array(s.pendingInodes), directories: Array(s.pendingDirectories))
+            defer {
+                s.pendingChanges.removeAll(); s.pendingInodes.removeAll(); s.pendingDirectories.removeAll(); s.pendingEntries.removeAll()
+            }
+            return RootChanges(names: s.pendingChanges.sorted(), inodes: Array(s.pendingInodes), directories: Array(s.pendingDirectories),
+                               entries: Array(s.pendingEntries))
         }
     }
 
@@ -240,9 +272,13 @@ public final class SnapFileSystem: Sendable {
             let back = s.staging.expire(now: now(), window: options.stageWindow)
             // The kernel may hold listings of the directories these entries come back to (`cache_readdir`).
             for (id, paths) in back {
+                let viewed = s.listing.jobs != nil && s.listing.byID[id]?.job != nil
                 for p in paths {
                     let parent = SnapshotIndex.split(p).parent
-                    s.pendingDirectories.insert(parent.isEmpty ? InodeNumber.snapshotRoot(id) : InodeNumber.directory(id, parent))
+                    let flat = parent.isEmpty ? InodeNumber.snapshotRoot(id) : InodeNumber.directory(id, parent)
+                    s.pendingDirectories.insert(flat)
+                    // The same directory as seen through `by-job/`, which the kernel caches under its own handle.
+                    if viewed { s.pendingDirectories.insert(InodeNumber.jobView(flat)) }
                 }
             }
             return back
@@ -289,7 +325,12 @@ public final class SnapFileSystem: Sendable {
         switch n {
         case .root:
             let l = state.withLock { $0.listing }
-            return dirAttr(ino, mode: Self.rootMode, nlink: 3 + l.names.count, mtime: l.changedAt)
+            return dirAttr(ino, mode: Self.rootMode, nlink: 3 + l.names.count + (l.jobs == nil ? 0 : 1), mtime: l.changedAt)
+        case .jobs, .job, .jobLatest:
+            return try jobAttr(n)
+        case .jobView(let flat):
+            // The flat node's attributes, inode number included.
+            return try attr(flat)
         case .latest:
             let target = state.withLock { $0.listing.latest } ?? ""
             return Attr(ino: ino, mode: 0o120777, nlink: 1, size: Int64(target.utf8.count), blocks: 0, mtimeNanos: mountedAtNanos,
@@ -359,7 +400,7 @@ public final class SnapFileSystem: Sendable {
     func entry(_ n: Node) throws(FSError) -> Entry {
         _ = register(n)
         let t = timeouts(n)
-        return Entry(attr: try attr(n), entryTimeout: t.entry, attrTimeout: t.attr)
+        return Entry(attr: try attr(n), entryTimeout: t.entry, attrTimeout: t.attr, nodeID: n.ino)
     }
 
     /// How long the kernel may trust a node's name and attributes.
@@ -377,6 +418,12 @@ public final class SnapFileSystem: Sendable {
     ///   poller and the mount's own requests invalidate it when snapshots come and go.
     func timeouts(_ n: Node) -> (entry: Double, attr: Double) {
         switch n {
+        case .jobView(let flat):
+            return timeouts(flat)
+        case .jobs, .job, .jobLatest:
+            // Their listings and `latest` move with every new snapshot of a job: each listing and each `readlink`
+            // starts from current attributes, as in `.snapfs/snapshots`. Names in them are forgotten by the poller.
+            return (options.controlTimeout, 0)
         case .file(_, let e) where e.sizeRule == .atLeast:
             // Its length may still grow; each `stat` a second apart sees it, and a changed length or time makes
             // the kernel drop the pages it holds.

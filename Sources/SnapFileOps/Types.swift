@@ -28,8 +28,13 @@ public struct Entry: Sendable {
     public var entryTimeout: Double
     public var attrTimeout: Double
 
-    public init(attr: Attr, entryTimeout: Double, attrTimeout: Double) {
+    /// The kernel's handle for the node (`fuse_entry_param.ino`). Usually the inode number `stat` shows, but a
+    /// snapshot directory reached through `by-job/` has a handle of its own and shows its flat inode number.
+    public var nodeID: UInt64
+
+    public init(attr: Attr, entryTimeout: Double, attrTimeout: Double, nodeID: UInt64? = nil) {
         self.attr = attr; self.entryTimeout = entryTimeout; self.attrTimeout = attrTimeout
+        self.nodeID = nodeID ?? attr.ino
     }
 }
 
@@ -110,9 +115,20 @@ public struct RootChanges: Sendable, Equatable {
     /// Directories inside snapshots whose listing changed (staged entries that came back): the kernel caches
     /// listings of snapshot directories, which are otherwise immutable.
     public var directories: [UInt64] = []
-    public var isEmpty: Bool { names.isEmpty && inodes.isEmpty && directories.isEmpty }
+    /// Names outside the root whose meaning changed: snapshots and `latest` links in `by-job/`.
+    public var entries: [ChangedEntry] = []
+    public var isEmpty: Bool { names.isEmpty && inodes.isEmpty && directories.isEmpty && entries.isEmpty }
 
-    public init(names: [String], inodes: [UInt64] = [], directories: [UInt64] = []) {
-        self.names = names; self.inodes = inodes; self.directories = directories
+    public init(names: [String], inodes: [UInt64] = [], directories: [UInt64] = [], entries: [ChangedEntry] = []) {
+        self.names = names; self.inodes = inodes; self.directories = directories; self.entries = entries
     }
+}
+
+/// A name in a directory other than the root that the kernel must forget (`notify_inval_entry`).
+public struct ChangedEntry: Sendable, Hashable {
+    /// The directory's kernel handle.
+    public var parent: UInt64
+    public var name: String
+
+    public init(parent: UInt64, name: String) { self.parent = parent; self.name = name }
 }

@@ -34,16 +34,15 @@ public enum FormatMatrix {
     ]
 
     public static var table: String {
-        var out = "property                    | native-incremental | native-full | canonical\n"
-        out += "----------------------------|--------------------|-------------|----------\n"
-        func row(_ title: String, _ f: (FormatProperties) -> String) {
-            out += title.padding(toLength: 28, withPad: " ", startingAt: 0) + "| " + rows.map(f).joined(separator: " | ") + "\n"
-        }
+        // Columns as wide as their widest cell, so every value is shown whole.
+        var t = TextTable([.init("property")] + rows.map { .init($0.format.rawValue) }, separator: " | ")
+        func row(_ title: String, _ f: (FormatProperties) -> String) { t.append([title] + rows.map(f)) }
         row("time and space to take") { $0.costToTake }
         row("depends on other snapshots") { $0.dependsOnOtherSnapshots ? "yes" : "no" }
         row("self-contained") { $0.selfContained ? "yes" : "no" }
         row("relocatable outside store") { $0.relocatable }
         row("importable elsewhere") { $0.importable }
+        var out = t.render(rule: "-")
         out += "\n"
         for r in rows {
             out += "\(r.format.rawValue):\n  written: \(r.whatIsWritten)\n  local:   \(r.local)\n  flink:   \(r.flink)\n"

@@ -8,6 +8,14 @@ public protocol SnapshotEngine: Sendable {
     var defaultFormat: SnapshotFormat { get }
     /// Takes a snapshot now and returns once it is complete and listed. Blocking; call it off any event loop.
     func takeSnapshot(format: SnapshotFormat, kind: SnapshotKind, label: String?, progress: ProgressHandler?) throws(StoreError) -> Snapshot
+    /// Whether the store holds snapshots of many jobs, each with its own recovery point: the mount then shows
+    /// `by-job/<job>/` beside the flat root.
+    var groupsSnapshotsByJob: Bool { get }
+}
+
+extension SnapshotEngine {
+    /// An engine of one job (the local engine) has nothing to group.
+    public var groupsSnapshotsByJob: Bool { false }
 }
 
 /// The words a trigger may use for a format (SPEC §4 `trigger/`): the three formats and `default`.

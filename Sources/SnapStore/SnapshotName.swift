@@ -4,7 +4,7 @@ public enum SnapshotName {
     public static let maxLength = 128
 
     /// Names the mount uses for itself.
-    public static let reserved: Set<String> = ["latest", "lost+found"]
+    public static let reserved: Set<String> = ["latest", "lost+found", "by-job"]
 
     /// Validates a user-chosen label; the error names what was wrong.
     public static func validateLabel(_ label: String) throws(StoreError) {
@@ -40,8 +40,10 @@ public enum SnapshotName {
         }
     }
 
+    /// User input as a message may quote it: control characters made visible, and cut only beyond the longest
+    /// valid name, so a name that could be valid is always shown whole.
     static func printable(_ s: String) -> String {
-        String(s.unicodeScalars.prefix(40).map { $0.value < 0x20 || $0.value == 0x7f ? "?" : Character($0) }) + (s.unicodeScalars.count > 40 ? "…" : "")
+        String(s.unicodeScalars.prefix(maxLength).map { $0.value < 0x20 || $0.value == 0x7f ? "?" : Character($0) }) + (s.unicodeScalars.count > maxLength ? "…" : "")
     }
 }
 

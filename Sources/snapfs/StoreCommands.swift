@@ -115,16 +115,14 @@ struct ListCommand: ParsableCommand {
         let store = try options.open()
         let rows = try CLI.run { () throws(StoreError) in try store.summaries(includingWriting: all) }
         if json { CLI.printJSON(rows); return }
-        print("NAME".padding(toLength: 24, withPad: " ", startingAt: 0) + " KIND        FORMAT              CREATED (UTC)        FILES  SIZE")
+        // Columns as wide as their widest cell: a name is never cut short, so it can be pasted back.
+        var t = TextTable([.init("NAME"), .init("KIND"), .init("FORMAT"), .init("CREATED (UTC)"), .init("FILES", .right), .init("SIZE")])
         for r in rows {
             let mark = (r.recoveryPoint ? " (recovery point)" : r.state == .writing ? " (writing)" : "")
                 + (r.hold.map { " (held: \($0.reason))" } ?? "")
-            print(r.name.padding(toLength: 24, withPad: " ", startingAt: 0) + " "
-                  + r.kind.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0) + " "
-                  + r.format.rawValue.padding(toLength: 19, withPad: " ", startingAt: 0) + " "
-                  + CLI.date(r.createdAt) + "  " + String(r.files).padding(toLength: 6, withPad: " ", startingAt: 0) + " "
-                  + CLI.bytes(r.size) + mark)
+            t.append([r.name, r.kind.rawValue, r.format.rawValue, CLI.date(r.createdAt), String(r.files), CLI.bytes(r.size) + mark])
         }
+        print(t.render(), terminator: "")
     }
 }
 
@@ -155,11 +153,13 @@ struct ShowCommand: ParsableCommand {
         not held:      \(r.notHeld.isEmpty ? "-" : "\(r.notHeld.count) (in the state, not in the snapshot)")
         """)
         for o in r.notHeld { print("  \(o.type) \(PathBytes.printable(o.path)): \(o.reason)") }
+        var t = TextTable([.init("TYPE"), .init("SIZE"), .init("SHA256"), .init("PATH")], separator: " ")
         for e in entries ?? [] {
             // A file whose length only has to reach what the snapshot needs shows that need after its length.
             let rule = e.type == .file && e.sizeRule == .atLeast ? " (needs >= \(e.requiredSize))" : ""
-            print("\(Self.typeLetter(e)) \(String(e.size).padding(toLength: 12, withPad: " ", startingAt: 0)) \(e.sha256 ?? "-") \(PathBytes.printable(e.path))\(rule)")
+            t.append([Self.typeLetter(e), String(e.size), e.sha256 ?? "-", PathBytes.printable(e.path) + rule])
         }
+        if !t.rows.isEmpty { print(t.render(titles: false), terminator: "") }
     }
 
     /// `show --json`: the report, and with `--files` its entries (each with its size rule) in the same document.
@@ -351,8 +351,8 @@ struct EventsCommand: ParsableCommand {
         let store = try options.open()
         let evs = try CLI.run { () throws(StoreError) in try store.events() }
         if json { CLI.printJSON(evs); return }
-        for e in evs {
-            print("\(CLI.date(e.time)) \(e.type.padding(toLength: 16, withPad: " ", startingAt: 0)) \(e.snapshot ?? "-") \(e.detail)")
-        }
+        var t = TextTable([.init("TIME"), .init("TYPE"), .init("SNAPSHOT"), .init("DETAIL")], separator: " ")
+        for e in evs { t.append([CLI.date(e.time), e.type, e.snapshot ?? "-", e.detail]) }
+        if !t.rows.isEmpty { print(t.render(titles: false), terminator: "") }
     }
 }

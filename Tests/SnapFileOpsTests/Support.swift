@@ -54,15 +54,19 @@ final class Fixture {
     func resolve(_ path: String, in fs: SnapFileSystem? = nil) throws -> Entry {
         let fs = fs ?? self.fs
         var e = Entry(attr: try fs.getattr(InodeNumber.root), entryTimeout: 0, attrTimeout: 0)
-        for c in path.split(separator: "/") { e = try fs.lookup(parent: e.attr.ino, name: String(c)) }
+        for c in path.split(separator: "/") { e = try fs.lookup(parent: e.nodeID, name: String(c)) }
         return e
     }
 
+    /// The inode number `stat` shows.
     func ino(_ path: String) throws -> UInt64 { try resolve(path).attr.ino }
+
+    /// The kernel's handle, which every request about the node names (differs from `ino` only in `by-job/`).
+    func handle(_ path: String) throws -> UInt64 { try resolve(path).nodeID }
 
     func names(_ path: String) throws -> [String] {
         // Paged as the kernel pages it: a few entries per call, each call continuing at the last offset.
-        let dir = try ino(path)
+        let dir = try handle(path)
         var out: [DirEntry] = []
         while true {
             let page = try fs.readdir(dir, offset: out.count).prefix(3)
@@ -74,7 +78,7 @@ final class Fixture {
 
     /// Reads as the kernel does: a `stat` first (the lookup), then reads by inode from offset 0 on.
     func read(_ path: String) throws -> Data {
-        let file = try ino(path)
+        let file = try handle(path)
         var out = Data()
         var buf = [UInt8](repeating: 0, count: 7000)
         while true {
