@@ -24,6 +24,8 @@ let package = Package(
         .target(name: "LocalEngine", dependencies: ["SnapStore", .product(name: "Logging", package: "swift-log")]),
         // Flink's `_metadata` format, decoded. Pure Swift, no dependencies.
         .target(name: "FlinkMetadata"),
+        // Writes `_metadata` back, in the version it was read; only through the reader's public model.
+        .target(name: "FlinkMetadataWriter", dependencies: ["FlinkMetadata"]),
         // Mutations of real `_metadata` files, shared by the fuzz test and the long-running fuzz tool.
         .target(name: "FlinkMetadataFuzzing", dependencies: ["FlinkMetadata"]),
         // Feeds hundreds of thousands of mutated `_metadata` files to the reader (Scripts/fuzz-metadata).
@@ -44,7 +46,7 @@ let package = Package(
         .testTarget(name: "LocalEngineTests", dependencies: ["LocalEngine", "SnapStore"]),
         // The real Flink stores and the truth Flink's own deserializer printed for them, for both test targets.
         .target(name: "FlinkFixtures", path: "Tests/FlinkFixtures"),
-        .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing", "FlinkFixtures"]),
+        .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata", "FlinkMetadataWriter", "FlinkMetadataFuzzing", "FlinkFixtures"]),
         .testTarget(name: "FlinkEngineTests", dependencies: ["FlinkEngine", "FlinkMetadata", "SnapStore", "FlinkFixtures"]),
         .testTarget(name: "SnapFileOpsTests", dependencies: ["SnapFileOps", "SnapStore", "LocalEngine"]),
         // Finds the built `snapfs` for the two targets below that run it.

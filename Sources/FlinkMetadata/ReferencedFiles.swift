@@ -97,7 +97,7 @@ extension CheckpointMetadata {
     /// Total size of the data held in those inline handles.
     public var inlineBytes: Int {
         var total = 0
-        visitHandles { if case .byteStream(_, let size) = $0 { total += size } }
+        visitHandles { if case .byteStream(_, let data) = $0 { total += data.count } }
         return total
     }
 
