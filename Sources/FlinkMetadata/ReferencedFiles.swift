@@ -121,3 +121,18 @@ extension CheckpointMetadata {
         }
     }
 }
+
+extension StateHandle {
+    /// The file Flink opens for this handle itself (not its children), resolved exactly as
+    /// `referencedFiles(metadataDirectory:pathMap:)` resolves it: absolute paths through `pathMap`, relative
+    /// ones against `metadataDirectory`, a segment's physical file through `pathMap`. `nil` for handles that
+    /// are not files (inline state, containers, the empty segment).
+    public func resolvedFilePath(metadataDirectory: String, pathMap: PathMap) -> String? {
+        switch self {
+        case .file(let path, _): return pathMap.map(path)
+        case .relativeFile(let relativePath, _): return FlinkPath.resolve(relativePath, against: metadataDirectory)
+        case .fileSegment(let segment): return pathMap.map(segment.physicalPath)
+        default: return nil
+        }
+    }
+}
