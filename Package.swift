@@ -26,6 +26,8 @@ let package = Package(
         .target(name: "FlinkMetadata"),
         // Writes `_metadata` back, in the version it was read; only through the reader's public model.
         .target(name: "FlinkMetadataWriter", dependencies: ["FlinkMetadata"]),
+        // Copies one snapshot directory into a self-contained one (a developer tool for real-Flink checks).
+        .executableTarget(name: "flink-metadata-rewrite", dependencies: ["FlinkMetadata", "FlinkMetadataWriter"]),
         // Mutations of real `_metadata` files, shared by the fuzz test and the long-running fuzz tool.
         .target(name: "FlinkMetadataFuzzing", dependencies: ["FlinkMetadata"]),
         // Feeds hundreds of thousands of mutated `_metadata` files to the reader (Scripts/fuzz-metadata).
