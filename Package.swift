@@ -31,7 +31,7 @@ let package = Package(
         // Mutations of real `_metadata` files, shared by the fuzz test and the long-running fuzz tool.
         .target(name: "FlinkMetadataFuzzing", dependencies: ["FlinkMetadata"]),
         // Feeds hundreds of thousands of mutated `_metadata` files to the reader (Scripts/fuzz-metadata).
-        .executableTarget(name: "flink-metadata-fuzz", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing"]),
+        .executableTarget(name: "flink-metadata-fuzz", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing", "FlinkMetadataWriter"]),
         // The Flink engine: imports a Flink store into the catalog, triggers through REST.
         .target(name: "FlinkEngine", dependencies: ["SnapStore", "FlinkMetadata", .product(name: "Logging", package: "swift-log")]),
         // What every file operation means, in pure Swift: tests drive it without a kernel.

@@ -43,10 +43,13 @@ mkdir -p "$WORK/log" "$WORK/tmp"
 sed -e "s/port: 18081/port: $PORT/" -e "s/port: 16123/port: $((PORT - 2000))/" \
     -e "s#file:///srv/flink-store#file://$STORE#" "$TOOLS/config.yaml" > "$FLINK_HOME/conf/config.yaml"
 printf 'io:\n  tmp:\n    dirs: %s\nstate.backend.rocksdb.compaction.style: NONE\n' "$WORK/tmp" >> "$FLINK_HOME/conf/config.yaml"
-python3 - "$FLINK_HOME/conf/config.yaml" "$WORK/log" <<'PY'
+# Logs and pid files in the work directory: Flink's default pid directory is /tmp, shared by every cluster of
+# this user, so stop-cluster.sh would otherwise stop other clusters on the machine too.
+mkdir -p "$WORK/pid"
+python3 - "$FLINK_HOME/conf/config.yaml" "$WORK/log" "$WORK/pid" <<'PY'
 import sys
-p, log = sys.argv[1], sys.argv[2]; lines = open(p).read().splitlines()
-i = lines.index("env:"); lines.insert(i + 1, "  log:\n    dir: " + log)
+p, log, pid = sys.argv[1], sys.argv[2], sys.argv[3]; lines = open(p).read().splitlines()
+i = lines.index("env:"); lines.insert(i + 1, "  log:\n    dir: " + log + "\n  pid:\n    dir: " + pid)
 open(p, "w").write("\n".join(lines) + "\n")
 PY
 if [ ! -f "$WORK/statejob.jar" ] || [ ! -f "$WORK/classes/Refs2.class" ]; then
