@@ -1,7 +1,8 @@
 import FlinkMetadata
 
 /// What makes a snapshot self-contained: every file it needs, copied under one new directory and named
-/// relative to it (Flink's relocatable savepoint layout), and the `_metadata` that names them so.
+/// relative to it (Flink's relocatable savepoint layout) or by absolute path there, and the `_metadata` that
+/// names them so.
 ///
 /// Pure: it decides names and writes the new `_metadata` bytes; copying the files is the caller's job, so
 /// the same plan serves a store (with its catalog) and a plain directory tool alike.
@@ -17,6 +18,17 @@ public struct SelfContainedPlan: Sendable {
         public let kind: FileReference.Kind
     }
 
+    /// How the new `_metadata` names the copies.
+    public enum Naming: Sendable, Equatable {
+        /// Relative handles (type 6): the directory can move, and the copy still restores. But Flink 2.3.0 and
+        /// older re-anchor reused relative handles to each new checkpoint's directory after a CLAIM restore
+        /// (FLINK-39964), so the checkpoints a CLAIM-restored job writes from such a copy are not restorable.
+        case relative
+        /// Absolute handles (type 2) to the copies in `directory`, where the copy will be: every file inside
+        /// it and CLAIM-safe, but a move must rewrite the handles again.
+        case absolute(directory: String)
+    }
+
     public let copies: [Copy]
     /// The new `_metadata`, in the version the snapshot was read.
     public let metadata: [UInt8]
@@ -30,7 +42,8 @@ public struct SelfContainedPlan: Sendable {
     /// numbered prefix. File-merging segments are refused: Flink names a segment's physical file by absolute
     /// path only, so no copy of them is relocatable.
     public static func make(
-        _ snapshot: CheckpointMetadata, metadataDirectory: String, pathMap: PathMap = .identity
+        _ snapshot: CheckpointMetadata, metadataDirectory: String, pathMap: PathMap = .identity,
+        naming: Naming = .relative
     ) throws -> SelfContainedPlan {
         let references = snapshot.referencedFiles(metadataDirectory: metadataDirectory, pathMap: pathMap)
         if let segment = references.first(where: { $0.kind == .mergedSegments }) {
@@ -58,7 +71,13 @@ public struct SelfContainedPlan: Sendable {
             named[reference.path] = name
             copies.append(Copy(source: reference.path, relativePath: name, size: reference.size, kind: reference.kind))
         }
-        let mapping = Dictionary(copies.map { ($0.source, HandleLocation.relative($0.relativePath)) }, uniquingKeysWith: { a, _ in a })
+        let mapping = Dictionary(
+            copies.map { copy -> (String, HandleLocation) in
+                switch naming {
+                case .relative: (copy.source, .relative(copy.relativePath))
+                case .absolute(let directory): (copy.source, .localFile(directory + "/" + copy.relativePath))
+                }
+            }, uniquingKeysWith: { a, _ in a })
         let (bytes, rewrite) = try HandleRewrite.rewrittenMetadata(
             snapshot, metadataDirectory: metadataDirectory, pathMap: pathMap, mapping: mapping)
         return SelfContainedPlan(copies: copies, metadata: bytes, rewrite: rewrite)

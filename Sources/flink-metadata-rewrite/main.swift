@@ -6,8 +6,9 @@ import Foundation
 /// `_metadata` needs is copied into NEW_DIR and named relative to it, and NEW_DIR/_metadata says so.
 /// A developer tool for checking the writer against a real Flink restore (`flink run -s NEW_DIR`).
 ///
-/// Usage: flink-metadata-rewrite self-contained SNAPSHOT_DIR NEW_DIR [--map FROM=TO]...
+/// Usage: flink-metadata-rewrite self-contained SNAPSHOT_DIR NEW_DIR [--absolute] [--map FROM=TO]...
 /// `--map` rewrites absolute paths as the store's path map does (e.g. file:/srv/flink-store=/tmp/store).
+/// `--absolute` names the copies by absolute path in NEW_DIR instead of relatively (see `SelfContainedPlan.Naming`).
 func fail(_ message: String, _ status: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("flink-metadata-rewrite: \(message)\n".utf8))
     exit(status)
@@ -15,14 +16,16 @@ func fail(_ message: String, _ status: Int32 = 1) -> Never {
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 guard arguments.count >= 3, arguments[0] == "self-contained" else {
-    fail("usage: flink-metadata-rewrite self-contained SNAPSHOT_DIR NEW_DIR [--map FROM=TO]...", 2)
+    fail("usage: flink-metadata-rewrite self-contained SNAPSHOT_DIR NEW_DIR [--absolute] [--map FROM=TO]...", 2)
 }
 let source = URL(fileURLWithPath: arguments[1]).standardizedFileURL.path
 let target = URL(fileURLWithPath: arguments[2]).standardizedFileURL.path
 var rules: [(from: String, to: String)] = []
+var absolute = false
 arguments.removeFirst(3)
 while !arguments.isEmpty {
     let flag = arguments.removeFirst()
+    if flag == "--absolute" { absolute = true; continue }
     guard flag == "--map", let rule = arguments.first, let equals = rule.firstIndex(of: "=") else {
         fail("unexpected argument \(flag); expected --map FROM=TO", 2)
     }
@@ -35,7 +38,10 @@ guard let data = fm.contents(atPath: source + "/_metadata") else { fail("cannot 
 let metadata: CheckpointMetadata
 do { metadata = try MetadataReader.read(data) } catch { fail("\(source)/_metadata: \(error)") }
 let plan: SelfContainedPlan
-do { plan = try SelfContainedPlan.make(metadata, metadataDirectory: source, pathMap: PathMap(rules)) } catch {
+do {
+    plan = try SelfContainedPlan.make(
+        metadata, metadataDirectory: source, pathMap: PathMap(rules), naming: absolute ? .absolute(directory: target) : .relative)
+} catch {
     fail("\(error)")
 }
 guard !fm.fileExists(atPath: target) else { fail("\(target) exists; give a new directory") }
@@ -62,4 +68,4 @@ do {
 } catch {
     fail("copying into \(target): \(error)")
 }
-print("\(target): version \(metadata.version), checkpoint \(metadata.checkpointId), \(Set(plan.copies.map(\.relativePath)).count) files copied, \(plan.rewrite.rewrittenHandles) handles now relative")
+print("\(target): version \(metadata.version), checkpoint \(metadata.checkpointId), \(Set(plan.copies.map(\.relativePath)).count) files copied, \(plan.rewrite.rewrittenHandles) handles now \(absolute ? "absolute in it" : "relative")")

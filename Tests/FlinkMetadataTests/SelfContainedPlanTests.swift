@@ -68,3 +68,26 @@ final class SelfContainedPlanTests: XCTestCase {
         XCTAssertTrue(paths.isSuperset(of: ["/c/meta", "/c/1-meta"]), "\(paths)")
     }
 }
+
+extension SelfContainedPlanTests {
+    /// Absolute naming: the same copies, named by absolute path in the new directory (CLAIM-safe on Flink 2.3.0).
+    func testAbsoluteNamingPointsIntoTheNewDirectory() throws {
+        let file = try XCTUnwrap(try WriterTests.allFixtureFiles().first { $0.path.contains("store-1/checkpoints") })
+        let directory = String(file.path.dropLast("/_metadata".count))
+        let original = try MetadataReader.read(file.bytes)
+        let plan = try SelfContainedPlan.make(original, metadataDirectory: directory, naming: .absolute(directory: "/archive/S"))
+        let copy = try MetadataReader.read(plan.metadata)
+        var relative = 0
+        var absolute: [String] = []
+        copy.visitHandles { handle in
+            if case .relativeFile = handle { relative += 1 }
+            if case .file(let path, _) = handle { absolute.append(path) }
+        }
+        XCTAssertEqual(relative, 0)
+        XCTAssertFalse(absolute.isEmpty)
+        XCTAssertTrue(absolute.allSatisfy { $0.hasPrefix("file:/archive/S/") }, "\(absolute)")
+        // Wherever the _metadata is read, the files are where the plan put them.
+        let expected = Set(plan.copies.map { FileReference(path: "/archive/S/" + $0.relativePath, size: $0.size, kind: $0.kind) })
+        XCTAssertEqual(Set(copy.referencedFiles(metadataDirectory: "/anywhere", pathMap: .identity)), expected)
+    }
+}
