@@ -7,6 +7,8 @@ import Foundation
 /// A developer tool for checking the writer against a real Flink restore (`flink run -s NEW_DIR`).
 ///
 /// Usage: flink-metadata-rewrite self-contained SNAPSHOT_DIR NEW_DIR [--absolute] [--map FROM=TO]...
+///        flink-metadata-rewrite repair SNAPSHOT_DIR SEARCH_DIR... (FLINK-39964: relative handles resolved to the
+///        wrong directory are pointed at SEARCH_DIR/<relative path>; the original is kept as _metadata.orig)
 /// `--map` rewrites absolute paths as the store's path map does (e.g. file:/srv/flink-store=/tmp/store).
 /// `--absolute` names the copies by absolute path in NEW_DIR instead of relatively (see `SelfContainedPlan.Naming`).
 func fail(_ message: String, _ status: Int32 = 1) -> Never {
@@ -15,6 +17,7 @@ func fail(_ message: String, _ status: Int32 = 1) -> Never {
 }
 
 var arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "repair" { repair(Array(arguments.dropFirst())) }
 guard arguments.count >= 3, arguments[0] == "self-contained" else {
     fail("usage: flink-metadata-rewrite self-contained SNAPSHOT_DIR NEW_DIR [--absolute] [--map FROM=TO]...", 2)
 }
@@ -69,3 +72,33 @@ do {
     fail("copying into \(target): \(error)")
 }
 print("\(target): version \(metadata.version), checkpoint \(metadata.checkpointId), \(Set(plan.copies.map(\.relativePath)).count) files copied, \(plan.rewrite.rewrittenHandles) handles now \(absolute ? "absolute in it" : "relative")")
+
+/// `repair SNAPSHOT_DIR SEARCH_DIR...`: rewrites the handles `RepairPlan` finds, keeping the original beside it.
+func repair(_ arguments: [String]) -> Never {
+    guard arguments.count >= 2 else { fail("usage: flink-metadata-rewrite repair SNAPSHOT_DIR SEARCH_DIR...", 2) }
+    let fm = FileManager.default
+    let directory = URL(fileURLWithPath: arguments[0]).standardizedFileURL.path
+    let search = arguments.dropFirst().map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+    guard let data = fm.contents(atPath: directory + "/_metadata") else { fail("cannot read \(directory)/_metadata") }
+    let plan: RepairPlan
+    do {
+        plan = try RepairPlan.make(
+            try MetadataReader.read(data), metadataDirectory: directory, searchDirectories: search,
+            fileSize: { (try? fm.attributesOfItem(atPath: $0))?[.size] as? Int64 })
+    } catch { fail("\(directory)/_metadata: \(error)") }
+    guard plan.missing.isEmpty else {
+        fail("refused: \(plan.missing.count) needed files are gone, e.g. \(plan.missing.prefix(3).map { "\($0.path) (\($0.size) bytes)" }.joined(separator: ", "))")
+    }
+    guard let bytes = plan.metadata else { print("\(directory): nothing to repair"); exit(0) }
+    do {
+        try fm.copyItem(atPath: directory + "/_metadata", toPath: directory + "/_metadata.orig")
+        try Data(bytes).write(to: URL(fileURLWithPath: directory + "/_metadata.new"))
+        try FileHandle(forUpdating: URL(fileURLWithPath: directory + "/_metadata.new")).synchronize()
+    } catch { fail("writing \(directory)/_metadata: \(error)") }
+    guard rename(directory + "/_metadata.new", directory + "/_metadata") == 0 else {
+        fail("replacing \(directory)/_metadata: \(String(cString: strerror(errno)))")
+    }
+    for fix in plan.fixes { print("  \(fix.resolvedPath) -> \(fix.foundAt)") }
+    print("\(directory): \(plan.fixes.count) handles now name their files where they are; original kept as _metadata.orig")
+    exit(0)
+}
