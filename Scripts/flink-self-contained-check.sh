@@ -8,7 +8,8 @@
 # B restores from a relative copy (NO_CLAIM), E from the absolute one (CLAIM): both must reach RUNNING, report
 # the copy as their restore, complete checkpoints, and write only restorable checkpoints (Refs2); D restores for
 # real from E's first checkpoint. C restores from a relative copy in CLAIM mode: on Flink 2.3.0 its checkpoints
-# show FLINK-39964 (reused relative handles re-anchored to each chk-N); the script reports what happens.
+# show FLINK-39964 (reused relative handles re-anchored to each chk-N); the script shows a real restore failing,
+# then repairs C's first checkpoint (`flink-metadata-rewrite repair`) and restores job G from it.
 #
 # usage: Scripts/flink-self-contained-check.sh
 # env:   SNAPFS_E2E_DIR (default /var/tmp/snapfs-self-contained), SNAPFS_E2E_PORT (default 18181; RPC PORT-2000),
@@ -166,5 +167,10 @@ m = re.findall(r'FileNotFoundException: [^\\n]*', st)
 print(m[-1] if m else 'no FileNotFoundException')" 2>/dev/null || true)
   log "a real restore from C's first checkpoint: $(job_state "$F" 2>/dev/null); $WHY"
   cancel_job "$F"
+  log "repair: C's first checkpoint, its misplaced relative handles pointed at the copy C was restored from"
+  "$REWRITE" repair "$C_FIRST" "$WORK/archive/for-claim" | tail -1 || fail "the repair failed"
+  HEAD=$(refs "$C_FIRST" | head -1); log "Refs2 after the repair: ${HEAD##* }"
+  echo "$HEAD" | grep -q 'restorable=yes' || fail "Refs2 does not find every file of the repaired $C_FIRST"
+  restore_and_checkpoint G "$C_FIRST" no_claim && log "G restored from the repaired checkpoint for real"
 fi
 [ "$FAILURES" = 0 ] || exit 1
