@@ -33,7 +33,7 @@ let package = Package(
         // Feeds hundreds of thousands of mutated `_metadata` files to the reader (Scripts/fuzz-metadata).
         .executableTarget(name: "flink-metadata-fuzz", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing", "FlinkMetadataWriter"]),
         // The Flink engine: imports a Flink store into the catalog, triggers through REST.
-        .target(name: "FlinkEngine", dependencies: ["SnapStore", "FlinkMetadata", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "FlinkEngine", dependencies: ["SnapStore", "FlinkMetadata", "FlinkMetadataWriter", .product(name: "Logging", package: "swift-log")]),
         // What every file operation means, in pure Swift: tests drive it without a kernel.
         .target(name: "SnapFileOps", dependencies: ["SnapStore", .product(name: "Logging", package: "swift-log")]),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
