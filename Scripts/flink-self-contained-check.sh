@@ -7,7 +7,9 @@
 # away, so nothing can be read from where Flink wrote it. Flink's own deserializer (Refs2.java) checks each copy.
 # B restores from a relative copy (NO_CLAIM), E from the absolute one (CLAIM): both must reach RUNNING, report
 # the copy as their restore, complete checkpoints, and write only restorable checkpoints (Refs2); D restores for
-# real from E's first checkpoint. C restores from a relative copy in CLAIM mode: on Flink 2.3.0 its checkpoints
+# real from E's first checkpoint. `snapfs convert --to self-contained` makes a converted savepoint of A's newest
+# checkpoint in a SnapFS store over the same directory, every other snapshot of A is deleted with `snapfs delete`,
+# and job H restores from the converted one. C restores from a relative copy in CLAIM mode: on Flink 2.3.0 its checkpoints
 # show FLINK-39964 (reused relative handles re-anchored to each chk-N); the script shows a real restore failing,
 # then repairs C's first checkpoint (`flink-metadata-rewrite repair`) and restores job G from it.
 #
@@ -122,8 +124,29 @@ for copy in for-no-claim for-claim for-claim-absolute; do
 done
 cmp -s "$A_LAST/_metadata" "$WORK/archive/for-claim/_metadata" && fail "the copy's _metadata is the original's"
 
+# The store way: `snapfs convert --to self-contained` of A's newest checkpoint, then every other snapshot of A
+# deleted through `snapfs delete`; Refs2 and a real restore (job H, NO_CLAIM) from the converted savepoint.
+log "building snapfs"
+(cd "$HERE" && swift build --product snapfs >/dev/null)
+SNAPFS="$(cd "$HERE" && swift build --show-bin-path)/snapfs"
+"$SNAPFS" init "$STORE" --engine flink | tail -1
+A_NAME="${A:0:6}-chk-$(basename "$A_LAST" | cut -d- -f2)"
+BEFORE=$(ls "$STORE/savepoints")
+"$SNAPFS" convert "$STORE" "$A_NAME" --to self-contained --label a-self-contained || fail "snapfs convert failed"
+CONVERTED="$STORE/savepoints/$(comm -13 <(echo "$BEFORE") <(ls "$STORE/savepoints") | head -1)"
+for s in $("$SNAPFS" list "$STORE" --json | json "' '.join(s['name'] for s in d if s['name'].startswith('${A:0:6}-chk-'))"); do
+  "$SNAPFS" delete "$STORE" "$s" >/dev/null || fail "snapfs delete $s failed"
+done
+[ -d "$A_LAST" ] && fail "A's newest checkpoint is still there after deleting it"
+"$SNAPFS" list "$STORE" | grep a-self-contained
+HEAD=$(refs "$CONVERTED" | head -1); log "Refs2 on $CONVERTED after deleting the rest of A: ${HEAD##* }"
+echo "$HEAD" | grep -q 'restorable=yes' || fail "Refs2 does not find every file of the converted snapshot"
+OUTSIDE=$(refs "$CONVERTED" | grep -v '^#' | grep -v "^file:$CONVERTED/" || true)
+[ -z "$OUTSIDE" ] || fail "the converted snapshot names files outside itself: $(echo "$OUTSIDE" | head -3)"
+"$SNAPFS" verify "$STORE" | grep -E "a-self-contained" || true
+
 log "moving A's checkpoints away: nothing may be read from where Flink wrote them"
-mkdir -p "$WORK/moved-away"; mv "$STORE/checkpoints/$A" "$WORK/moved-away/"
+mkdir -p "$WORK/moved-away"; [ ! -d "$STORE/checkpoints/$A" ] || mv "$STORE/checkpoints/$A" "$WORK/moved-away/"
 
 restored_from() { curl -sf "$REST/jobs/$1/checkpoints" | json "(d['latest'].get('restored') or {}).get('external_path')"; }
 all_restorable() { # job → lists its checkpoints with Refs2's verdict; status 0 when every one is restorable
@@ -144,6 +167,8 @@ restore_and_checkpoint() { # label copy-dir claim-mode → job id in $JOB
     *) fail "$1 reports it restored from '$from', not $2" ;; esac
   cancel_job "$JOB"
 }
+
+restore_and_checkpoint H "$CONVERTED" no_claim && log "H restored from the snapshot snapfs converted, after the rest of A was deleted"
 
 restore_and_checkpoint B "$WORK/archive/for-no-claim" no_claim; B=$JOB
 all_restorable "$B" || fail "a checkpoint of B (NO_CLAIM from the relative copy) is not restorable"
