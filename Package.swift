@@ -24,12 +24,16 @@ let package = Package(
         .target(name: "LocalEngine", dependencies: ["SnapStore", .product(name: "Logging", package: "swift-log")]),
         // Flink's `_metadata` format, decoded. Pure Swift, no dependencies.
         .target(name: "FlinkMetadata"),
+        // Writes `_metadata` back, in the version it was read; only through the reader's public model.
+        .target(name: "FlinkMetadataWriter", dependencies: ["FlinkMetadata"]),
+        // Copies one snapshot directory into a self-contained one (a developer tool for real-Flink checks).
+        .executableTarget(name: "flink-metadata-rewrite", dependencies: ["FlinkMetadata", "FlinkMetadataWriter"]),
         // Mutations of real `_metadata` files, shared by the fuzz test and the long-running fuzz tool.
         .target(name: "FlinkMetadataFuzzing", dependencies: ["FlinkMetadata"]),
         // Feeds hundreds of thousands of mutated `_metadata` files to the reader (Scripts/fuzz-metadata).
-        .executableTarget(name: "flink-metadata-fuzz", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing"]),
+        .executableTarget(name: "flink-metadata-fuzz", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing", "FlinkMetadataWriter"]),
         // The Flink engine: imports a Flink store into the catalog, triggers through REST.
-        .target(name: "FlinkEngine", dependencies: ["SnapStore", "FlinkMetadata", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "FlinkEngine", dependencies: ["SnapStore", "FlinkMetadata", "FlinkMetadataWriter", .product(name: "Logging", package: "swift-log")]),
         // What every file operation means, in pure Swift: tests drive it without a kernel.
         .target(name: "SnapFileOps", dependencies: ["SnapStore", .product(name: "Logging", package: "swift-log")]),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
@@ -44,7 +48,7 @@ let package = Package(
         .testTarget(name: "LocalEngineTests", dependencies: ["LocalEngine", "SnapStore"]),
         // The real Flink stores and the truth Flink's own deserializer printed for them, for both test targets.
         .target(name: "FlinkFixtures", path: "Tests/FlinkFixtures"),
-        .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing", "FlinkFixtures"]),
+        .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata", "FlinkMetadataWriter", "FlinkMetadataFuzzing", "FlinkFixtures"]),
         .testTarget(name: "FlinkEngineTests", dependencies: ["FlinkEngine", "FlinkMetadata", "SnapStore", "FlinkFixtures"]),
         .testTarget(name: "SnapFileOpsTests", dependencies: ["SnapFileOps", "SnapStore", "LocalEngine", "FlinkEngine", "FlinkFixtures"]),
         // Finds the built `snapfs` for the two targets below that run it.

@@ -217,11 +217,16 @@ public struct FlinkImporter: Sendable {
             default: break
             }
         }
+        // Flink owns, subsumes and names only its `chk-N` directories: a checkpoint's `_metadata` anywhere else (a
+        // self-contained copy made by `convert --to self-contained`) is the user's, and a full one: Flink will
+        // reuse none of its files for its own checkpoints' sake, and it depends on no other snapshot's.
+        let owner: SnapshotKind = checkpointNumber(directoryName) != nil ? .checkpoint : .user
+        if owner == .user, case .checkpoint? = metadata.properties?.decoded?.snapshotType { return (.user, .nativeFull) }
         switch metadata.properties?.decoded?.snapshotType {
         case .savepoint(_, .canonical, _)?: return (.user, .canonical)
         case .savepoint?: return (.user, .nativeFull)
-        case .checkpoint(_, .forward)?: return (.checkpoint, .nativeFull)
-        case .checkpoint?: return (.checkpoint, sharesFiles ? .nativeIncremental : .nativeFull)
+        case .checkpoint(_, .forward)?: return (owner, .nativeFull)
+        case .checkpoint?: return (owner, sharesFiles ? .nativeIncremental : .nativeFull)
         case .unknown?, nil:
             if checkpointNumber(directoryName) != nil { return (.checkpoint, sharesFiles ? .nativeIncremental : .nativeFull) }
             return (.user, savepointEncoded ? .canonical : .nativeFull)

@@ -80,7 +80,7 @@ struct ByteReader {
         return storage[offset..<(offset + count)]
     }
 
-    /// Skips payloads the caller only needs the size of (inline state), without copying them.
+    /// Skips bytes the caller does not keep (block data and arrays inside the Java-serialized trailer).
     mutating func skip(_ count: Int, _ what: String) throws(MetadataError) {
         guard count >= 0 else { throw error(what, found: "negative length \(count)") }
         try require(count, what)

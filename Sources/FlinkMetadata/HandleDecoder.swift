@@ -11,52 +11,7 @@ struct HandleDecoder {
 
     let version: Int
 
-    // MARK: - Type codes (MetadataV2V3SerializerBase)
-
-    enum Code {
-        static let null: UInt8 = 0
-        static let byteStream: UInt8 = 1
-        static let fileStream: UInt8 = 2
-        static let keyGroups: UInt8 = 3
-        static let partitionableOperator: UInt8 = 4
-        static let incrementalKeyGroups: UInt8 = 5
-        static let relativeStream: UInt8 = 6
-        static let savepointKeyGroups: UInt8 = 7
-        static let changelog: UInt8 = 8
-        static let changelogByteIncrement: UInt8 = 9
-        static let changelogFileIncrement: UInt8 = 10
-        static let incrementalKeyGroupsV2: UInt8 = 11
-        static let keyGroupsV2: UInt8 = 12
-        static let changelogFileIncrementV2: UInt8 = 13
-        static let changelogV2: UInt8 = 14
-        static let segmentFile: UInt8 = 15
-        static let emptySegmentFile: UInt8 = 16
-        static let segmentPartitionableOperator: UInt8 = 17
-
-        static func name(_ code: UInt8) -> String? {
-            switch code {
-            case 0: "the null handle"
-            case 1: "a byte stream handle"
-            case 2: "a file handle"
-            case 3: "a key groups handle"
-            case 4: "an operator state handle"
-            case 5: "an incremental keyed handle (legacy)"
-            case 6: "a relative file handle"
-            case 7: "a savepoint key groups handle"
-            case 8: "a changelog handle (legacy)"
-            case 9: "an in-memory changelog handle"
-            case 10: "a changelog file handle (legacy)"
-            case 11: "an incremental keyed handle"
-            case 12: "a key groups handle (v2)"
-            case 13: "a changelog file handle"
-            case 14: "a changelog handle"
-            case 15: "a file segment handle"
-            case 16: "an empty file segment handle"
-            case 17: "a file-merging operator state handle"
-            default: nil
-            }
-        }
-    }
+    typealias Code = StateHandleCode
 
     /// Renders a rejected type byte, naming it when it is a valid code used in the wrong place.
     private static func describe(_ code: UInt8) -> String {
@@ -87,8 +42,8 @@ struct HandleDecoder {
         case Code.byteStream:
             let name = try reader.utf("the byte stream handle's name")
             let size = try reader.count("the byte stream handle's data length", minimumElementSize: 1)
-            try reader.skip(size, "the byte stream handle's data")
-            return .byteStream(name: name, size: size)
+            let data = Array(try reader.bytes(size, "the byte stream handle's data"))
+            return .byteStream(name: name, data: data)
         case Code.relativeStream:
             let path = try reader.utf("the relative file handle's path")
             let size = try reader.int64("the relative file handle's state size")
@@ -250,7 +205,7 @@ struct HandleDecoder {
         let checkpointId = isV2 ? try reader.int64("the changelog handle's checkpoint id") : materializationId
         let id = try reader.utf("the state handle id")
         return ChangelogBackendHandle(
-            keyGroupRange: range, checkpointedSize: checkpointedSize, materialized: materialized,
+            encoding: isV2 ? .v2 : .legacy, keyGroupRange: range, checkpointedSize: checkpointedSize, materialized: materialized,
             nonMaterialized: tail, materializationId: materializationId, checkpointId: checkpointId,
             stateHandleId: id)
     }
@@ -261,17 +216,16 @@ struct HandleDecoder {
         let to = try reader.int64("the last sequence number")
         // Each change is at least a key group and a length.
         let count = try reader.count("the number of changes", minimumElementSize: 8)
-        var total = 0
+        var changes: [InMemoryChangelogHandle.Change] = []
         for _ in 0..<count {
-            _ = try reader.int32("a change's key group")
+            let keyGroup = try reader.int32("a change's key group")
             let size = try reader.count("a change's length", minimumElementSize: 1)
-            try reader.skip(size, "a change's bytes")
-            total += size  // bounded by the input length, cannot overflow
+            changes.append(.init(keyGroup: keyGroup, data: Array(try reader.bytes(size, "a change's bytes"))))
         }
         let id = try reader.utf("the state handle id")
         return InMemoryChangelogHandle(
-            keyGroupRange: range, fromSequenceNumber: from, toSequenceNumber: to, changeCount: count,
-            changeBytes: total, stateHandleId: id)
+            keyGroupRange: range, fromSequenceNumber: from, toSequenceNumber: to, changes: changes,
+            stateHandleId: id)
     }
 
     private func changelogFiles(
@@ -290,7 +244,7 @@ struct HandleDecoder {
         let id = try reader.utf("the state handle id")
         let storage = isV2 ? try reader.utf("the storage identifier") : "filesystem"
         return ChangelogFilesHandle(
-            keyGroupRange: range, parts: parts, stateSize: stateSize, checkpointedSize: checkpointedSize,
+            encoding: isV2 ? .v2 : .legacy, keyGroupRange: range, parts: parts, stateSize: stateSize, checkpointedSize: checkpointedSize,
             stateHandleId: id, storageIdentifier: storage)
     }
 
@@ -376,10 +330,10 @@ struct HandleDecoder {
             let size = try reader.int64("the channel handle's state size")
             let delegate = try streamHandle(&reader, depth: depth + 1)
             let blob = try reader.count("the serialized channel offsets length", minimumElementSize: 1)
-            try reader.skip(blob, "the serialized channel offsets")
+            let offsets = Array(try reader.bytes(blob, "the serialized channel offsets"))
             return .channel(
                 ChannelStateHandle(
-                    direction: direction, subtaskIndex: subtask, layout: .merged(serializedOffsetsSize: blob),
+                    direction: direction, subtaskIndex: subtask, layout: .merged(serializedOffsets: offsets),
                     stateSize: size, delegate: delegate))
         default:
             throw reader.error(at: start, expected, found: hex(code))
@@ -403,5 +357,53 @@ struct HandleDecoder {
             direction: direction, subtaskIndex: subtask,
             layout: .single(gateOrPartition: first, channelOrSubpartition: second, offsets: offsets),
             stateSize: size, delegate: delegate)
+    }
+}
+
+/// The type bytes of `MetadataV2V3SerializerBase`: one namespace shared by every handle position.
+///
+/// Public so that the writer (its own module) uses the very constants the reader checks against.
+public enum StateHandleCode {
+    public static let null: UInt8 = 0
+    public static let byteStream: UInt8 = 1
+    public static let fileStream: UInt8 = 2
+    public static let keyGroups: UInt8 = 3
+    public static let partitionableOperator: UInt8 = 4
+    public static let incrementalKeyGroups: UInt8 = 5
+    public static let relativeStream: UInt8 = 6
+    public static let savepointKeyGroups: UInt8 = 7
+    public static let changelog: UInt8 = 8
+    public static let changelogByteIncrement: UInt8 = 9
+    public static let changelogFileIncrement: UInt8 = 10
+    public static let incrementalKeyGroupsV2: UInt8 = 11
+    public static let keyGroupsV2: UInt8 = 12
+    public static let changelogFileIncrementV2: UInt8 = 13
+    public static let changelogV2: UInt8 = 14
+    public static let segmentFile: UInt8 = 15
+    public static let emptySegmentFile: UInt8 = 16
+    public static let segmentPartitionableOperator: UInt8 = 17
+
+    public static func name(_ code: UInt8) -> String? {
+        switch code {
+        case 0: "the null handle"
+        case 1: "a byte stream handle"
+        case 2: "a file handle"
+        case 3: "a key groups handle"
+        case 4: "an operator state handle"
+        case 5: "an incremental keyed handle (legacy)"
+        case 6: "a relative file handle"
+        case 7: "a savepoint key groups handle"
+        case 8: "a changelog handle (legacy)"
+        case 9: "an in-memory changelog handle"
+        case 10: "a changelog file handle (legacy)"
+        case 11: "an incremental keyed handle"
+        case 12: "a key groups handle (v2)"
+        case 13: "a changelog file handle"
+        case 14: "a changelog handle"
+        case 15: "a file segment handle"
+        case 16: "an empty file segment handle"
+        case 17: "a file-merging operator state handle"
+        default: nil
+        }
     }
 }

@@ -98,7 +98,7 @@ struct BodyDecoder {
         }
         return CheckpointMetadata(
             version: version, checkpointId: checkpointId, masterStates: masters, operators: operators,
-            properties: properties, trailingByteCount: reader.remaining)
+            properties: properties, trailingBytes: Array(try reader.bytes(reader.remaining, "the trailing bytes")))
     }
 
     /// Master states are length-prefixed blobs whose inner fields must fill the blob exactly.
@@ -124,13 +124,13 @@ struct BodyDecoder {
                 at: payloadOffset, "a master state payload that ends inside its \(length)-byte blob",
                 found: "\(payload) bytes")
         }
-        try reader.skip(payload, "the master state payload")
+        let bytes = Array(try reader.bytes(payload, "the master state payload"))
         guard reader.offset == blobEnd else {
             throw reader.error(
                 "the master state to end here (its blob is \(length) bytes)",
                 found: reader.offset < blobEnd ? "\(blobEnd - reader.offset) trailing bytes" : "an overrun")
         }
-        return MasterState(name: name, version: version, size: payload)
+        return MasterState(name: name, version: version, payload: bytes)
     }
 
     private func operatorState(_ reader: inout ByteReader) throws(MetadataError) -> OperatorState {

@@ -97,7 +97,7 @@ extension CheckpointMetadata {
     /// Total size of the data held in those inline handles.
     public var inlineBytes: Int {
         var total = 0
-        visitHandles { if case .byteStream(_, let size) = $0 { total += size } }
+        visitHandles { if case .byteStream(_, let data) = $0 { total += data.count } }
         return total
     }
 
@@ -118,6 +118,21 @@ extension CheckpointMetadata {
             for subtask in operatorState.subtasks {
                 for handle in subtask.handles { try walk(handle) }
             }
+        }
+    }
+}
+
+extension StateHandle {
+    /// The file Flink opens for this handle itself (not its children), resolved exactly as
+    /// `referencedFiles(metadataDirectory:pathMap:)` resolves it: absolute paths through `pathMap`, relative
+    /// ones against `metadataDirectory`, a segment's physical file through `pathMap`. `nil` for handles that
+    /// are not files (inline state, containers, the empty segment).
+    public func resolvedFilePath(metadataDirectory: String, pathMap: PathMap) -> String? {
+        switch self {
+        case .file(let path, _): return pathMap.map(path)
+        case .relativeFile(let relativePath, _): return FlinkPath.resolve(relativePath, against: metadataDirectory)
+        case .fileSegment(let segment): return pathMap.map(segment.physicalPath)
+        default: return nil
         }
     }
 }

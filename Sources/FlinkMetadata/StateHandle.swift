@@ -1,9 +1,10 @@
 /// One state handle from `_metadata`: a reference to state bytes, possibly nested.
 ///
 /// Flink writes every handle as a type byte from one shared namespace (0–17, see
-/// `MetadataV2V3SerializerBase`) followed by that type's fields. Each case below keeps the fields
-/// a snapshot manager needs (paths, sizes, ids, nesting) and drops bulk inline payloads, so a
-/// decoded snapshot stays small however much inline state the file carries.
+/// `MetadataV2V3SerializerBase`) followed by that type's fields. Each case keeps every field Flink
+/// wrote, inline payloads included, so that `FlinkMetadataWriter` can write the same bytes back:
+/// a value is the whole handle, not a summary of it. Inline payloads are bounded by Flink's inline
+/// threshold (20 KB by default) and by the file itself, so keeping them costs at most the file's size.
 ///
 /// The null handle (type 0) is represented by `nil` at the place that allowed it.
 public indirect enum StateHandle: Sendable, Equatable {
@@ -14,8 +15,8 @@ public indirect enum StateHandle: Sendable, Equatable {
     /// Type 6: a file inside the directory that holds `_metadata`; resolved against that directory.
     case relativeFile(relativePath: String, size: Int64)
     /// Type 1: state small enough to live inside `_metadata` itself. `name` looks like a path but no
-    /// such file was ever written; only `size` bytes of inline data existed (they are not kept).
-    case byteStream(name: String, size: Int)
+    /// such file was ever written; `data` is the state itself.
+    case byteStream(name: String, data: [UInt8])
     /// Type 15: a range of a physical file shared by many logical files (unified file merging, 1.20+).
     case fileSegment(FileSegmentHandle)
     /// Type 16: a file-merging placeholder with no bytes behind it.
@@ -44,8 +45,8 @@ public indirect enum StateHandle: Sendable, Equatable {
 
 /// `KeyGroupRange.of(start, start + count - 1)`; Flink writes the start and the count.
 public struct KeyGroupRange: Sendable, Equatable {
-    public let start: Int
-    public let count: Int
+    public var start: Int
+    public var count: Int
 }
 
 /// Types 3, 7 and 12 share a layout and differ only in which id fields follow.
@@ -59,79 +60,111 @@ public struct KeyGroupsHandle: Sendable, Equatable {
         case savepoint
     }
 
-    public let encoding: Encoding
-    public let keyGroupRange: KeyGroupRange
+    public var encoding: Encoding
+    public var keyGroupRange: KeyGroupRange
     /// Offset of each key group inside `delegate`, one per key group in the range.
-    public let offsets: [Int64]
-    public let delegate: StateHandle?
+    public var offsets: [Int64]
+    public var delegate: StateHandle?
     /// Present for type 12 only.
-    public let stateHandleId: String?
+    public var stateHandleId: String?
 }
 
 /// A file a RocksDB instance needs, with the name it has on the task manager's local disk.
 public struct HandleAndLocalPath: Sendable, Equatable {
     /// Local file name, e.g. `000042.sst`, `MANIFEST-000004`, `CURRENT`.
-    public let localPath: String
-    public let handle: StateHandle?
+    public var localPath: String
+    public var handle: StateHandle?
 }
 
 /// Types 5 and 11 (`IncrementalRemoteKeyedStateHandle`).
 public struct IncrementalRemoteHandle: Sendable, Equatable {
     /// The checkpoint that produced this handle, which can be older than the snapshot holding it.
-    public let checkpointId: Int64
+    public var checkpointId: Int64
     /// The RocksDB instance's UUID, as Flink wrote it.
-    public let backendIdentifier: String
-    public let keyGroupRange: KeyGroupRange
+    public var backendIdentifier: String
+    public var keyGroupRange: KeyGroupRange
     /// Bytes persisted by this checkpoint; `nil` for type 5, which predates the field.
-    public let checkpointedSize: Int64?
-    public let metadata: StateHandle?
+    public var checkpointedSize: Int64?
+    public var metadata: StateHandle?
     /// Files that later checkpoints may reuse (refcounted by Flink across snapshots).
-    public let sharedState: [HandleAndLocalPath]
+    public var sharedState: [HandleAndLocalPath]
     /// Files owned by this snapshot alone.
-    public let privateState: [HandleAndLocalPath]
+    public var privateState: [HandleAndLocalPath]
     /// Present for type 11 only.
-    public let stateHandleId: String?
+    public var stateHandleId: String?
 }
 
 /// Types 8 and 14 (`ChangelogStateBackendHandle`).
 public struct ChangelogBackendHandle: Sendable, Equatable {
-    public let keyGroupRange: KeyGroupRange
-    public let checkpointedSize: Int64
+    public enum Encoding: Sendable, Equatable {
+        /// Type 8: no separate checkpoint id (it reads as the materialization id).
+        case legacy
+        /// Type 14.
+        case v2
+    }
+
+    /// Which of the two layouts Flink wrote; a type-14 handle can have equal ids too, so the ids alone
+    /// cannot tell.
+    public var encoding: Encoding
+    public var keyGroupRange: KeyGroupRange
+    public var checkpointedSize: Int64
     /// Materialized state (any keyed handle). Null entries are dropped, as Flink does.
-    public let materialized: [StateHandle]
+    public var materialized: [StateHandle]
     /// Changelog tail (types 9, 10, 13). Null entries are dropped.
-    public let nonMaterialized: [StateHandle]
-    public let materializationId: Int64
+    public var nonMaterialized: [StateHandle]
+    public var materializationId: Int64
     /// Equals `materializationId` for type 8, which did not store it separately.
-    public let checkpointId: Int64
-    public let stateHandleId: String
+    public var checkpointId: Int64
+    public var stateHandleId: String
 }
 
-/// Type 9 (`InMemoryChangelogStateHandle`). Changes are counted, not kept.
+/// Type 9 (`InMemoryChangelogStateHandle`): state changes stored inline.
 public struct InMemoryChangelogHandle: Sendable, Equatable {
-    public let keyGroupRange: KeyGroupRange
-    public let fromSequenceNumber: Int64
-    public let toSequenceNumber: Int64
-    public let changeCount: Int
+    /// One `StateChange`: the key group it belongs to and its serialized bytes.
+    public struct Change: Sendable, Equatable {
+        public var keyGroup: Int32
+        public var data: [UInt8]
+
+        public init(keyGroup: Int32, data: [UInt8]) {
+            self.keyGroup = keyGroup
+            self.data = data
+        }
+    }
+
+    public var keyGroupRange: KeyGroupRange
+    public var fromSequenceNumber: Int64
+    public var toSequenceNumber: Int64
+    public var changes: [Change]
+    public var stateHandleId: String
+
+    public var changeCount: Int { changes.count }
     /// Total size of the inline change payloads.
-    public let changeBytes: Int
-    public let stateHandleId: String
+    public var changeBytes: Int { changes.reduce(0) { $0 + $1.data.count } }
 }
 
 /// Types 10 and 13 (`ChangelogStateHandleStreamImpl`).
 public struct ChangelogFilesHandle: Sendable, Equatable {
-    public struct Part: Sendable, Equatable {
-        public let offset: Int64
-        public let handle: StateHandle?
+    public enum Encoding: Sendable, Equatable {
+        /// Type 10: no storage identifier (it reads as `"filesystem"`).
+        case legacy
+        /// Type 13.
+        case v2
     }
 
-    public let keyGroupRange: KeyGroupRange
-    public let parts: [Part]
-    public let stateSize: Int64
-    public let checkpointedSize: Int64
-    public let stateHandleId: String
+    public struct Part: Sendable, Equatable {
+        public var offset: Int64
+        public var handle: StateHandle?
+    }
+
+    /// Which of the two layouts Flink wrote; a type-13 handle can say `"filesystem"` too.
+    public var encoding: Encoding
+    public var keyGroupRange: KeyGroupRange
+    public var parts: [Part]
+    public var stateSize: Int64
+    public var checkpointedSize: Int64
+    public var stateHandleId: String
     /// `"filesystem"` for type 10, which predates the field.
-    public let storageIdentifier: String
+    public var storageIdentifier: String
 }
 
 /// Type 15 (`SegmentFileStateHandle`).
@@ -141,12 +174,12 @@ public struct FileSegmentHandle: Sendable, Equatable {
         case shared
     }
 
-    public let startPosition: Int64
-    public let size: Int64
-    public let scope: Scope
+    public var startPosition: Int64
+    public var size: Int64
+    public var scope: Scope
     /// The physical file, named as Flink wrote it (usually a URI).
-    public let physicalPath: String
-    public let logicalFileId: String
+    public var physicalPath: String
+    public var logicalFileId: String
 }
 
 /// Types 4 and 17 (`OperatorStreamStateHandle`, `FileMergingOperatorStreamStateHandle`).
@@ -159,22 +192,22 @@ public struct OperatorStateHandle: Sendable, Equatable {
     }
 
     public struct NamedState: Sendable, Equatable {
-        public let name: String
-        public let mode: DistributionMode
-        public let offsets: [Int64]
+        public var name: String
+        public var mode: DistributionMode
+        public var offsets: [Int64]
     }
 
     /// The managed directories a file-merging handle (type 17) keeps alive.
     public struct FileMergingDirectories: Sendable, Equatable {
-        public let taskOwnedDirectory: String
-        public let sharedDirectory: String
-        public let isEmpty: Bool
+        public var taskOwnedDirectory: String
+        public var sharedDirectory: String
+        public var isEmpty: Bool
     }
 
-    public let states: [NamedState]
+    public var states: [NamedState]
     /// Present for type 17 only.
-    public let fileMerging: FileMergingDirectories?
-    public let delegate: StateHandle?
+    public var fileMerging: FileMergingDirectories?
+    public var delegate: StateHandle?
 }
 
 /// In-flight data of one channel, written by unaligned checkpoints.
@@ -189,15 +222,15 @@ public struct ChannelStateHandle: Sendable, Equatable {
     public enum Layout: Sendable, Equatable {
         /// One channel's data. `gateOrPartition`/`channelOrSubpartition` identify the channel.
         case single(gateOrPartition: Int, channelOrSubpartition: Int, offsets: [Int64])
-        /// V6 merged handle: many channels in one delegate, offsets kept as an opaque blob.
-        case merged(serializedOffsetsSize: Int)
+        /// V6 merged handle: many channels in one delegate, their offsets in Flink's own serialized form.
+        case merged(serializedOffsets: [UInt8])
     }
 
-    public let direction: Direction
-    public let subtaskIndex: Int
-    public let layout: Layout
-    public let stateSize: Int64
-    public let delegate: StateHandle?
+    public var direction: Direction
+    public var subtaskIndex: Int
+    public var layout: Layout
+    public var stateSize: Int64
+    public var delegate: StateHandle?
 }
 
 extension StateHandle {

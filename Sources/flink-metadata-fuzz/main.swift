@@ -1,8 +1,10 @@
 import FlinkMetadata
 import FlinkMetadataFuzzing
+import FlinkMetadataWriter
 import Foundation
 
-/// Feeds mutated real `_metadata` files to the reader and reports what happened.
+/// Feeds mutated real `_metadata` files to the reader and reports what happened. Every mutant the reader
+/// accepts is also written back, and must read back as the same value.
 ///
 /// Usage: flink-metadata-fuzz ITERATIONS SEED FILE...
 /// A crash or hang stops this process, which is the failure being looked for; the last line
@@ -31,6 +33,7 @@ var decoded = 0
 var errors: [String: Int] = [:]
 var byMutation: [String: (decoded: Int, rejected: Int)] = [:]
 var badOffsets = 0
+var writerMismatches = 0
 let start = Date()
 for iteration in 0..<iterations {
     let (input, mutation) = mutator.mutate(corpus)
@@ -43,6 +46,12 @@ for iteration in 0..<iterations {
         // Whatever decodes must also resolve without trouble.
         _ = metadata.referencedFiles(metadataDirectory: "/store/chk-1", pathMap: .identity)
         decoded += 1
+        do {
+            if try MetadataReader.read(try MetadataWriter.encode(metadata)) != metadata { writerMismatches += 1 }
+        } catch {
+            writerMismatches += 1
+            FileHandle.standardError.write(Data("iteration \(iteration): accepted, but not written back: \(error)\n".utf8))
+        }
         byMutation[mutation.rawValue, default: (0, 0)].decoded += 1
     } catch {
         if error.offset < 0 || error.offset > input.count { badOffsets += 1 }
@@ -54,6 +63,7 @@ let seconds = Date().timeIntervalSince(start)
 print("inputs: \(iterations), decoded: \(decoded), rejected with MetadataError: \(iterations - decoded), crashes: 0, hangs: 0")
 print(String(format: "time: %.1f s (%.0f inputs/s)", seconds, Double(iterations) / max(seconds, 0.001)))
 print("errors whose offset lies outside the input: \(badOffsets)")
+print("accepted inputs the writer did not write back to the same value: \(writerMismatches)")
 print("by mutation (decoded / rejected):")
 for (name, counts) in byMutation.sorted(by: { $0.key < $1.key }) {
     print("  \(name): \(counts.decoded) / \(counts.rejected)")
@@ -62,4 +72,4 @@ print("rejections by error kind (\(errors.count) kinds):")
 for (kind, count) in errors.sorted(by: { $0.value > $1.value }) {
     print("  \(count)\t\(kind)")
 }
-exit(badOffsets == 0 ? 0 : 1)
+exit(badOffsets == 0 && writerMismatches == 0 ? 0 : 1)

@@ -1,3 +1,4 @@
+import FlinkEngine
 import ArgumentParser
 import Foundation
 import SnapStore
@@ -37,11 +38,22 @@ struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "convert", abstract: "Write a snapshot's content anew in another format (e.g. incremental → canonical).")
     @OptionGroup var options: StoreOptions
     @Argument(help: "Snapshot to convert.") var name: String
-    @Option(help: "native-full or canonical.") var to: String
+    @Option(help: "native-full or canonical; or self-contained (Flink stores: every file copied into one new savepoint directory, every handle relative to it).") var to: String
     @Option(help: "Name of the new snapshot.") var label: String?
 
     func run() throws {
         let store = try options.open()
+        if to == "self-contained" {
+            let engine = try makeEngine(store: store, stateOverride: nil)
+            let s = try CLI.run { () throws(StoreError) -> Snapshot in
+                guard let flink = engine as? FlinkEngine else {
+                    throw .badInput("--to self-contained is for Flink stores; this store's engine is \(store.engineName)")
+                }
+                return try flink.convertToSelfContained(name, label: label)
+            }
+            print("converted \(name) to \(s.name) (self-contained, in \(s.directory ?? "?"))")
+            return
+        }
         let fmt = try CLI.run { () throws(StoreError) in try SnapshotFormat(userInput: to) }
         let p = TerminalProgress("convert")
         let s = try CLI.run { () throws(StoreError) in try store.convert(name, to: fmt, label: label, progress: p.handler) }

@@ -94,4 +94,34 @@ final class FlinkCLITests: XCTestCase {
         XCTAssertEqual(unreachable.status, 8)
         XCTAssertTrue(unreachable.err.contains("127.0.0.1:9"), unreachable.err)
     }
+
+    /// `convert --to self-contained` of a retained incremental checkpoint of job E (restored in CLAIM mode from job
+    /// A, so it reads A's shared files), then every other snapshot of E, of A and of B (which reads them too)
+    /// deleted through the CLI: A's shared files are gone, the copy is listed as a user snapshot and `verify`
+    /// calls it restorable.
+    func testConvertToSelfContainedThenDeleteTheRestOfTheJob() throws {
+        let store = root.path
+        XCTAssertEqual(try snapfs("init", store, "--engine", "flink", "--path-map", "file:/srv/flink-store=\(store)").status, 0)
+        let converted = try snapfs("convert", store, "e91e7d-chk-15", "--to", "self-contained", "--label", "kept")
+        XCTAssertEqual(converted.status, 0, converted.err)
+        XCTAssertTrue(converted.out.contains("converted e91e7d-chk-15 to kept (self-contained"), converted.out)
+        let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try snapfs("list", store, "--json").out.utf8)) as? [[String: Any]])
+        let kept = try XCTUnwrap(rows.first { $0["name"] as? String == "kept" })
+        XCTAssertEqual(kept["kind"] as? String, "user")
+        for row in rows {
+            guard let name = row["name"] as? String, name != "kept", ["e91e7d-", "276e7c-", "921f15-", "savepoint-921f15-"].contains(where: name.hasPrefix) else { continue }
+            let deleted = try snapfs("delete", store, name)
+            XCTAssertEqual(deleted.status, 0, "\(name): \(deleted.err)")
+        }
+        let aShared = store + "/checkpoints/921f15d8c1373fc7cba72fc30b4e7851/shared"
+        XCTAssertEqual((try? FileManager.default.subpathsOfDirectory(atPath: aShared)) ?? [], [],
+                       "A's shared files, which E's checkpoint read, are gone")
+        let verify = try snapfs("verify", store, "--json")
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(verify.out.utf8)) as? [String: Any], verify.out + verify.err)
+        XCTAssertFalse((report["notRestorable"] as? [String] ?? []).contains("kept"), "\(report)")
+        XCTAssertTrue(try snapfs("verify", store).out.contains("kept"))
+        let refused = try snapfs("convert", store, "kept", "--to", "self-contained", "--label", "kept")
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.err.contains("already exists"), refused.err)
+    }
 }
