@@ -144,7 +144,12 @@ final class LazyFS {
     /// `.build/lazyfs` (the sources may be on a read-only copy, so the build goes to the package's build directory).
     static func locate() throws -> String {
         let env = ProcessInfo.processInfo.environment
-        if let exe = env["SNAPFS_LAZYFS"] { return exe }
+        if let exe = env["SNAPFS_LAZYFS"] {
+            guard FileManager.default.isExecutableFile(atPath: exe) else {
+                throw NSError(domain: "LazyFS", code: 2, userInfo: [NSLocalizedDescriptionKey: "SNAPFS_LAZYFS=\(exe) is not an executable (SNAPFS_POWER_CUTS=0 skips the power-cut test)"])
+            }
+            return exe
+        }
         let package = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let built = package.appendingPathComponent(".build/lazyfs/lazyfs/build/lazyfs").path
         if FileManager.default.isExecutableFile(atPath: built) { return built }
@@ -152,11 +157,11 @@ final class LazyFS {
             ?? package.deletingLastPathComponent().appendingPathComponent("shared/tools/lazyfs/build.sh").path
         guard FileManager.default.isExecutableFile(atPath: script) else {
             throw NSError(domain: "LazyFS", code: 2, userInfo: [NSLocalizedDescriptionKey:
-                "no LazyFS: \(script) not found (set SNAPFS_LAZYFS to the executable or SNAPFS_LAZYFS_SRC to its source directory)"])
+                "no LazyFS: \(script) not found (set SNAPFS_LAZYFS to the executable or SNAPFS_LAZYFS_SRC to its source directory, or SNAPFS_POWER_CUTS=0 to skip the power-cut test)"])
         }
         let r = runTool(script, [package.appendingPathComponent(".build/lazyfs").path], timeout: 900)
         guard r.status == 0, FileManager.default.isExecutableFile(atPath: built) else {
-            throw NSError(domain: "LazyFS", code: 3, userInfo: [NSLocalizedDescriptionKey: "building LazyFS failed: \(r.output.suffix(2000))"])
+            throw NSError(domain: "LazyFS", code: 3, userInfo: [NSLocalizedDescriptionKey: "building LazyFS failed (SNAPFS_POWER_CUTS=0 skips the power-cut test): \(r.output.suffix(2000))"])
         }
         return built
     }

@@ -13,16 +13,30 @@ import Glibc
 /// then both are killed) or at an exact point, right after the Nth fsync of the catalog's WAL, right after an
 /// object's unlink, or right after a canonical snapshot's MANIFEST.json is fsynced (LazyFS kills itself there).
 /// Then LazyFS is mounted again, the store reopened, and everything the child had been told is checked.
+///
+/// The cut must reach every process of the workload before LazyFS drops its cache, and none may outlive the round.
+/// Once the workload ran under `setsid`, which forks when its caller already leads a process group (Foundation
+/// starts every child as one): the signals of the cut went to an empty group, and the workload ran on through the
+/// cut, the drop and the remount. That alone made about one round in twenty fail (a `rm -rf` through the mount,
+/// lazily unmounted by then, "succeeded" on a name that was no longer there and was recorded as a delete; objects
+/// were created and fsynced after the drop of their bytes, then committed by the still-running snapshot; exports
+/// finished after the cut). Started as bash itself, the workload is frozen, then killed, and checked gone.
 final class PowerLossTests: XCTestCase {
-    /// `SNAPFS_POWER_CUTS` cuts (20 take about a minute and a half). Off by default until it is clean: in a run of 230
-    /// cuts, 13 rounds still lost something that had returned (7 deletes listed again, 5 snapshots with an fsynced
-    /// object at 0 bytes, 1 export file with a wrong checksum), with strace showing every fsync SnapFS owes; whether
-    /// LazyFS or SnapFS is at fault is not yet known. `SNAPFS_POWER_KEEP=1` keeps the work
-    /// directory under /tmp, LazyFS's tmpfs still mounted on its `backing`, for a look at what went wrong.
+    /// `SNAPFS_POWER_CUTS` cuts, 25 by default (about a minute and a half); 0 skips the test. LazyFS is
+    /// required: without it the test fails, naming what is missing. `SNAPFS_POWER_SEED` repeats a run,
+    /// `SNAPFS_POWER_MAX_FAILED_ROUNDS` (default 3) lets a failing run go on to measure a rate, `SNAPFS_POWER_KEEP=1`
+    /// keeps the work directory under /tmp (LazyFS's tmpfs still mounted on its `backing`, the last failed round's store
+    /// as the check found it) and `SNAPFS_POWER_LAZYFS_LOG=1` has LazyFS log every operation there.
+    static let defaultCuts = 25
+
     func testPowerCutsLoseNothingThatReturnedSuccess() throws {
         if ProcessInfo.processInfo.environment["SNAPFS_SKIP_MOUNT_TESTS"] == "1" { throw XCTSkip("SNAPFS_SKIP_MOUNT_TESTS=1") }
-        let cuts = Int(ProcessInfo.processInfo.environment["SNAPFS_POWER_CUTS"] ?? "") ?? 0
-        if cuts <= 0 { throw XCTSkip("power cuts run only with SNAPFS_POWER_CUTS=N (not yet clean; see this test's header)") }
+        let setting = ProcessInfo.processInfo.environment["SNAPFS_POWER_CUTS"]
+        guard let cuts = setting.map({ Int($0) }) ?? Self.defaultCuts, cuts >= 0 else {
+            XCTFail("SNAPFS_POWER_CUTS=\(setting ?? "") is not a number of cuts (0 skips the test)")
+            return
+        }
+        if cuts == 0 { throw XCTSkip("SNAPFS_POWER_CUTS=0") }
         let seed = UInt64(ProcessInfo.processInfo.environment["SNAPFS_POWER_SEED"] ?? "") ?? UInt64.random(in: 1...1_000_000)
         print("power-cut test: \(cuts) cuts, seed \(seed) (SNAPFS_POWER_SEED to repeat)")
         var rng = SplitMix(seed: seed)
@@ -75,9 +89,10 @@ final class PowerLossTests: XCTestCase {
             XCTAssertTrue(problems.isEmpty, "round \(round) (cut \(outcome.exact ? "exact: \(faults.first!)" : "random")), seed \(seed): \(problems.count) problems:\n" + problems.prefix(12).joined(separator: "\n"))
             if !problems.isEmpty {
                 stats.failedRounds += 1
+                // The last failure's store is kept as it was (SNAPFS_POWER_KEEP=1 leaves it for a look).
+                if stats.failedRounds >= maxFailedRounds { break }
                 try bench.rebaseline()
             }
-            if stats.failedRounds >= maxFailedRounds { break }
         }
         print("power-cut test: \(stats.random + stats.exact.values.reduce(0, +)) cuts, \(stats.midWork) while the child was working; \(stats.random) at random instants, exact: \(stats.exact.sorted { $0.key < $1.key }.map { "\($0.value) after \($0.key)" }.joined(separator: ", ")); \(stats.promised) operations had returned success before a cut (\(bench.promisedByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))), \(bench.checkedSnapshots) snapshot checks, \(bench.checkedExports) export checks; \(stats.failedRounds) rounds failed")
         XCTAssertGreaterThan(bench.checkedSnapshots, 0, "snapshots were checked against the state they captured")
@@ -127,42 +142,21 @@ final class PowerBench {
         try Workload.script.write(toFile: root + "/child.sh", atomically: true, encoding: .utf8)
     }
 
-    /// SQLite's wal-index (`catalog.sqlite-shm`) is shared memory that every process maps; it holds nothing durable
-    /// and SQLite rebuilds it from the WAL after a crash. LazyFS gets its size wrong under SQLite's mmap and
-    /// ftruncate: a `snapfs trigger` died of SIGBUS, readers saw "disk I/O error" and "file is not a database",
-    /// and a reopening process took a committed snapshot for an interrupted one. So a fresh file on an ordinary
-    /// disk is bound over it for each LazyFS start (as a power cut wipes memory); every durable byte, the catalog
-    /// and its WAL included, still goes through LazyFS.
-    private var shmMounts = 0
-    private func shieldSharedMemory() {
-        let target = store + "/catalog.sqlite-shm"
-        if !FileManager.default.fileExists(atPath: target) { _ = FileManager.default.createFile(atPath: target, contents: nil) }
-        shmMounts += 1
-        let source = root + "/shm-\(shmMounts)"
-        try? FileManager.default.removeItem(atPath: root + "/shm-\(shmMounts - 1)")
-        _ = FileManager.default.createFile(atPath: source, contents: nil)
-        let r = runTool("/bin/mount", ["--bind", source, target])
-        if r.status != 0 { XCTFail("cannot bind the wal-index over LazyFS: \(r.output)") }
-    }
-
     private func startLazyFS(faults: [LazyFS.Fault] = []) throws {
         try lazy.start(faults: faults)
-        shieldSharedMemory()
-        // LazyFS's sync_pages writes each dirty block out from the block's start, so a 4 KiB block only partly
-        // written since LazyFS started appears to get, before the written part, what its cache page held there
-        // instead of what the backing file had: an append to a WAL left by the previous start then overwrites
-        // the tail of the last frame that start made durable, and SQLite drops that commit and every later one
-        // (seen: fsynced deletes undone, fsynced snapshots rolled back). Checkpointed into the catalog and truncated at each start, the
-        // WAL is only ever written within one start. The checkpoint moves what survived the cut: it adds and
-        // drops nothing. (Objects and manifests are written whole from offset 0 and are not affected.)
-        if FileManager.default.fileExists(atPath: store + "/catalog.sqlite") {
-            let r = runTool("/usr/bin/sqlite3", [store + "/catalog.sqlite", "PRAGMA wal_checkpoint(TRUNCATE);"])
-            if r.status != 0 { XCTFail("cannot checkpoint the catalog on LazyFS: \(r.output)") }
-        }
+        // Everything of the catalog goes through LazyFS, its WAL and its wal-index (`-shm`, which SQLite maps and
+        // rebuilds from the WAL after a crash) included. The WAL is left as the cut left it: the next start appends
+        // to it, as SnapFS does after a real power cut. (The wal-index was once bound from an ordinary disk, after a
+        // SIGBUS and "disk I/O error"s seen while the workload still ran on past the cut; 40 cuts with seed 5150
+        // without it lost nothing, and SQLite's I/O errors came only when LazyFS had killed itself at a fault.)
+        // (The WAL was once checkpointed and truncated here, against a supposed fault in LazyFS's writing of
+        // partly written blocks, seen while the workload still ran on past the cut. LazyFS keeps such a block whole:
+        // 3,000 bytes fsynced under one start and 2,000 appended and fsynced under the next, or six 4,120-byte
+        // WAL-like frames written in 24- and 4,096-byte pieces across two starts, all came back after a cut; and
+        // 60 cuts with seed 99 appending to the WAL across starts lost nothing.)
     }
 
     private func stopLazyFS(cut: Bool) {
-        _ = runTool("/bin/umount", ["-l", store + "/catalog.sqlite-shm"])
         if cut { lazy.kill() } else { lazy.stop() }
     }
 
@@ -194,8 +188,10 @@ final class PowerBench {
         let log = logs + "/round-\(round).log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
-        p.arguments = ["/bin/bash", root + "/child.sh"]
+        // bash itself, not under `setsid`: Foundation already starts it as the leader of a process group of its own,
+        // and `setsid` run by a group leader forks, so the workload ran in another group that the cut never reached.
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [root + "/child.sh"]
         p.environment = ProcessInfo.processInfo.environment.merging([
             "SEED": String(seed % 32768), "ROUND": String(round), "OPS": "30", "SNAPFS": BuiltTools.snapfs,
             "STORE": store, "MNT": mnt, "STATE": state, "EXPECT": expect, "EXPORTS": exportsDir, "LOG": log, "WORK": root,
@@ -211,6 +207,12 @@ final class PowerBench {
         p.standardInput = FileHandle.nullDevice
         try p.run()
         let group = p.processIdentifier
+        guard getpgid(group) == group else {
+            kill(group, SIGKILL)
+            p.waitUntilExit()
+            throw NSError(domain: "power", code: 2, userInfo: [NSLocalizedDescriptionKey:
+                "the workload is not the leader of its own process group (pgid \(getpgid(group)), pid \(group)): the cut could not freeze it"])
+        }
 
         // Wait for the armed fault (LazyFS then dies by its own hand), or the random instant, or the child's end.
         let start = Date()
@@ -233,6 +235,14 @@ final class PowerBench {
         if isMountpoint(mnt) { _ = runTool("/bin/fusermount3", ["-u", "-z", mnt]) }
         kill(-group, SIGCONT)
         p.waitUntilExit()
+        // Nothing of the workload may outlive the cut: a process left running would act on the store after LazyFS is
+        // mounted again, and anything it reported then would be taken for a promise made before the cut.
+        let deadline = Date().addingTimeInterval(30)
+        while !livingMembers(ofGroup: group).isEmpty {
+            if Date() > deadline { throw NSError(domain: "power", code: 3, userInfo: [NSLocalizedDescriptionKey: "processes of the workload (group \(group)) outlived the cut"]) }
+            kill(-group, SIGKILL)
+            usleep(10_000)
+        }
         try? childLog.close()
 
         // Operations that returned are applied to the model; those that began and did not return (failed, or cut
@@ -381,6 +391,19 @@ final class PowerBench {
             out[String(parts[1].drop(while: { $0 == " " || $0 == "*" }))] = String(parts[0])
         }
         return out
+    }
+}
+
+/// The processes of a process group that have not exited (zombies, already dead, are left out: whoever reaps them may
+/// take its time).
+func livingMembers(ofGroup group: pid_t) -> [pid_t] {
+    let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }
+    return pids.filter { pid in
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        // After "pid (comm)": state, ppid, pgrp.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 2 && fields[0] != "Z" && pid_t(fields[2]) == group
     }
 }
 
