@@ -1,3 +1,4 @@
+import FlinkFixtures
 import Foundation
 import XCTest
 
@@ -98,10 +99,15 @@ final class FlinkCLITests: XCTestCase {
     /// `convert --to self-contained` of a retained incremental checkpoint of job E (restored in CLAIM mode from job
     /// A, so it reads A's shared files), then every other snapshot of E, of A and of B (which reads them too)
     /// deleted through the CLI: A's shared files are gone, the copy is listed as a user snapshot and `verify`
-    /// calls it restorable.
+    /// calls it restorable. The JobManager reports the three jobs CANCELED, so their newest checkpoints may go.
     func testConvertToSelfContainedThenDeleteTheRestOfTheJob() throws {
         let store = root.path
-        XCTAssertEqual(try snapfs("init", store, "--engine", "flink", "--path-map", "file:/srv/flink-store=\(store)").status, 0)
+        let ended = ["e91e7d6dd164333d641e1dc4652079b3", "276e7ca5ca71919ee0c46db264d5c6ab", "921f15d8c1373fc7cba72fc30b4e7851"]
+        let fake = try FakeCluster(writtenAt: FlinkFixtures.writtenAt,
+                                   jobs: Dictionary(uniqueKeysWithValues: ended.map { ($0, FakeCluster.Job(state: "CANCELED")) })).serve()
+        defer { fake.stop() }
+        XCTAssertEqual(try snapfs("init", store, "--engine", "flink", "--path-map", "file:/srv/flink-store=\(store)",
+                                  "--rest", fake.url).status, 0)
         let converted = try snapfs("convert", store, "e91e7d-chk-15", "--to", "self-contained", "--label", "kept")
         XCTAssertEqual(converted.status, 0, converted.err)
         XCTAssertTrue(converted.out.contains("converted e91e7d-chk-15 to kept (self-contained"), converted.out)

@@ -11,10 +11,13 @@ final class FlinkSelfContainedTests: XCTestCase {
 
     /// A's newest retained incremental checkpoint, converted: a user snapshot in a new savepoint directory that
     /// holds every file it needs, named relatively, sharing none. Deleting every other snapshot of the job (which
-    /// removes the shared/ files the checkpoint named) leaves it restorable, with the same files as before.
+    /// removes the shared/ files the checkpoint named) leaves it restorable, with the same files as before. The
+    /// JobManager reports the job CANCELED, so its newest checkpoint is no longer its recovery point.
     func testConvertedCheckpointSurvivesDeletingEveryOtherSnapshotOfItsJob() throws {
-        let w = try FlinkWorkspace(store: 1)
+        let (w, fake) = try FlinkWorkspace.canceling([jobA], store: 1)
+        defer { fake.stop() }
         try w.importer.refresh()
+        w.askCluster()
         let engine = FlinkEngine(store: w.store, settings: w.settings)
         let source = try w.store.snapshot(named: "c4f302-chk-13")
         let sourceDirectory = try XCTUnwrap(source.directory)
