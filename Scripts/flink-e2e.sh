@@ -535,7 +535,7 @@ for s in $(json "' '.join(d['plan']['snapshots'])" < "$WORK/prune-real.json"); d
 done
 
 # A hold set through the mount refuses rm -rf with EBUSY until it is released.
-H=$(snapfs list "$STORE3" --json | json "sorted([s for s in d if s.get('job') == '$P'], key=lambda s: int(s.get('externalID') or -1))[-2]['name']")
+H=$(snapfs list "$STORE3" --json | json "sorted([s['name'] for s in d if s['name'].startswith('${P:0:6}-chk-')], key=lambda n: int(n.rsplit('-', 1)[1]))[-2]")
 setfattr -n user.snapfs.hold -v "e2e drill" "$MNT3/$H"
 if rm -rf "$MNT3/$H" 2>"$WORK/refusal.txt"; then
   fail "rm -rf of the held $H succeeded"
@@ -552,9 +552,14 @@ log "start the cluster again; restore a job from every remaining job's by-job/J/
 start_cluster
 for J in $(ls "$MNT3/by-job/"); do
   LINK=$(readlink "$MNT3/by-job/$J/latest") || { fail "by-job/$J has no latest"; continue; }
-  LATEST=$(snapfs list "$STORE3" --json | json "[s['name'] for s in d if s.get('job') == '$J' and (s.get('directory') or '').rstrip('/').split('/')[-1] == '$LINK'][0]")
+  # The flat name of the snapshot the link names: the one with the same inode number (both views share them).
+  INO=$(stat -c %i "$MNT3/by-job/$J/latest/"); LATEST=""
+  for s in $(snapfs list "$STORE3" --json | json "' '.join(s['name'] for s in d)"); do
+    [ "$(stat -c %i "$MNT3/$s")" = "$INO" ] && { LATEST=$s; break; }
+  done
+  [ -n "$LATEST" ] || { fail "by-job/$J/latest -> $LINK matches no snapshot at the flat root"; continue; }
   DIR=$(snapfs show "$STORE3" "$LATEST" --json | json "d.get('directory') or ''")
-  [ "$(stat -c %i "$MNT3/by-job/$J/latest/")" = "$(stat -c %i "$MNT3/$LATEST")" ] || fail "by-job/$J/latest is not $LATEST in the flat root"
+  [ "$(basename "$DIR")" = "$LINK" ] || fail "by-job/$J/latest -> $LINK, but the snapshot with its inode is $LATEST in $DIR"
   N=$(run_job -p 1 -s "file://$STORE3/$DIR" -D "state.checkpoints.dir=file://$WORK/restored-cluster/checkpoints")
   [ -n "$N" ] || { fail "no job started from $LATEST"; continue; }
   wait_checkpoints "$N" 1
