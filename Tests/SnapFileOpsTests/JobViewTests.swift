@@ -299,6 +299,9 @@ final class JobViewTests: XCTestCase {
         XCTAssertEqual(try deletable(), "yes")
         XCTAssertEqual(try f.fs.readlink(try f.paths.resolve("by-job/\(FlinkFixture.jobA)/latest").nodeID), "chk-13")
         XCTAssertTrue(f.fs.poll().isEmpty, "told once")
+        let statusGeneration = f.store.statusGeneration()
+        try f.askCluster()
+        XCTAssertEqual(f.store.statusGeneration(), statusGeneration, "the same answer again rereads nothing")
 
         // The JobManager goes quiet: every job's newest checkpoint is protected again, and `latest` says so.
         fake.stop()
