@@ -17,8 +17,10 @@
 #
 # Then a whole cluster's store: two jobs running at once and a third cancelled, one store with no --job; each running
 # job's recovery point refused (EBUSY) through the mount, the cancelled job's checkpoints deletable once the cluster
-# says CANCELED, every job's newest checkpoint refused once the JobManager is stopped, and a real restore from every
-# remaining job's newest checkpoint.
+# says CANCELED, by-job/ listing every job with `latest` naming each running job's recovery point, every job's newest
+# checkpoint refused once the JobManager is stopped, `prune --keep-last 2 --dry-run` equal to the real prune that
+# follows, a hold set with setfattr refusing rm -rf (EBUSY) until released, and a real restore from every remaining
+# job's by-job/J/latest.
 #
 # Needs: java 17+, javac, jar, pip, curl, python3, unzip, rsync. Stops the cluster it started on exit.
 set -euo pipefail
@@ -463,6 +465,24 @@ done
 [ -z "$(ls -d "$STORE3/checkpoints/$R"/chk-* 2>/dev/null)" ] || fail "R's checkpoint directories remain"
 log "every checkpoint of the cancelled job R deleted through the mount: $R_SNAPS"
 
+# by-job/: one directory per job that has snapshots, each with a `latest` link to that job's recovery point.
+BYJOB=$(ls "$MNT3/by-job/")
+log "ls by-job/: $(echo $BYJOB)"
+for J in $(snapfs status "$STORE3" --json | json "' '.join(j['job'] for j in d['job']['jobs'] if j.get('newest'))"); do
+  echo "$BYJOB" | grep -qx "$J" || fail "by-job/ does not show job $J"
+done
+for J in "$P" "$Q"; do
+  # The job checkpoints every 10 s and the mount follows within a poll: compare until both agree on one answer.
+  SAME=0
+  for attempt in $(seq 1 10); do
+    LINK=$(readlink "$MNT3/by-job/$J/latest" || true); RP=$(job_row "$J" recoveryPoint)
+    [ -n "$LINK" ] && [ "${J:0:6}-$LINK" = "$RP" ] && [ -d "$MNT3/by-job/$J/$LINK" ] && { SAME=1; break; }
+    sleep 1
+  done
+  [ "$SAME" = 1 ] || fail "by-job/$J/latest -> $LINK, but $J's recovery point is $RP"
+  log "by-job/$J/latest -> $LINK (recovery point of running job $J: $RP)"
+done
+
 log "stop the JobManager: every job's newest checkpoint must be refused"
 stop_cluster
 # The mount notices at its next poll of the JobManager (every 2 s); wait for it, then look.
@@ -484,16 +504,67 @@ for J in "$P" "$Q"; do
   fi
 done
 
-log "start the cluster again; restore a job from every remaining job's newest checkpoint"
+# Retention by policy, with nothing checkpointing meanwhile: the dry run must be what the real run then does.
+snapfs prune "$STORE3" --keep-last 2 --dry-run --json > "$WORK/prune-dry.json"
+snapfs prune "$STORE3" --keep-last 2 --json > "$WORK/prune-real.json"
+if python3 - "$WORK/prune-dry.json" "$WORK/prune-real.json" "$STORE3" <<'PY'
+import json, os, sys
+dry, real = (json.load(open(p)) for p in sys.argv[1:3])
+store = sys.argv[3]
+problems = []
+if not dry['dryRun'] or real['dryRun']: problems.append('dryRun flags: %s %s' % (dry['dryRun'], real['dryRun']))
+gone = lambda r: sorted(d['name'] for d in r['decisions'] if not d['keep'])
+for key, f in [('deleted decisions', gone), ('plan.snapshots', lambda r: sorted(r['plan']['snapshots'])),
+               ('plan.removedFiles', lambda r: sorted((x['path'], x.get('bytesOnDisk')) for x in r['plan']['removedFiles'])),
+               ('plan.keptShared', lambda r: sorted(x['path'] for x in r['plan']['keptShared'])),
+               ('plan.refused', lambda r: sorted(x['snapshot'] for x in r['plan']['refused'])),
+               ('plan.bytesFreed', lambda r: r['plan']['bytesFreed'])]:
+    if f(dry) != f(real): problems.append('%s differ: dry %s, real %s' % (key, f(dry), f(real)))
+if not real['plan']['snapshots']: problems.append('prune removed nothing: the comparison would prove nothing')
+for x in real['plan']['removedFiles']:
+    path = x['path'] if x['path'].startswith('/') else os.path.join(store, x['path'])
+    if os.path.lexists(path): problems.append('removed file still on disk: ' + path)
+print('prune --keep-last 2: %d snapshots gone (%s), %d files removed, %d bytes freed; the dry run said the same'
+      % (len(real['plan']['snapshots']), ' '.join(real['plan']['snapshots']), len(real['plan']['removedFiles']), real['plan']['bytesFreed']))
+for p in problems: print('PROBLEM: ' + p)
+sys.exit(1 if problems else 0)
+PY
+then log "prune dry run equals the real prune"; else fail "prune --dry-run differs from the real prune (see above)"; fi
+for s in $(json "' '.join(d['plan']['snapshots'])" < "$WORK/prune-real.json"); do
+  [ ! -e "$MNT3/$s" ] || fail "$s is still in the mount after prune"
+done
+
+# A hold set through the mount refuses rm -rf with EBUSY until it is released.
+H=$(snapfs list "$STORE3" --json | json "sorted([s['name'] for s in d if s['name'].startswith('${P:0:6}-chk-')], key=lambda n: int(n.rsplit('-', 1)[1]))[-2]")
+setfattr -n user.snapfs.hold -v "e2e drill" "$MNT3/$H"
+if rm -rf "$MNT3/$H" 2>"$WORK/refusal.txt"; then
+  fail "rm -rf of the held $H succeeded"
+else
+  grep -q "Device or resource busy" "$WORK/refusal.txt" || fail "the refusal of the held $H is not EBUSY: $(cat "$WORK/refusal.txt")"
+  [ -d "$MNT3/$H" ] || fail "the held $H vanished from the mount"
+  snapfs show "$STORE3" "$H" | grep -q "e2e drill" || fail "show does not give the hold's reason"
+  log "hold on $H: rm -rf refused: $(head -1 "$WORK/refusal.txt")"
+fi
+setfattr -x user.snapfs.hold "$MNT3/$H"
+if rm -rf "$MNT3/$H" && [ ! -e "$MNT3/$H" ]; then log "hold released: rm -rf $H succeeded"; else fail "rm -rf of $H failed after its hold was released"; fi
+
+log "start the cluster again; restore a job from every remaining job's by-job/J/latest"
 start_cluster
-for J in $(snapfs status "$STORE3" --json | json "' '.join(j['job'] for j in d['job']['jobs'] if j.get('newest'))"); do
-  LATEST=$(job_row "$J" newest)
+for J in $(ls "$MNT3/by-job/"); do
+  LINK=$(readlink "$MNT3/by-job/$J/latest") || { fail "by-job/$J has no latest"; continue; }
+  # The flat name of the snapshot the link names: the one with the same inode number (both views share them).
+  INO=$(stat -c %i "$MNT3/by-job/$J/latest/"); LATEST=""
+  for s in $(snapfs list "$STORE3" --json | json "' '.join(s['name'] for s in d)"); do
+    [ "$(stat -c %i "$MNT3/$s")" = "$INO" ] && { LATEST=$s; break; }
+  done
+  [ -n "$LATEST" ] || { fail "by-job/$J/latest -> $LINK matches no snapshot at the flat root"; continue; }
   DIR=$(snapfs show "$STORE3" "$LATEST" --json | json "d.get('directory') or ''")
+  [ "$(basename "$DIR")" = "$LINK" ] || fail "by-job/$J/latest -> $LINK, but the snapshot with its inode is $LATEST in $DIR"
   N=$(run_job -p 1 -s "file://$STORE3/$DIR" -D "state.checkpoints.dir=file://$WORK/restored-cluster/checkpoints")
   [ -n "$N" ] || { fail "no job started from $LATEST"; continue; }
   wait_checkpoints "$N" 1
   STATE=$(job_state "$N"); RESTORED=$(curl -sf "$REST/jobs/$N/checkpoints" | json "d['latest']['restored']['external_path']")
-  log "restored from $LATEST (job-latest of $J): job $N is $STATE, restored from $RESTORED"
+  log "restored from by-job/$J/latest -> $LINK ($LATEST): job $N is $STATE, restored from $RESTORED"
   [ "$STATE" = RUNNING ] || fail "the job restored from $LATEST is $STATE, not RUNNING"
   [ "${RESTORED#file:}" = "$STORE3/$DIR" ] || fail "the job restored from $RESTORED, not $STORE3/$DIR"
   cancel_job "$N"

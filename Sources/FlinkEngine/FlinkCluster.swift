@@ -35,6 +35,14 @@ public final class FlinkClusterMonitor: Sendable {
     private let state = Mutex<(answer: ClusterAnswer?, failure: String?)>((nil, nil))
     /// One poll at a time: a slow JobManager must not pile up callers.
     private let polling = Mutex(())
+    /// What `view` last showed, reduced to what the rules read, and how many times that changed.
+    private let shown = Mutex<(key: ViewKey?, generation: Int64)>((nil, 0))
+
+    /// The part of a `View` the rules depend on: not the wording of why there is no answer, nor its age.
+    private enum ViewKey: Equatable {
+        case none, unknown
+        case answered([String: ClusterAnswer.Job])
+    }
 
     public init(restURL: String?, timeout: Double = 3, maximumAge: Double = 30, logger: Logger = Logger(label: "snapfs.flink.cluster")) {
         self.restURL = restURL
@@ -62,6 +70,22 @@ public final class FlinkClusterMonitor: Sendable {
                 return .unknown("the JobManager at \(restURL) last answered \(Int(age)) s ago")
             }
             return .unknown(s.failure.map { "the JobManager at \(restURL) did not answer: \($0)" } ?? "the JobManager at \(restURL) has not been asked yet")
+        }
+    }
+
+    /// A number that moves whenever `view` shows something the rules read differently: a job's state or checkpoint
+    /// statistics, or the answer becoming unusable or usable again. Cheap and never waits on REST, so a mount's
+    /// poller can ask it several times a second and reread its listing only when it moves.
+    public func viewGeneration(now: Date = Date()) -> Int64 {
+        let key: ViewKey
+        switch view(now: now) {
+        case .none: key = .none
+        case .unknown: key = .unknown
+        case .answered(let a): key = .answered(a.jobs)
+        }
+        return shown.withLock { s in
+            if s.key != key { s.key = key; s.generation += 1 }
+            return s.generation
         }
     }
 

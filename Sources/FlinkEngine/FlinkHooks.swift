@@ -148,6 +148,9 @@ public struct FlinkHooks: EngineHooks {
         return SnapshotTimes(created: t.triggered, completed: t.completed ?? t.triggered)
     }
 
+    /// Moves with every change in the JobManager's answer that the rules above read (see `viewGeneration`).
+    public func statusGeneration() -> Int64 { cluster.viewGeneration() }
+
     /// A snapshot may move only if it is relocatable: a savepoint that names every file relative to its own
     /// directory and shares none of them with another snapshot. Checkpoints name shared files by absolute path and
     /// are Flink's to subsume, and a savepoint a job claimed is read through absolute paths by that job.

@@ -27,9 +27,12 @@ public final class SnapFileSystem: Sendable {
     /// without one): the store directory's mode and owner, which guarded their files on disk.
     let storeRootOwnership: RootOwnership
 
-    /// A snapshot of the catalog's root listing, refreshed when the catalog's generation moves.
+    /// A snapshot of the catalog's root listing, refreshed when the catalog's generation or the engine's job status
+    /// (`Store.statusGeneration`) moves.
     struct Listing {
         var generation: Int64 = -1
+        /// The engine's status generation the listing's `latest`, `protected` and `jobs` were read under.
+        var statusGeneration: Int64 = -1
         var byName: [String: Snapshot] = [:]
         var byID: [SnapshotID: Snapshot] = [:]
         /// Names in catalog order (oldest first).
@@ -131,11 +134,14 @@ public final class SnapFileSystem: Sendable {
 
     // MARK: catalog view
 
-    /// Rereads the root listing if the catalog changed; returns the root names whose meaning changed.
+    /// Rereads the root listing if the catalog or the engine's job status changed (a job cancelled, a JobManager
+    /// gone quiet: each job's `latest` may point elsewhere with no catalog change); returns the root names whose
+    /// meaning changed.
     @discardableResult
     public func refresh() -> RootChanges {
         let gen = store.generation()
-        if state.withLock({ $0.listing.generation }) == gen { return RootChanges(names: []) }
+        let statusGen = store.statusGeneration()
+        if state.withLock({ ($0.listing.generation, $0.listing.statusGeneration) }) == (gen, statusGen) { return RootChanges(names: []) }
         let snaps: [Snapshot]
         do { snaps = try store.snapshots() } catch {
             logger.error("cannot read the catalog: \(error)")
@@ -144,6 +150,7 @@ public final class SnapFileSystem: Sendable {
         let job = store.jobStatus()
         var l = Listing()
         l.generation = gen
+        l.statusGeneration = statusGen
         for s in snaps { l.byName[s.name] = s; l.byID[s.id] = s; l.names.append(s.name) }
         l.latest = job.recoveryPoint.flatMap { l.byName[$0] != nil ? $0 : nil }
             ?? snaps.max { ($0.completedAt ?? 0, $0.id) < ($1.completedAt ?? 0, $1.id) }?.name
@@ -164,7 +171,7 @@ public final class SnapFileSystem: Sendable {
                 for id in s.staging.bySnapshot.keys where l.byID[id] == nil { s.staging.clear(id) }
             }
             // Two refreshes racing: the one that read the catalog first must not replace what the later one stored.
-            if s.listing.generation > l.generation { return RootChanges(names: []) }
+            if (s.listing.generation, s.listing.statusGeneration) > (l.generation, l.statusGeneration) { return RootChanges(names: []) }
             s.listing = l
             // A refresh made inside a request (after a delete or a trigger) must not swallow what the kernel has to
             // forget: the poller hands it over.

@@ -86,6 +86,12 @@ extension Store {
         } catch let e as StoreError { throw e } catch { throw .wrap(error, "cannot read catalog") }
     }
 
+    /// How many snapshots are held.
+    public func holdCount() throws(StoreError) -> Int {
+        do { return try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM holds") ?? 0 } }
+        catch { throw .wrap(error, "cannot read catalog") }
+    }
+
     func holdRow(_ db: Database, _ id: SnapshotID) throws -> Hold? {
         try Row.fetchOne(db, sql: "SELECT reason, held_at FROM holds WHERE snapshot_id = ?", arguments: [id])
             .map { Hold(reason: $0["reason"], since: $0["held_at"]) }

@@ -18,12 +18,19 @@ public protocol EngineHooks: Sendable {
     /// When the engine itself says a snapshot was taken and completed, where it knows better than the store's record
     /// (a cluster's checkpoint history); nil keeps the recorded times. Answered without waiting on anything remote.
     func reportedTimes(job: String?, externalID: String?) -> SnapshotTimes?
+    /// A number that moves whenever `jobStatus` may answer differently for an unchanged catalog (a cluster's new
+    /// answer: a job cancelled, a JobManager that stopped answering). The mount rereads its listing when either this
+    /// or the catalog's generation moves, so its `latest` links follow the engine and not only the catalog.
+    /// Answered without waiting on anything remote.
+    func statusGeneration() -> Int64
 }
 
 extension EngineHooks {
     /// Engines whose snapshots only the store writes have nothing to catch up on.
     public func refresh(_ store: Store) throws(StoreError) {}
     public func reportedTimes(job: String?, externalID: String?) -> SnapshotTimes? { nil }
+    /// Engines whose job status follows from the catalog alone never move it.
+    public func statusGeneration() -> Int64 { 0 }
 }
 
 /// A snapshot's times as its engine reports them, in seconds since 1970.
@@ -335,4 +342,6 @@ public final class Store: Sendable {
     }
 
     public func jobStatus() -> JobStatus { hooks.jobStatus(of: self) }
+    /// Moves when `jobStatus()` may have changed without a catalog change (see `EngineHooks.statusGeneration`).
+    public func statusGeneration() -> Int64 { hooks.statusGeneration() }
 }

@@ -11,6 +11,8 @@ public struct StoreStatus: Codable, Sendable {
     public var snapshots: Int
     public var checkpoints: Int
     public var userSnapshots: Int
+    /// Snapshots under a hold (`snapfs hold`, `user.snapfs.hold`), which delete, move and retention refuse.
+    public var held: Int
     public var retain: String?
     public var checkpointInterval: String?
     public var requestsInFlight: [SnapshotRequest]
@@ -26,6 +28,7 @@ extension Store {
             engine: engineName, job: job, recoveryPoint: job.protectsAny ? job.recoveryPoint : nil,
             snapshots: snaps.count, checkpoints: snaps.filter { $0.kind == .checkpoint }.count,
             userSnapshots: snaps.filter { $0.kind == .user }.count,
+            held: try holdCount(),
             retain: try meta("retain"), checkpointInterval: try meta("checkpoint_interval"),
             requestsInFlight: try requests().filter { $0.state == .pending || $0.state == .running },
             generation: generation())

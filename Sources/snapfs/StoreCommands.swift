@@ -327,18 +327,18 @@ struct StatusCommand: ParsableCommand {
         engine:          \(st.engine)
         job:             \(st.job.running ? "running" : "not running")\(st.job.detail.map { " (\($0))" } ?? "")
         recovery point:  \(st.job.recoveryPoint ?? "-")
-        snapshots:       \(st.snapshots)
+        snapshots:       \(st.snapshots) (\(st.held) held)
         retain:          \(st.retain ?? "-") checkpoints, every \(st.checkpointInterval ?? "-") s
         in flight:       \(st.requestsInFlight.count) requests
         """)
         if st.job.jobs.isEmpty { return }
-        let width = max(3, st.job.jobs.map(\.job.count).max() ?? 0)
-        print("JOB".padding(toLength: width, withPad: " ", startingAt: 0) + "  STATE       PROTECTED  RECOVERY POINT")
+        // Each job of a store that holds several: its state, its recovery point and whether a delete of it is
+        // refused, and its newest snapshot (the last it can be restored from once it has ended).
+        var t = TextTable([.init("JOB"), .init("STATE"), .init("PROTECTED"), .init("RECOVERY POINT"), .init("NEWEST"), .init("WHY")])
         for j in st.job.jobs {
-            print(j.job.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + j.state.padding(toLength: 11, withPad: " ", startingAt: 0)
-                  + " " + (j.protected ? "yes" : "no ").padding(toLength: 10, withPad: " ", startingAt: 0)
-                  + " " + (j.recoveryPoint ?? "-") + "  (\(j.detail))")
+            t.append([j.job, j.state, j.protected ? "yes" : "no", j.recoveryPoint ?? "-", j.newest ?? "-", j.detail])
         }
+        print(t.render(), terminator: "")
     }
 }
 

@@ -37,6 +37,44 @@ final class FlinkCLITests: XCTestCase {
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 
+    /// `status` shows how many snapshots are held and, for each job, its state, recovery point, newest snapshot and
+    /// whether its recovery point is protected, in text and in JSON.
+    func testStatusShowsHoldsAndEveryJob() throws {
+        let store = root.path
+        let cancelled = "921f15d8c1373fc7cba72fc30b4e7851"
+        let cluster = FakeCluster(writtenAt: FlinkFixtures.writtenAt, jobs: [cancelled: .init(state: "CANCELED")])
+        let fake = try cluster.serve()
+        defer { fake.stop() }
+        XCTAssertEqual(try snapfs("init", store, "--engine", "flink", "--path-map", "file:/srv/flink-store=\(store)", "--rest", fake.url).status, 0)
+        XCTAssertEqual(try snapfs("hold", store, "02ab6b-chk-13", "--reason", "audit").status, 0)
+
+        let status = try snapfs("status", store, "--json")
+        let st = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(status.out.utf8)) as? [String: Any], status.out)
+        XCTAssertEqual(st["held"] as? Int, 1)
+        let jobs = try XCTUnwrap((st["job"] as? [String: Any])?["jobs"] as? [[String: Any]])
+        XCTAssertEqual(jobs.count, 5)
+        let row = try XCTUnwrap(jobs.first { $0["job"] as? String == cancelled })
+        XCTAssertEqual(row["state"] as? String, "CANCELED")
+        XCTAssertEqual(row["protected"] as? Bool, false)
+        XCTAssertNil(row["recoveryPoint"] as? String)
+        XCTAssertEqual(row["newest"] as? String, "921f15-chk-12")
+        let unknown = try XCTUnwrap(jobs.first { $0["job"] as? String == "e91e7d6dd164333d641e1dc4652079b3" })
+        XCTAssertEqual(unknown["state"] as? String, "UNKNOWN", "a job the JobManager does not know")
+        XCTAssertEqual(unknown["protected"] as? Bool, true)
+        XCTAssertEqual(unknown["recoveryPoint"] as? String, "e91e7d-chk-17")
+
+        let text = try snapfs("status", store).out
+        XCTAssertTrue(text.contains("(1 held)"), text)
+        let lines = text.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("JOB") && $0.contains("STATE") && $0.contains("PROTECTED") && $0.contains("RECOVERY POINT") && $0.contains("NEWEST") }, text)
+        let cancelledLine = try XCTUnwrap(lines.first { $0.hasPrefix(cancelled) }, text)
+        let cells = cancelledLine.split(separator: " ", omittingEmptySubsequences: true).prefix(5).map(String.init)
+        XCTAssertEqual(cells, [cancelled, "CANCELED", "no", "-", "921f15-chk-12"], cancelledLine)
+        let unknownLine = try XCTUnwrap(lines.first { $0.hasPrefix("e91e7d") }, text)
+        XCTAssertEqual(unknownLine.split(separator: " ", omittingEmptySubsequences: true).prefix(5).map(String.init),
+                       ["e91e7d6dd164333d641e1dc4652079b3", "UNKNOWN", "yes", "e91e7d-chk-17", "e91e7d-chk-17"], unknownLine)
+    }
+
     func testInitListVerifyDeleteMoveTrigger() throws {
         let store = root.path
         let created = try snapfs("init", store, "--engine", "flink", "--path-map", "file:/srv/flink-store=\(store)",

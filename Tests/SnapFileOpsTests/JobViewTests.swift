@@ -21,12 +21,13 @@ final class FlinkFixture {
 
     /// `withhold`: store-relative snapshot directories moved out of the store before the first import, so a test
     /// can bring them back as checkpoints Flink has just completed.
-    init(withhold: [String] = []) throws {
+    /// `rest`: a JobManager to ask (asked once at open; `askCluster` asks again).
+    init(withhold: [String] = [], rest: String? = nil) throws {
         root = try FlinkFixtures.copy(store: 1)
         for dir in withhold {
             try FileManager.default.moveItem(at: root.appendingPathComponent(dir), to: Self.aside(root, dir))
         }
-        settings = FlinkStoreSettings(jobID: Self.jobA, pathMap: [(from: FlinkFixtures.writtenAt, to: root.path)])
+        settings = FlinkStoreSettings(restURL: rest, jobID: Self.jobA, pathMap: [(from: FlinkFixtures.writtenAt, to: root.path)])
         store = try Store.create(at: root, engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true,
                                  rules: [FlinkRules()])
         let engine = try FlinkEngine.forStore(store)
@@ -37,6 +38,11 @@ final class FlinkFixture {
 
     static func aside(_ root: URL, _ dir: String) -> URL {
         root.deletingLastPathComponent().appendingPathComponent(root.lastPathComponent + "-aside-" + dir.replacingOccurrences(of: "/", with: "_"))
+    }
+
+    /// Asks the JobManager again, as the mount's background monitor does on its timer.
+    func askCluster() throws {
+        try XCTUnwrap(store.hooks as? FlinkHooks).cluster.poll()
     }
 
     /// Puts a withheld snapshot directory back, as Flink completing it would, and imports it.
@@ -261,6 +267,50 @@ final class JobViewTests: XCTestCase {
         XCTAssertGreaterThan(try f.fs.getattr(try f.paths.resolve(jobDir).nodeID).mtimeNanos, before,
                              "the listing's time moves, so a kernel that kept it rereads it")
         XCTAssertTrue(f.fs.poll().isEmpty, "told once")
+    }
+
+    /// The listing follows the JobManager's answer, not only the catalog: the configured job reported CANCELED
+    /// has no recovery point any more, so the root's `latest` stops naming it and the poller tells the kernel;
+    /// a JobManager that stops answering brings the fallback (the newest checkpoint) back. The catalog never changes.
+    /// (Job A's own `by-job/` link stays at chk-13 throughout: its newest snapshot by id is also its newest checkpoint.)
+    func testLatestFollowsTheJobManagerWithoutACatalogChange() throws {
+        let cluster = FakeCluster(writtenAt: FlinkFixtures.writtenAt, jobs: [
+            FlinkFixture.jobA: .init(state: "RUNNING", latest: (13, "checkpoints/\(FlinkFixture.jobA)/chk-13")),
+        ])
+        let fake = try cluster.serve()
+        defer { fake.stop() }
+        let f = try FlinkFixture(rest: fake.url)
+        let flatLatest = try f.paths.resolve("latest")
+        let point = try f.paths.resolve("c4f302-chk-13").nodeID
+        func deletable() throws -> String { String(decoding: try f.fs.getxattr(point, name: "user.snapfs.deletable"), as: UTF8.self) }
+        XCTAssertEqual(try f.fs.readlink(flatLatest.nodeID), "c4f302-chk-13", "the configured job's recovery point")
+        XCTAssertTrue(try deletable().hasPrefix("no"), (try? deletable()) ?? "")
+        _ = f.fs.poll()
+        let generation = f.store.generation()
+        let rootTime = try f.fs.getattr(InodeNumber.root).mtimeNanos
+
+        cluster.set(FlinkFixture.jobA, state: "CANCELED")
+        try f.askCluster()
+        let changes = f.fs.poll()
+        XCTAssertEqual(f.store.generation(), generation, "no catalog change")
+        XCTAssertEqual(changes.names, ["latest"], "the kernel forgets the link")
+        XCTAssertNotEqual(try f.fs.readlink(flatLatest.nodeID), "c4f302-chk-13")
+        XCTAssertGreaterThan(try f.fs.getattr(InodeNumber.root).mtimeNanos, rootTime, "a kernel that kept the root's listing rereads it")
+        XCTAssertEqual(try deletable(), "yes")
+        XCTAssertEqual(try f.fs.readlink(try f.paths.resolve("by-job/\(FlinkFixture.jobA)/latest").nodeID), "chk-13")
+        XCTAssertTrue(f.fs.poll().isEmpty, "told once")
+        let statusGeneration = f.store.statusGeneration()
+        try f.askCluster()
+        XCTAssertEqual(f.store.statusGeneration(), statusGeneration, "the same answer again rereads nothing")
+
+        // The JobManager goes quiet: every job's newest checkpoint is protected again, and `latest` says so.
+        fake.stop()
+        try f.askCluster()
+        XCTAssertEqual(f.fs.poll().names, ["latest"])
+        XCTAssertEqual(try f.fs.readlink(flatLatest.nodeID), "c4f302-chk-13")
+        XCTAssertTrue(try deletable().hasPrefix("no"), (try? deletable()) ?? "")
+        XCTAssertEqual(f.store.generation(), generation)
+        XCTAssertTrue(f.fs.poll().isEmpty, "an answer that stays away is told once")
     }
 
     /// A delete elsewhere (the command line) of a snapshot the kernel knows under `by-job/` is announced there too.
