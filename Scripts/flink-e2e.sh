@@ -86,11 +86,13 @@ YAML
   echo "env.log.dir: $WORK/log" >> "$FLINK_HOME/conf/config.yaml"
   python3 - "$FLINK_HOME/conf/config.yaml" <<'PY'
 import sys
-# env.log.dir belongs under the existing `env:` map: move the flat line there.
+# env.log.dir belongs under the existing `env:` map: move the flat line there. Pid files go beside the logs:
+# Flink's default pid directory is /tmp, shared by every cluster on the machine, so stop-cluster.sh would stop
+# other clusters too.
 p = sys.argv[1]; lines = open(p).read().splitlines()
 log = [l for l in lines if l.startswith("env.log.dir:")][0].split(": ", 1)[1]
 lines = [l for l in lines if not l.startswith("env.log.dir:")]
-i = lines.index("env:"); lines.insert(i + 1, "  log:\n    dir: " + log)
+i = lines.index("env:"); lines.insert(i + 1, "  log:\n    dir: " + log + "\n  pid:\n    dir: " + log)
 open(p, "w").write("\n".join(lines) + "\n")
 PY
   if [ ! -f "$WORK/statejob.jar" ]; then
