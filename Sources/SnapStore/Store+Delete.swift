@@ -62,6 +62,7 @@ extension Store {
             summary = try deleteOnce(name, reason: reason, lastAttempt: attempt >= Self.deleteAttempts)
         }
         logger.info("deleted", metadata: ["snapshot": .string(name), "objects": .stringConvertible(summary!.removedObjects)])
+        StoreMetrics.deleted(summary!, reason: reason)
         drainRemovals()
         return summary!
     }

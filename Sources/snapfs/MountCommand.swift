@@ -31,6 +31,7 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Log only warnings and errors.") var quiet = false
     @Flag(help: "Have the kernel send OPEN and RELEASE for every file and directory, as kernels before 4.19 do, instead of skipping them (slower; for tests and measurements).")
     var sendOpens = false
+    @OptionGroup var api: APIOptions
     @Option(name: .customShort("o"), help: ArgumentHelp("Comma-separated mount options, as mount(8) and fstab pass them.", valueName: "options"))
     var mountOptions: [String] = []
 
@@ -40,6 +41,7 @@ struct MountCommand: ParsableCommand {
         try applyMountOptions(logger)
         guard stageWindow >= 0 else { CLI.fail(.badInput("--stage-window must not be negative")); throw ExitCode(2) }
         if let r = retain, r < 1 { CLI.fail(.badInput("--retain must be at least 1")); throw ExitCode(2) }
+        let listen = try api.validated()
         let storeURL = URL(fileURLWithPath: store).standardizedFileURL
         try CLI.run { () throws(StoreError) in try Store.checkCatalogPresent(at: storeURL) }
         // One daemon per store (SPEC §8): checked before anything else changes. A store no one can write needs no
@@ -57,6 +59,8 @@ struct MountCommand: ParsableCommand {
             logger.notice("the store is read-only: snapshots can be read and copied; triggers, deletes and moves are refused (EROFS), and no checkpoints are taken",
                           metadata: ["store": .string(storeURL.path)])
         }
+        let server = try api.start(listen, store: opened, engine: engine, logger: logger)
+        defer { server?.stop() }
         scheduler?.start()
         logger.notice("serving", metadata: ["store": .string(storeURL.path), "mountpoint": .string(mnt),
                                             "checkpoints": .string(scheduler == nil ? "off" : "on")])
