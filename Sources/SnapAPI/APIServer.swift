@@ -229,16 +229,24 @@ struct UnreadableRequestMiddleware: ServerMiddleware {
             if let given = body {
                 let bytes = try await Data(collecting: given, upTo: Self.maximumBody)
                 body = bytes.isEmpty ? nil : HTTPBody(bytes)
+                // No field of the document is nullable, but the generated decoder reads `null` as absent: a client
+                // that sends `"label": null` gets told, instead of a snapshot with a name it did not ask for.
+                if let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any],
+                   let field = object.first(where: { $0.value is NSNull })?.key {
+                    throw RequestRefused(message: "'\(field)' must not be null: leave it out instead")
+                }
             }
             return try await next(request, body, metadata)
         } catch {
-            let why = (error as? ServerError).map { "\($0.underlyingError)" } ?? "\(error)"
+            let why = (error as? RequestRefused)?.message ?? (error as? ServerError).map { "\($0.underlyingError)" } ?? "\(error)"
             let e = APIError(badRequest: "cannot read the \(operationID) request: \(why)")
             let data = (try? JSONEncoder().encode(e.body)) ?? Data()
             return (HTTPResponse(status: .init(code: e.status), headerFields: [.contentType: "application/json"]), HTTPBody(data))
         }
     }
 }
+
+struct RequestRefused: Error { let message: String }
 
 /// The OpenAPI document, installed beside the binary as the module's resource; nil if it is not there (the API
 /// still works, only `/openapi.yaml` answers 404).
