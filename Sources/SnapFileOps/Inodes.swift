@@ -13,6 +13,7 @@ public enum InodeNumber {
     public static let status: UInt64 = 7
     public static let events: UInt64 = 8
     public static let latest: UInt64 = 9
+    public static let jobsDir: UInt64 = 10
     /// Trigger files take 16 + their index in `TriggerFormat.allCases`.
     public static func trigger(_ f: TriggerFormat) -> UInt64 { 16 + UInt64(TriggerFormat.allCases.firstIndex(of: f)!) }
     /// Below this only the fixed numbers above live; hashes are moved out of the way.
@@ -34,11 +35,16 @@ public enum InodeNumber {
     public static func object(_ objectPath: String) -> UInt64 { hash("object:\(objectPath)") }
     public static func request(_ seq: Int64) -> UInt64 { hash("request:\(seq)") }
     public static func report(_ name: String) -> UInt64 { hash("report:\(name)") }
+    public static func job(_ job: String) -> UInt64 { hash("job:\(job)") }
+    public static func jobStatus(_ job: String) -> UInt64 { hash("job-status:\(job)") }
 }
 
 /// The directories of the control tree.
 public enum ControlDir: Sendable, Hashable {
     case top, trigger, requests, snapshots
+    /// `jobs/` and `jobs/<job>/`, for engines that run jobs (Flink).
+    case jobs
+    case job(String)
 }
 
 /// The read-only files of the control tree, generated when opened.
@@ -46,6 +52,8 @@ public enum ControlFile: Sendable, Hashable {
     case formats, status, events
     case request(Int64)
     case report(String)
+    /// `jobs/<job>/status`.
+    case jobStatus(String)
 }
 
 /// What an inode number stands for. Kinds of node differ in what every operation means (SPEC §4), and the
@@ -74,6 +82,8 @@ public enum Node: Sendable, Hashable {
             case .trigger: return InodeNumber.triggerDir
             case .requests: return InodeNumber.requestsDir
             case .snapshots: return InodeNumber.snapshotsDir
+            case .jobs: return InodeNumber.jobsDir
+            case .job(let j): return InodeNumber.job(j)
             }
         case .controlFile(let f):
             switch f {
@@ -82,6 +92,7 @@ public enum Node: Sendable, Hashable {
             case .events: return InodeNumber.events
             case .request(let s): return InodeNumber.request(s)
             case .report(let n): return InodeNumber.report(n)
+            case .jobStatus(let j): return InodeNumber.jobStatus(j)
             }
         case .trigger(let f): return InodeNumber.trigger(f)
         case .snapshot(let id): return InodeNumber.snapshotRoot(id)
@@ -128,6 +139,7 @@ struct InodeTable {
         case InodeNumber.triggerDir: return .controlDir(.trigger)
         case InodeNumber.requestsDir: return .controlDir(.requests)
         case InodeNumber.snapshotsDir: return .controlDir(.snapshots)
+        case InodeNumber.jobsDir: return .controlDir(.jobs)
         case InodeNumber.formats: return .controlFile(.formats)
         case InodeNumber.status: return .controlFile(.status)
         case InodeNumber.events: return .controlFile(.events)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FlinkEngine
 import Logging
 import SnapFUSE
 import SnapFileOps
@@ -53,6 +54,17 @@ struct MountCommand: ParsableCommand {
         let opened = try CLI.run { () throws(StoreError) in try EngineRegistry.open(storeURL) }
         let engine = try makeEngine(store: opened, stateOverride: state)
         let fs = SnapFileSystem(store: opened, engine: engine, options: FileOpsOptions(stageWindow: stageWindow))
+        if let flink = engine as? FlinkEngine {
+            // `.snapfs/jobs/<job>/status`: what `snapfs job status --json` prints. Reading it asks the JobManager for
+            // the job's parallelism (bounded by the REST timeout); nothing else in the mount waits on Flink.
+            fs.setJobStatus { (job: String) throws(StoreError) -> [UInt8] in
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                let status = try flink.jobStatus(job)
+                guard let data = try? enc.encode(status) else { throw .corrupt("cannot encode the status of job \(job)") }
+                return Array(data) + [0x0a]
+            }
+        }
         let fuse = FUSEMount(fs: fs, mountpoint: mnt, allowOther: allowOther, skipOpens: !sendOpens)
         let scheduler = opened.isReadOnly ? nil : makeScheduler(store: opened, engine: engine, interval: checkpointInterval, retain: retain)
         if opened.isReadOnly {

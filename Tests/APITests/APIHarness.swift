@@ -2,16 +2,16 @@ import BuiltTools
 import Foundation
 import XCTest
 
-/// `snapfs serve` run for real on an ephemeral loopback port, stopped with SIGTERM at the end.
+/// `snapfs serve` (or `mount … --listen`) run for real on an ephemeral loopback port, stopped with SIGTERM at the end.
 final class ServedStore {
     let process = Process()
     /// `http://127.0.0.1:PORT`, as the daemon printed it.
     let base: String
     private let stderrPipe = Pipe()
 
-    init(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    init(_ args: [String], command: String = "serve") throws {
         process.executableURL = URL(fileURLWithPath: BuiltTools.snapfs)
-        process.arguments = ["serve"] + args + ["--quiet"]
+        process.arguments = [command] + args + ["--quiet"]
         let out = Pipe()
         process.standardOutput = out
         process.standardError = stderrPipe

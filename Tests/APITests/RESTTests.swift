@@ -204,3 +204,48 @@ final class AccessTests: XCTestCase {
         XCTAssertEqual(try curl("GET", "http://127.0.0.1:\(port)/healthz").status, 200)
     }
 }
+
+/// `snapfs mount … --listen`: the REST API beside a real mount, over the same store and in the same process, so a
+/// snapshot made with `mkdir` in the mount is listed and deleted over REST, and the mount sees the delete.
+final class MountWithRESTTests: XCTestCase {
+    func testMountAndRESTServeTheSameStore() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/bin/fusermount3"), FileManager.default.fileExists(atPath: "/dev/fuse") else {
+            if ProcessInfo.processInfo.environment["SNAPFS_SKIP_MOUNT_TESTS"] != nil { throw XCTSkip("mount tests skipped") }
+            return XCTFail("this test mounts for real: it needs /dev/fuse and fusermount3 (Scripts/install-deps)")
+        }
+        let scratch = try Scratch()
+        let store = try scratch.localStore()
+        let mnt = scratch.path("mnt")
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        let daemon = try ServedStore([store, mnt, "--listen", "127.0.0.1:0"], command: "mount")
+        defer {
+            _ = try? Process.run(URL(fileURLWithPath: "/bin/fusermount3"), arguments: ["-u", mnt]).waitUntilExit()
+            daemon.stop()
+        }
+        // The mount answers once FUSE is up; the REST line comes first.
+        var mounted = false
+        for _ in 0..<100 where !mounted {
+            mounted = FileManager.default.fileExists(atPath: mnt + "/.snapfs/status")
+            if !mounted { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        XCTAssertTrue(mounted, "the mount did not come up")
+
+        try FileManager.default.createDirectory(atPath: mnt + "/from-mkdir", withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: mnt + "/newer", withIntermediateDirectories: false)
+        let listed = try curl("GET", daemon.base + "/v1/snapshots")
+        XCTAssertEqual((listed.json as? [[String: Any]])?.compactMap { $0["name"] as? String }, ["from-mkdir", "newer"], listed.body)
+        let deleted = try curl("DELETE", daemon.base + "/v1/snapshots/from-mkdir")
+        XCTAssertEqual(deleted.status, 200, deleted.body)
+        // The mount learns of a delete made beside it (REST, as the command line) at its next look at the catalog.
+        var gone = false
+        for _ in 0..<100 where !gone {
+            gone = !FileManager.default.fileExists(atPath: mnt + "/from-mkdir")
+            if !gone { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        XCTAssertTrue(gone, "the mount sees the REST delete")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mnt + "/newer").sorted(), ["a.txt", "sub"])
+        let metrics = try curl("GET", daemon.base + "/metrics").body
+        XCTAssertEqual(metric(metrics, #"snapfs_snapshots_taken_total{source="mount"}"#), 2, metrics)
+        XCTAssertEqual(metric(metrics, #"snapfs_snapshots_deleted_total{reason="user"}"#), 1, metrics)
+    }
+}
