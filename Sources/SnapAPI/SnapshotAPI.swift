@@ -84,6 +84,20 @@ struct SnapshotAPI: APIProtocol {
         }
     }
 
+    func jobStatus(_ input: Operations.jobStatus.Input) async throws -> Operations.jobStatus.Output {
+        let provider = access.jobStatus, engine = store.engineName, job = input.path.job
+        let outcome = await Blocking.run { () throws(StoreError) -> Components.Schemas.JobStatus in
+            guard let provider else { throw .notPermitted("this store's engine (\(engine)) runs no jobs: job status applies to Flink stores") }
+            do { return try JSONDecoder().decode(Components.Schemas.JobStatus.self, from: try provider(job)) }
+            catch let e as StoreError { throw e }
+            catch { throw .corrupt("cannot express the job's status as the API's JobStatus: \(error)") }
+        }
+        switch outcome {
+        case .success(let s): return .ok(.init(body: .json(s)))
+        case .failure(let e): let a = APIError(e); return .default(statusCode: a.status, Self.errorBody(a))
+        }
+    }
+
     func verifyStore(_ input: Operations.verifyStore.Input) async throws -> Operations.verifyStore.Output {
         let verify = access.verify, checksums = input.query.checksums ?? true
         let outcome = await Blocking.run { () throws(StoreError) -> Components.Schemas.VerifyResult in

@@ -9,11 +9,16 @@ public struct StoreAccess: Sendable {
     public let engine: any SnapshotEngine
     /// `snapfs verify` for this store's engine: `checksums` false checks sizes only.
     public let verify: @Sendable (_ checksums: Bool) throws(StoreError) -> Verification
+    /// `snapfs job status --json` for an engine that runs jobs (Flink): the JSON document of the job named by id
+    /// or prefix. nil for engines without jobs.
+    public let jobStatus: (@Sendable (_ job: String) throws(StoreError) -> Data)?
 
-    public init(store: Store, engine: any SnapshotEngine, verify: @escaping @Sendable (_ checksums: Bool) throws(StoreError) -> Verification) {
+    public init(store: Store, engine: any SnapshotEngine, verify: @escaping @Sendable (_ checksums: Bool) throws(StoreError) -> Verification,
+                jobStatus: (@Sendable (_ job: String) throws(StoreError) -> Data)? = nil) {
         self.store = store
         self.engine = engine
         self.verify = verify
+        self.jobStatus = jobStatus
     }
 
     /// A verification's outcome in the terms every engine shares, with the engine's full report beside it.

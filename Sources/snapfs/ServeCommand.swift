@@ -32,7 +32,11 @@ struct APIOptions: ParsableArguments {
     func start(_ settings: (address: ListenAddress, token: String?)?, store: Store, engine: any SnapshotEngine, logger: Logger) throws -> APIServer? {
         guard let (address, token) = settings else { return nil }
         let registry = APIServer.bootstrapMetrics()
-        let access = StoreAccess(store: store, engine: engine, verify: Self.verifier(for: store))
+        var jobStatus: (@Sendable (String) throws(StoreError) -> Data)?
+        if let flink = engine as? FlinkEngine {
+            jobStatus = { (job: String) throws(StoreError) -> Data in try Self.encode(try flink.jobStatus(job)) }
+        }
+        let access = StoreAccess(store: store, engine: engine, verify: Self.verifier(for: store), jobStatus: jobStatus)
         let server = try CLI.run { () throws(StoreError) in
             try APIServer.start(access: access, listen: address, token: token, registry: registry, logger: logger)
         }

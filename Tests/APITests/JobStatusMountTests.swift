@@ -58,6 +58,14 @@ final class JobStatusMountTests: XCTestCase {
         let cliDocument = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(cli.out.utf8)) as? [String: Any])
         XCTAssertEqual(NSDictionary(dictionary: document), NSDictionary(dictionary: cliDocument))
 
+        // REST answers the same document; a local store has no jobs.
+        let rest = try curl("GET", daemon.base + "/v1/jobs/" + String(running.prefix(6)))
+        XCTAssertEqual(rest.status, 200, rest.body)
+        XCTAssertEqual(NSDictionary(dictionary: rest.object), NSDictionary(dictionary: cliDocument))
+        let unknown = try curl("GET", daemon.base + "/v1/jobs/ffffff")
+        XCTAssertEqual(unknown.status, 400, unknown.body)
+        XCTAssertTrue((unknown.object["error"] as? String ?? "").contains("no job 'ffffff'"), unknown.body)
+
         // A job the JobManager does not know: its state is UNKNOWN, its parallelism unknown with Flink's reason.
         let other = try XCTUnwrap(jobs.first { $0 != running })
         let otherDoc = try XCTUnwrap(try JSONSerialization.jsonObject(with: XCTUnwrap(FileManager.default.contents(atPath: mnt + "/.snapfs/jobs/\(other)/status"))) as? [String: Any])

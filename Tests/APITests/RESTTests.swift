@@ -104,6 +104,10 @@ final class RESTTests: XCTestCase {
         XCTAssertEqual(metric(after, #"snapfs_api_requests_total{method="DELETE",path="/v1/snapshots/{name}",status="200"}"#), 1, after)
         XCTAssertEqual(metric(after, #"snapfs_api_requests_total{method="DELETE",path="/v1/snapshots/{name}",status="409"}"#), 1, after)
 
+        let noJobs = try curl("GET", server.base + "/v1/jobs/abc")
+        XCTAssertEqual(noJobs.status, 403, noJobs.body)
+        XCTAssertEqual(noJobs.object["errno"] as? String, "EPERM")
+
         let document = try curl("GET", server.base + "/openapi.yaml")
         XCTAssertEqual(document.status, 200)
         XCTAssertTrue(document.body.contains("operationId: triggerSnapshot"), document.body)
