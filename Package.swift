@@ -12,11 +12,20 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-openapi-generator", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         // The store and its rules: catalog, references, checked delete and move, recovery. No FUSE, no Flink.
         .target(name: "SnapStore", dependencies: [
             .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
@@ -33,14 +42,27 @@ let package = Package(
         // Feeds hundreds of thousands of mutated `_metadata` files to the reader (Scripts/fuzz-metadata).
         .executableTarget(name: "flink-metadata-fuzz", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing", "FlinkMetadataWriter"]),
         // The Flink engine: imports a Flink store into the catalog, triggers through REST.
-        .target(name: "FlinkEngine", dependencies: ["SnapStore", "FlinkMetadata", "FlinkMetadataWriter", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "FlinkEngine", dependencies: ["SnapStore", "FlinkMetadata", "FlinkMetadataWriter", .product(name: "Logging", package: "swift-log"),
+                                                   .product(name: "CoreMetrics", package: "swift-metrics")]),
         // What every file operation means, in pure Swift: tests drive it without a kernel.
         .target(name: "SnapFileOps", dependencies: ["SnapStore", .product(name: "Logging", package: "swift-log")]),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         // The kernel-facing adapter: libfuse3's low-level API over SnapFileOps.
         .target(name: "SnapFUSE", dependencies: ["CFuse3", "SnapFileOps", "SnapStore", .product(name: "Logging", package: "swift-log")]),
+        // The REST API: server code generated from openapi.yaml, served with Hummingbird, thin over the store.
+        .target(name: "SnapAPI", dependencies: [
+            "SnapStore",
+            .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+            .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ], resources: [.copy("openapi.yaml")], plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]),
         .executableTarget(name: "snapfs", dependencies: [
-            "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "SnapFileOps", "SnapFUSE",
+            "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "SnapFileOps", "SnapFUSE", "SnapAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -57,6 +79,8 @@ let package = Package(
         .testTarget(name: "MountTests", dependencies: ["SnapStore", "FlinkEngine", "snapfs", "BuiltTools", "FlinkFixtures"]),
         // The command line driven as a user would, including SIGKILL crash tests; depends on `snapfs` so it is built.
         .testTarget(name: "CLITests", dependencies: ["SnapStore", "snapfs", "BuiltTools", "FlinkFixtures"]),
+        // The REST API served for real by the built `snapfs` on a loopback port, driven with curl.
+        .testTarget(name: "APITests", dependencies: ["SnapStore", "snapfs", "BuiltTools", "FlinkFixtures"]),
         // Power cuts (LazyFS) under a store while the built `snapfs` works on it: what returned success survives.
         .testTarget(name: "PowerLossTests", dependencies: ["SnapStore", "snapfs", "BuiltTools"]),
     ],

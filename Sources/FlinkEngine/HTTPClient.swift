@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -42,7 +43,23 @@ struct HTTPClient: Sendable {
         self.timeout = timeout
     }
 
+    /// `snapfs_flink_rest_seconds{method,outcome}`: how long each call to the JobManager took (outcome: `ok` for any
+    /// HTTP answer, `error` when none came). Recorded only where a metrics backend is bootstrapped.
+    static let latencyMetric = "snapfs_flink_rest_seconds"
+
     func request(_ method: String, _ path: String, json: Data? = nil) throws(Failure) -> Response {
+        let start = DispatchTime.now().uptimeNanoseconds
+        var outcome = "error"
+        defer {
+            Timer(label: Self.latencyMetric, dimensions: [("method", method), ("outcome", outcome)])
+                .recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
+        }
+        let response = try exchange(method, path, json: json)
+        outcome = "ok"
+        return response
+    }
+
+    private func exchange(_ method: String, _ path: String, json: Data?) throws(Failure) -> Response {
         let fd = try connect()
         defer { close(fd) }
         var head = "\(method) \(basePath)\(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\nAccept: application/json\r\n"

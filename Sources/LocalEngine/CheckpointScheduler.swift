@@ -32,6 +32,7 @@ public final class CheckpointScheduler: Sendable {
     public func checkpointOnce() -> Snapshot? {
         do {
             let s = try engine.takeSnapshot(format: format, kind: .checkpoint, label: nil, progress: nil)
+            StoreMetrics.tookSnapshot(source: "scheduler")
             let removed = store.applyRetention(keep: retain)
             logger.info("checkpoint \(s.name) complete; retention removed \(removed.count)")
             return s

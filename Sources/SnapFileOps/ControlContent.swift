@@ -57,6 +57,9 @@ enum ControlContent {
                 return json(r)
             case .report(let name):
                 return json(try store.report(name))
+            case .jobStatus(let job):
+                guard let status = fs.jobStatus else { throw FSError.notFound }
+                return try status(job)
             }
         } catch let e as FSError {
             throw e

@@ -15,6 +15,8 @@ public enum InodeNumber {
     public static let latest: UInt64 = 9
     /// `by-job/`, on stores whose engine groups snapshots by job.
     public static let jobs: UInt64 = 10
+    /// `.snapfs/jobs/`, each job's status, on the same stores.
+    public static let jobsDir: UInt64 = 11
     /// Trigger files take 16 + their index in `TriggerFormat.allCases`.
     public static func trigger(_ f: TriggerFormat) -> UInt64 { 16 + UInt64(TriggerFormat.allCases.firstIndex(of: f)!) }
     /// Below this only the fixed numbers above live; hashes are moved out of the way.
@@ -42,11 +44,17 @@ public enum InodeNumber {
     /// name only, so the same handle at two paths would make the kernel move its cached name back and forth
     /// between them; a handle of its own per view avoids that, while `stat` shows the directory's one inode number.
     public static func jobView(_ flat: UInt64) -> UInt64 { hash("job-view:\(flat)") }
+    /// `.snapfs/jobs/<job>/`: not `by-job/<job>/`, which has a number of its own.
+    public static func controlJob(_ job: String) -> UInt64 { hash("control-job:\(job)") }
+    public static func jobStatus(_ job: String) -> UInt64 { hash("job-status:\(job)") }
 }
 
 /// The directories of the control tree.
 public enum ControlDir: Sendable, Hashable {
     case top, trigger, requests, snapshots
+    /// `jobs/` and `jobs/<job>/`, for engines that run jobs (Flink).
+    case jobs
+    case job(String)
 }
 
 /// The read-only files of the control tree, generated when opened.
@@ -54,6 +62,8 @@ public enum ControlFile: Sendable, Hashable {
     case formats, status, events
     case request(Int64)
     case report(String)
+    /// `jobs/<job>/status`.
+    case jobStatus(String)
 }
 
 /// What an inode number stands for. Kinds of node differ in what every operation means (SPEC §4), and the
@@ -96,6 +106,8 @@ public enum Node: Sendable, Hashable {
             case .trigger: return InodeNumber.triggerDir
             case .requests: return InodeNumber.requestsDir
             case .snapshots: return InodeNumber.snapshotsDir
+            case .jobs: return InodeNumber.jobsDir
+            case .job(let j): return InodeNumber.controlJob(j)
             }
         case .controlFile(let f):
             switch f {
@@ -104,6 +116,7 @@ public enum Node: Sendable, Hashable {
             case .events: return InodeNumber.events
             case .request(let s): return InodeNumber.request(s)
             case .report(let n): return InodeNumber.report(n)
+            case .jobStatus(let j): return InodeNumber.jobStatus(j)
             }
         case .trigger(let f): return InodeNumber.trigger(f)
         case .snapshot(let id): return InodeNumber.snapshotRoot(id)
@@ -166,6 +179,7 @@ struct InodeTable {
         case InodeNumber.triggerDir: return .controlDir(.trigger)
         case InodeNumber.requestsDir: return .controlDir(.requests)
         case InodeNumber.snapshotsDir: return .controlDir(.snapshots)
+        case InodeNumber.jobsDir: return .controlDir(.jobs)
         case InodeNumber.formats: return .controlFile(.formats)
         case InodeNumber.status: return .controlFile(.status)
         case InodeNumber.events: return .controlFile(.events)

@@ -27,8 +27,13 @@ extension SnapFileSystem {
             case "formats": return .controlFile(.formats)
             case "status": return .controlFile(.status)
             case "events": return .controlFile(.events)
+            case "jobs": return jobStatus == nil ? nil : .controlDir(.jobs)
             default: return nil
             }
+        case .controlDir(.jobs):
+            return jobNames().contains(name) ? .controlDir(.job(name)) : nil
+        case .controlDir(.job(let job)):
+            return name == "status" && jobNames().contains(job) ? .controlFile(.jobStatus(job)) : nil
         case .controlDir(.trigger):
             return TriggerFormat(rawValue: name).map { .trigger($0) }
         case .controlDir(.requests):
@@ -142,7 +147,11 @@ extension SnapFileSystem {
             add("formats", .controlFile(.formats), 0o100000)
             add("status", .controlFile(.status), 0o100000)
             add("events", .controlFile(.events), 0o100000)
-        case .controlDir(.trigger):
+            if jobStatus != nil { add("jobs", .controlDir(.jobs), 0o040000) }
+        case .controlDir(.jobs):
+            for j in jobNames() { add(j, .controlDir(.job(j)), 0o040000) }
+        case .controlDir(.job(let job)):
+            add("status", .controlFile(.jobStatus(job)), 0o100000)        case .controlDir(.trigger):
             for f in TriggerFormat.allCases { add(f.rawValue, .trigger(f), 0o100000) }
         case .controlDir(.requests):
             for seq in try requestSeqs() { add("\(seq).json", .controlFile(.request(seq)), 0o100000) }

@@ -21,6 +21,8 @@ public final class SnapFileSystem: Sendable {
     let objects: ObjectDescriptors
     /// Set by the kernel adapter: drops the kernel's cached attributes and listings of these inodes now.
     let kernelNotifier = Mutex<(@Sendable ([UInt64]) -> Void)?>(nil)
+    /// Set by the daemon for engines that run jobs: see `setJobStatus`.
+    let jobStatusProvider = Mutex<(@Sendable (String) throws(StoreError) -> [UInt8])?>(nil)
     /// The time shown for the mount's own entries (`latest`, `.snapfs`), which have none of their own.
     let mountedAtNanos: Int64
     /// Shown for snapshots that recorded no root of their own (taken before that was recorded, or by an engine
@@ -79,6 +81,21 @@ public final class SnapFileSystem: Sendable {
         self.objects = ObjectDescriptors(root: store.root.path)
         self.mountedAtNanos = Int64(clock().timeIntervalSince1970 * 1e9)
         self.storeRootOwnership = RootOwnership.of(directory: store.root.path) ?? RootOwnership(mode: 0o700, uid: options.uid, gid: options.gid)
+    }
+
+    /// Installs what `.snapfs/jobs/<job>/status` holds, for an engine that runs jobs (Flink): without one, as for the
+    /// local engine, there is no `jobs/` directory. The document is the engine's (`snapfs job status --json`).
+    public func setJobStatus(_ provider: @escaping @Sendable (String) throws(StoreError) -> [UInt8]) {
+        jobStatusProvider.withLock { $0 = provider }
+    }
+
+    /// The engine's job status, when it has jobs.
+    var jobStatus: (@Sendable (String) throws(StoreError) -> [UInt8])? { jobStatusProvider.withLock { $0 } }
+
+    /// The jobs listed in `.snapfs/jobs/`: every job the store's rules know of (those with snapshots here).
+    func jobNames() -> [String] {
+        guard jobStatus != nil else { return [] }
+        return store.jobStatus().jobs.map(\.job).sorted()
     }
 
     /// Installs how to tell the kernel to drop cached attributes and listings at once (the adapter's
@@ -345,13 +362,19 @@ public final class SnapFileSystem: Sendable {
         case .controlDir(let d):
             let mtime: Int64
             switch d {
-            case .top, .trigger: mtime = mountedAtNanos
+            case .top, .trigger, .jobs, .job: mtime = mountedAtNanos
             case .snapshots: mtime = listing().changedAt
             case .requests:
                 let names = try requestSeqs().map(String.init), t = nowNanos
                 mtime = state.withLock { $0.generated.listingTime(ino, names: names, now: t) }
             }
-            return dirAttr(ino, mode: 0o555, nlink: d == .top ? 5 : 2, mtime: mtime)
+            let nlink: Int
+            switch d {
+            case .top: nlink = jobStatus == nil ? 5 : 6
+            case .jobs: nlink = 2 + jobNames().count
+            default: nlink = 2
+            }
+            return dirAttr(ino, mode: 0o555, nlink: nlink, mtime: mtime)
         case .controlFile(let f):
             let v = try generated(f, ino)
             let size = v.bytes.count
@@ -437,7 +460,7 @@ public final class SnapFileSystem: Sendable {
             return (options.snapshotEntryTimeout, options.controlTimeout)
         case .snapshot, .directory, .file, .symlink:
             return (options.snapshotEntryTimeout, options.snapshotAttrTimeout)
-        case .controlFile, .controlDir(.requests), .controlDir(.snapshots):
+        case .controlFile, .controlDir(.requests), .controlDir(.snapshots), .controlDir(.jobs):
             return (options.controlTimeout, 0)
         case .trigger:
             return (0, 0)

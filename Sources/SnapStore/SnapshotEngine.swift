@@ -53,6 +53,7 @@ extension Store {
         do {
             let s = try engine.takeSnapshot(format: format.resolve(for: engine), kind: .user, label: label, progress: progress)
             updateRequest(req.seq, state: .complete, snapshot: s.name)
+            StoreMetrics.tookSnapshot(source: source)
             result = .success(s)
         } catch {
             updateRequest(req.seq, state: .failed, snapshot: label, error: error.description)

@@ -88,6 +88,7 @@ extension Store {
             logger.info("deleted", metadata: ["snapshots": .string(plan!.snapshots.joined(separator: ",")),
                                               "objects": .stringConvertible(plan!.removedFiles.count)])
         }
+        StoreMetrics.deleted(plan!, reason: reason)
         drainRemovals()
         return plan!
     }

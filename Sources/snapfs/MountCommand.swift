@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import FlinkEngine
 import Logging
 import SnapFUSE
 import SnapFileOps
@@ -31,6 +32,7 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Log only warnings and errors.") var quiet = false
     @Flag(help: "Have the kernel send OPEN and RELEASE for every file and directory, as kernels before 4.19 do, instead of skipping them (slower; for tests and measurements).")
     var sendOpens = false
+    @OptionGroup var api: APIOptions
     @Option(name: .customShort("o"), help: ArgumentHelp("Comma-separated mount options, as mount(8) and fstab pass them.", valueName: "options"))
     var mountOptions: [String] = []
 
@@ -40,6 +42,7 @@ struct MountCommand: ParsableCommand {
         try applyMountOptions(logger)
         guard stageWindow >= 0 else { CLI.fail(.badInput("--stage-window must not be negative")); throw ExitCode(2) }
         if let r = retain, r < 1 { CLI.fail(.badInput("--retain must be at least 1")); throw ExitCode(2) }
+        let listen = try api.validated()
         let storeURL = URL(fileURLWithPath: store).standardizedFileURL
         try CLI.run { () throws(StoreError) in try Store.checkCatalogPresent(at: storeURL) }
         // One daemon per store (SPEC §8): checked before anything else changes. A store no one can write needs no
@@ -51,12 +54,26 @@ struct MountCommand: ParsableCommand {
         let opened = try CLI.run { () throws(StoreError) in try EngineRegistry.open(storeURL) }
         let engine = try makeEngine(store: opened, stateOverride: state)
         let fs = SnapFileSystem(store: opened, engine: engine, options: FileOpsOptions(stageWindow: stageWindow))
+        if let flink = engine as? FlinkEngine {
+            // `.snapfs/jobs/<job>/status`: what `snapfs job status --json` prints, with the parallelism the JobManager
+            // last gave (asked in the background): a kernel request never waits on Flink.
+            let statuses = FlinkJobStatusCache(engine: flink)
+            fs.setJobStatus { (job: String) throws(StoreError) -> [UInt8] in
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                let status = try statuses.status(job)
+                guard let data = try? enc.encode(status) else { throw .corrupt("cannot encode the status of job \(job)") }
+                return Array(data) + [0x0a]
+            }
+        }
         let fuse = FUSEMount(fs: fs, mountpoint: mnt, allowOther: allowOther, skipOpens: !sendOpens)
         let scheduler = opened.isReadOnly ? nil : makeScheduler(store: opened, engine: engine, interval: checkpointInterval, retain: retain)
         if opened.isReadOnly {
             logger.notice("the store is read-only: snapshots can be read and copied; triggers, deletes and moves are refused (EROFS), and no checkpoints are taken",
                           metadata: ["store": .string(storeURL.path)])
         }
+        let server = try api.start(listen, store: opened, engine: engine, logger: logger)
+        defer { server?.stop() }
         scheduler?.start()
         logger.notice("serving", metadata: ["store": .string(storeURL.path), "mountpoint": .string(mnt),
                                             "checkpoints": .string(scheduler == nil ? "off" : "on")])
