@@ -181,10 +181,21 @@ struct InodeTable {
         guard var held = nodes[ino] else { return }
         if held.lookups <= n {
             nodes[ino] = nil
+            shrinkIfMostlyEmpty()
         } else {
             held.lookups -= n
             nodes[ino] = held
         }
+    }
+
+    /// A dictionary keeps the storage of its largest size when entries leave: after a walk of a million entries
+    /// is forgotten, that would be the walk's whole table. Copying the few left into a table of their size, once
+    /// the table is mostly empty, gives it back; each copy follows at least as many removals as it copies entries.
+    private mutating func shrinkIfMostlyEmpty() {
+        guard nodes.capacity >= 4096, nodes.count < nodes.capacity / 8 else { return }
+        var smaller = [UInt64: Held](minimumCapacity: nodes.count * 2)
+        for (ino, held) in nodes { smaller[ino] = held }
+        nodes = smaller
     }
 
     /// How many entry replies of `ino` the kernel has not forgotten (0 for a node not held).

@@ -32,6 +32,29 @@ final class LookupForgetTests: XCTestCase {
         XCTAssertEqual(f.fs.lookupCount(ino), 1)
     }
 
+    func testNodesStillHeldSurviveWhenMostOfALargeTableIsForgotten() throws {
+        let f = try Fixture(running: false)
+        for i in 0..<5000 { try f.write("d/f\(i)", "\(i)") }
+        let s = try f.snapshot(.nativeFull)
+        let dir = try f.handle("\(s.name)/d")
+        let before = f.fs.nodeCount
+        let inos = try (0..<5000).map { try f.fs.lookup(parent: dir, name: "f\($0)").nodeID }
+        XCTAssertEqual(f.fs.nodeCount, before + 5000)
+        // The kernel forgets all but every 500th, in batches as BATCH_FORGET brings them.
+        let forgotten = inos.enumerated().filter { $0.offset % 500 != 0 }.map(\.element)
+        for start in stride(from: 0, to: forgotten.count, by: 256) {
+            f.fs.forget(forgotten[start..<min(start + 256, forgotten.count)].map { (ino: $0, count: UInt64(1)) })
+        }
+        XCTAssertEqual(f.fs.nodeCount, before + 10)
+        for (i, ino) in inos.enumerated() {
+            if i % 500 == 0 {
+                XCTAssertEqual(try f.fs.getattr(ino).size, Int64("\(i)".utf8.count), "f\(i) is still held")
+            } else if i % 97 == 0 {
+                XCTAssertFSError(try f.fs.getattr(ino), ENOENT)
+            }
+        }
+    }
+
     func testForgetOfAnUnknownNodeOrOfMoreThanWasLookedUpIsHarmless() throws {
         let f = try Fixture(running: false)
         try f.write("file", "x")
