@@ -1,5 +1,8 @@
 import Foundation
 import SnapStore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Inode numbers are hashes of what a node *is*, never a counter, so `stat -c %i` gives the same number after a
 /// remount and a stored object shared by several snapshots is one inode wherever it appears.
@@ -196,6 +199,9 @@ struct InodeTable {
         var smaller = [UInt64: Held](minimumCapacity: nodes.count * 2)
         for (ino, held) in nodes { smaller[ino] = held }
         nodes = smaller
+        // The forgotten nodes' small allocations went back to malloc's free lists, not to the system: hand the
+        // free pages back, so the daemon's resident size falls with what it holds.
+        MallocTrim.run()
     }
 
     /// How many entry replies of `ino` the kernel has not forgotten (0 for a node not held).
@@ -219,4 +225,20 @@ struct InodeTable {
             return nil
         }
     }
+}
+
+/// glibc's `malloc_trim`, which Swift's Glibc module does not import (it lives in <malloc.h>): found once by name,
+/// and a no-op on a C library without it.
+enum MallocTrim {
+    private typealias Trim = @convention(c) (Int) -> Int32
+    private static let trim: Trim? = {
+        #if canImport(Glibc)
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
+        return unsafeBitCast(sym, to: Trim.self)
+        #else
+        return nil
+        #endif
+    }()
+
+    static func run() { _ = trim?(0) }
 }
