@@ -127,9 +127,9 @@ public final class FUSEMount: Sendable {
             _ = name.withCString { fuse_lowlevel_notify_inval_entry(se.raw, 1, $0, strlen($0)) }
         }
         _ = fuse_lowlevel_notify_inval_inode(se.raw, 1, 0, 0)
-        // Names in `by-job/` and its job directories.
+        // Names in `by-job/` and its job directories, and names inside snapshots back from a staged unlink.
         for e in changes.entries {
-            _ = e.name.withCString { fuse_lowlevel_notify_inval_entry(se.raw, e.parent, $0, strlen($0)) }
+            _ = PathBytes.withCPath(e.name) { fuse_lowlevel_notify_inval_entry(se.raw, e.parent, $0, strlen($0)) }
         }
         // Attributes only (offset -1): the content of a stored object never changes, its page cache stays.
         for ino in changes.inodes { _ = fuse_lowlevel_notify_inval_inode(se.raw, ino, -1, 0) }

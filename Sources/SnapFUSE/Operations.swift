@@ -86,11 +86,35 @@ private func str(_ p: UnsafePointer<CChar>?) -> String { p.map { String(cString:
 private func fuseName(_ p: UnsafePointer<CChar>?) -> String { p.map(PathBytes.string(cName:)) ?? "" }
 
 private func opLookup(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
-    do { replyEntry(req, try mount(req).fs.lookup(parent: parent, name: fuseName(name))) } catch { fail(req, error, "lookup") }
+    do {
+        switch try mount(req).fs.resolve(parent: parent, name: fuseName(name)) {
+        case .found(let e):
+            replyEntry(req, e)
+        case .missing(let timeout) where timeout > 0:
+            // A negative entry (ino 0): the kernel keeps the miss for `timeout` and asks again only after it.
+            var p = fuse_entry_param()
+            p.ino = 0
+            p.entry_timeout = timeout
+            _ = fuse_reply_entry(req, &p)
+        case .missing:
+            _ = fuse_reply_err(req, ENOENT)
+        }
+    } catch { fail(req, error, "lookup") }
 }
 
+/// The kernel dropped `n` references to `ino`: the node leaves the table when none are left. Inode numbers are
+/// derived from identities, so a node looked up again later gets its number back.
 private func opForget(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ n: UInt64) {
-    // Inode numbers are derived, not allocated: nothing to free.
+    mount(req).fs.forget(ino, count: n)
+    fuse_reply_none(req)
+}
+
+/// BATCH_FORGET, which the kernel sends when it evicts many inodes at once (memory pressure, `drop_caches`).
+private func opForgetMulti(_ req: fuse_req_t?, _ count: Int, _ forgets: UnsafeMutablePointer<fuse_forget_data>?) {
+    if let forgets {
+        let batch = UnsafeBufferPointer(start: forgets, count: count).map { (ino: UInt64($0.ino), count: $0.nlookup) }
+        mount(req).fs.forget(batch)
+    }
     fuse_reply_none(req)
 }
 
@@ -342,6 +366,7 @@ func makeOperations() -> fuse_lowlevel_ops {
     ops.`init` = opInit
     ops.lookup = opLookup
     ops.forget = opForget
+    ops.forget_multi = opForgetMulti
     ops.getattr = opGetattr
     ops.setattr = opSetattr
     ops.readlink = opReadlink

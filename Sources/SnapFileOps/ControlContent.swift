@@ -21,8 +21,10 @@ enum ControlContent {
         var defaultFormat: String
         var stagedEntries: [String: Int]
         var stageWindowSeconds: Double
+        /// Nodes the mount holds for the kernel (see `InodeTable`): falls back when the kernel forgets.
+        var nodes: Int
 
-        private enum Keys: String, CodingKey { case defaultFormat, stagedEntries, stageWindowSeconds }
+        private enum Keys: String, CodingKey { case defaultFormat, stagedEntries, stageWindowSeconds, nodes }
 
         func encode(to encoder: any Encoder) throws {
             try store.encode(to: encoder)
@@ -30,6 +32,7 @@ enum ControlContent {
             try c.encode(defaultFormat, forKey: .defaultFormat)
             try c.encode(stagedEntries, forKey: .stagedEntries)
             try c.encode(stageWindowSeconds, forKey: .stageWindowSeconds)
+            try c.encode(nodes, forKey: .nodes)
         }
     }
 
@@ -43,7 +46,8 @@ enum ControlContent {
                 var staged: [String: Int] = [:]
                 for (id, n) in fs.stagedCounts() { staged[fs.snapshotName(id) ?? "#\(id)"] = n }
                 return json(Status(store: try store.status(), defaultFormat: fs.engine.defaultFormat.rawValue,
-                                   stagedEntries: staged, stageWindowSeconds: fs.options.stageWindow))
+                                   stagedEntries: staged, stageWindowSeconds: fs.options.stageWindow,
+                                   nodes: fs.nodeCount))
             case .events:
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

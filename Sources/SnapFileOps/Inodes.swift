@@ -1,5 +1,8 @@
 import Foundation
 import SnapStore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Inode numbers are hashes of what a node *is*, never a counter, so `stat -c %i` gives the same number after a
 /// remount and a stored object shared by several snapshots is one inode wherever it appears.
@@ -153,24 +156,72 @@ public enum Node: Sendable, Hashable {
     }
 }
 
-/// The one place inode numbers are resolved back to nodes. The kernel only ever names an inode it learnt from a
-/// lookup, readdir or create, so registering there is enough; entries are never reused for something else
-/// because the numbers are derived from identities.
+/// The one place inode numbers are resolved back to nodes. The kernel only ever names an inode it learnt from an
+/// entry reply (lookup, create, mkdir, symlink, link), so registering there is enough; entries are never reused for
+/// something else because the numbers are derived from identities.
+///
+/// Each node counts the entry replies that named it, as the kernel does (its `nlookup`): FORGET takes back what
+/// the kernel no longer holds, and a node whose count reaches 0 leaves the table, so memory follows what the
+/// kernel caches rather than everything ever walked. A node looked up again gets the same number back, since the
+/// number is its identity's hash. The fixed nodes (root, `.snapfs`, `latest`, `by-job/`) resolve by number and
+/// need no entry.
 struct InodeTable {
-    private var nodes: [UInt64: Node] = [InodeNumber.root: .root]
+    private struct Held {
+        var node: Node
+        var lookups: UInt64
+    }
 
+    private var nodes: [UInt64: Held] = [:]
+
+    /// Nodes held for the kernel now (the fixed ones not counted).
+    var count: Int { nodes.count }
+
+    /// Records one more entry reply naming `node`; call it only for a reply actually being sent.
     mutating func register(_ node: Node) -> UInt64 {
         let ino = node.ino
-        if case .file = node, let existing = nodes[ino], case .file = existing {
-            // Keep the first holder of a shared object unless it is a different entry now.
-            if existing == node { return ino }
+        if var held = nodes[ino] {
+            // A stored object shared by several snapshots is one inode: the newest holder answers for it.
+            if held.node != node { held.node = node }
+            held.lookups += 1
+            nodes[ino] = held
+        } else {
+            nodes[ino] = Held(node: node, lookups: 1)
         }
-        nodes[ino] = node
         return ino
     }
 
+    /// The kernel dropped `n` of its references to `ino` (FORGET, BATCH_FORGET). Forgetting a node the table does
+    /// not hold, or more references than it has, is harmless: the fixed nodes are never held, and a kernel
+    /// forgetting after an unmount-time reset must not bring a node back.
+    mutating func forget(_ ino: UInt64, _ n: UInt64) {
+        guard var held = nodes[ino] else { return }
+        if held.lookups <= n {
+            nodes[ino] = nil
+            shrinkIfMostlyEmpty()
+        } else {
+            held.lookups -= n
+            nodes[ino] = held
+        }
+    }
+
+    /// A dictionary keeps the storage of its largest size when entries leave: after a walk of a million entries
+    /// is forgotten, that would be the walk's whole table. Copying the few left into a table of their size, once
+    /// the table is mostly empty, gives it back; each copy follows at least as many removals as it copies entries.
+    private mutating func shrinkIfMostlyEmpty() {
+        guard nodes.capacity >= 4096, nodes.count < nodes.capacity / 8 else { return }
+        var smaller = [UInt64: Held](minimumCapacity: nodes.count * 2)
+        for (ino, held) in nodes { smaller[ino] = held }
+        nodes = smaller
+        // The forgotten nodes' small allocations went back to malloc's free lists, not to the system: hand the
+        // free pages back, so the daemon's resident size falls with what it holds.
+        MallocTrim.run()
+    }
+
+    /// How many entry replies of `ino` the kernel has not forgotten (0 for a node not held).
+    func lookups(_ ino: UInt64) -> UInt64 { nodes[ino]?.lookups ?? 0 }
+
     func node(_ ino: UInt64) -> Node? {
-        if let n = nodes[ino] { return n }
+        if let n = nodes[ino]?.node { return n }
         switch ino {
         case InodeNumber.root: return .root
         case InodeNumber.latest: return .latest
@@ -188,4 +239,20 @@ struct InodeTable {
             return nil
         }
     }
+}
+
+/// glibc's `malloc_trim`, which Swift's Glibc module does not import (it lives in <malloc.h>): found once by name,
+/// and a no-op on a C library without it.
+enum MallocTrim {
+    private typealias Trim = @convention(c) (Int) -> Int32
+    private static let trim: Trim? = {
+        #if canImport(Glibc)
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
+        return unsafeBitCast(sym, to: Trim.self)
+        #else
+        return nil
+        #endif
+    }()
+
+    static func run() { _ = trim?(0) }
 }

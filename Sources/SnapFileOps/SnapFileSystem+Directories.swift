@@ -66,10 +66,57 @@ extension SnapFileSystem {
         }
     }
 
+    /// A lookup that must find the name: a miss is `notFound`.
     public func lookup(parent: UInt64, name: String) throws(FSError) -> Entry {
+        switch try resolve(parent: parent, name: name) {
+        case .found(let e): return e
+        case .missing: throw .notFound
+        }
+    }
+
+    /// The kernel's LOOKUP: an entry, counted as one more reference the kernel holds, or a miss with how long the
+    /// kernel may remember it. `..` is the directory's parent (the kernel asks for it only when it has lost the
+    /// parent's dentry, as when the mount is exported).
+    public func resolve(parent: UInt64, name: String) throws(FSError) -> LookupResult {
         let p = try node(parent)
-        guard let n = try child(of: p, name) else { throw .notFound }
-        return try entry(n)
+        if name == ".." { return .found(try entry(try parentNode(of: p))) }
+        guard let n = try child(of: p, name) else { return .missing(timeout: missTimeout(in: p)) }
+        return .found(try entry(n))
+    }
+
+    /// How long the kernel may remember that a name is not in `dir`. Inside a snapshot, names never change, so a
+    /// miss stays a miss, and a repeated `stat` of a name that is not there (a build probing for headers, a shell
+    /// searching for a command) costs no round trip. The one exception, an entry hidden by a staged unlink that
+    /// comes back when its window runs out, is announced to the kernel by the poller (`expireStaging`).
+    /// Elsewhere (the root, `by-job/`, `.snapfs/`) a name may appear at any moment: a miss is not kept.
+    func missTimeout(in dir: Node) -> Double {
+        switch dir.flat {
+        case .snapshot, .directory: return options.snapshotEntryTimeout
+        default: return 0
+        }
+    }
+
+    /// The directory that holds `dir`, in the same view: a directory reached through `by-job/` has its parent
+    /// there too, up to the job's directory.
+    func parentNode(of dir: Node) throws(FSError) -> Node {
+        switch dir {
+        case .root, .jobs, .controlDir(.top), .snapshot:
+            return .root
+        case .job:
+            return .jobs
+        case .controlDir:
+            return .controlDir(.top)
+        case .directory(let id, let p):
+            let up = SnapshotIndex.split(p).parent
+            return up.isEmpty ? .snapshot(id) : .directory(id, up)
+        case .jobView(.snapshot(let id)):
+            guard let job = state.withLock({ $0.listing.byID[id]?.job }) else { throw .notFound }
+            return .job(job)
+        case .jobView(let flat):
+            return .jobView(try parentNode(of: flat))
+        default:
+            throw .notDirectory
+        }
     }
 
     public func getattr(_ ino: UInt64) throws(FSError) -> Attr { try attributes(ino).attr }
@@ -117,13 +164,12 @@ extension SnapFileSystem {
 
     func directoryEntries(_ ino: UInt64) throws(FSError) -> [DirEntry] {
         let n = try node(ino)
-        var out = [DirEntry(name: ".", ino: n.flat.ino, mode: 0o040000), DirEntry(name: "..", ino: InodeNumber.root, mode: 0o040000)]
-        // Through `by-job/`, a directory inside a snapshot is registered under its view's handle; what the listing
-        // shows is the inode number it has at the root.
-        let viewed: Bool
-        if case .jobView = n { viewed = true } else { viewed = false }
+        // `..` as `stat` shows the parent: through `by-job/`, a directory's flat inode number.
+        let up = (try? parentNode(of: n))?.flat.ino ?? InodeNumber.root
+        var out = [DirEntry(name: ".", ino: n.flat.ino, mode: 0o040000), DirEntry(name: "..", ino: up, mode: 0o040000)]
+        // Nothing is registered here: a plain READDIR gives the kernel names and numbers only, and it looks each
+        // name up before it uses it, so registering would hold a node per entry the kernel never forgets.
         func add(_ name: String, _ c: Node, _ mode: UInt32) {
-            _ = register(viewed && c.isSnapshotDirectory ? .jobView(c) : c)
             out.append(DirEntry(name: name, ino: c.ino, mode: mode))
         }
         switch n.flat {
@@ -137,7 +183,6 @@ extension SnapFileSystem {
             add(".snapfs", .controlDir(.top), 0o040000)
         case .jobs, .job:
             for (name, c, mode) in try jobEntries(n) {
-                _ = register(c)
                 out.append(DirEntry(name: name, ino: c.flat.ino, mode: mode))
             }
         case .controlDir(.top):

@@ -298,11 +298,17 @@ public final class SnapFileSystem: Sendable {
             for (id, paths) in back {
                 let viewed = s.listing.jobs != nil && s.listing.byID[id]?.job != nil
                 for p in paths {
-                    let parent = SnapshotIndex.split(p).parent
+                    let (parent, name) = SnapshotIndex.split(p)
                     let flat = parent.isEmpty ? InodeNumber.snapshotRoot(id) : InodeNumber.directory(id, parent)
                     s.pendingDirectories.insert(flat)
+                    // A lookup made while the entry was hidden left the kernel a miss it may keep for as long as
+                    // names in a snapshot (`missTimeout`): it must forget that miss.
+                    s.pendingEntries.insert(ChangedEntry(parent: flat, name: name))
                     // The same directory as seen through `by-job/`, which the kernel caches under its own handle.
-                    if viewed { s.pendingDirectories.insert(InodeNumber.jobView(flat)) }
+                    if viewed {
+                        s.pendingDirectories.insert(InodeNumber.jobView(flat))
+                        s.pendingEntries.insert(ChangedEntry(parent: InodeNumber.jobView(flat), name: name))
+                    }
                 }
             }
             return back
@@ -336,6 +342,22 @@ public final class SnapFileSystem: Sendable {
     }
 
     func register(_ n: Node) -> UInt64 { state.withLock { $0.inodes.register(n) } }
+
+    /// The kernel dropped `count` references to `ino` (FORGET): see `InodeTable`.
+    public func forget(_ ino: UInt64, count: UInt64) {
+        state.withLock { $0.inodes.forget(ino, count) }
+    }
+
+    /// BATCH_FORGET: many inodes at once, under one lock.
+    public func forget(_ batch: [(ino: UInt64, count: UInt64)]) {
+        state.withLock { s in for f in batch { s.inodes.forget(f.ino, f.count) } }
+    }
+
+    /// Nodes held for the kernel now, shown in `.snapfs/status` as `nodes`.
+    public var nodeCount: Int { state.withLock { $0.inodes.count } }
+
+    /// How many entry replies naming `ino` the kernel has not forgotten.
+    public func lookupCount(_ ino: UInt64) -> UInt64 { state.withLock { $0.inodes.lookups(ino) } }
 
     // MARK: attributes
 
@@ -427,10 +449,13 @@ public final class SnapFileSystem: Sendable {
         }
     }
 
+    /// The reply naming `n`, counted as one more reference the kernel holds (see `InodeTable`): call it only for an
+    /// entry about to be sent. Attributes come first, so a failure counts nothing.
     func entry(_ n: Node) throws(FSError) -> Entry {
+        let a = try attr(n)
         _ = register(n)
         let t = timeouts(n)
-        return Entry(attr: try attr(n), entryTimeout: t.entry, attrTimeout: t.attr, nodeID: n.ino)
+        return Entry(attr: a, entryTimeout: t.entry, attrTimeout: t.attr, nodeID: n.ino)
     }
 
     /// How long the kernel may trust a node's name and attributes.

@@ -21,6 +21,12 @@ public struct Attr: Sendable, Equatable {
     public var isSymlink: Bool { mode & 0o170000 == 0o120000 }
 }
 
+/// What a LOOKUP finds: an entry, or no such name and how long the kernel may remember that (0: not at all).
+public enum LookupResult: Sendable {
+    case found(Entry)
+    case missing(timeout: Double)
+}
+
 /// A lookup's answer with how long the kernel may trust it. Snapshot content is immutable, so its names may be cached
 /// long; the root and the control tree change under the kernel's feet and are trusted for a second.
 public struct Entry: Sendable {
