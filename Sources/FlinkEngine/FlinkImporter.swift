@@ -63,6 +63,8 @@ public struct FlinkImporter: Sendable {
     @discardableResult
     public func refresh() throws(StoreError) -> FlinkImportReport {
         var report = FlinkImportReport()
+        // A snapshot directory being renamed is neither new under its new name nor gone under its old one.
+        if store.hasPendingMove() { return report }
         let onDisk = scan()
         let known = try store.snapshots(includingWriting: true).filter { $0.engine == FlinkStoreSettings.engineName }
         if try store.meta(Self.sizeRulesKey) == nil {

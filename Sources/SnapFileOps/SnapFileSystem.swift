@@ -163,6 +163,13 @@ public final class SnapFileSystem: Sendable {
                 inodes = Self.forgetLinkCounts(&s)
                 for id in s.staging.bySnapshot.keys where l.byID[id] == nil { s.staging.clear(id) }
             }
+            // A snapshot whose directory moved (with its files) is indexed anew from its entries.
+            for (id, snap) in l.byID where old.byID[id].map({ $0.directory != snap.directory }) ?? false {
+                if let idx = s.indexes.removeValue(forKey: id) {
+                    for e in idx.entries.values where e.type == .file { if let p = e.objectPath { inodes.insert(InodeNumber.object(p)) } }
+                }
+            }
+            s.pendingInodes.formUnion(inodes)
             // Two refreshes racing: the one that read the catalog first must not replace what the later one stored.
             if s.listing.generation > l.generation { return RootChanges(names: []) }
             s.listing = l
@@ -210,6 +217,9 @@ public final class SnapFileSystem: Sendable {
                 // `by-job/` names come from directories, which a move leaves where they are; a snapshot without
                 // one is shown there under its catalog name, so rebuild from the catalog.
                 if snap.job != nil, s.listing.jobs != nil, snap.directory == nil { return false }
+                // An engine may move a snapshot's directory with it (a self-contained Flink savepoint): its
+                // directory, entries and `by-job/` name come from the catalog again.
+                if snap.directory != nil { return false }
                 snap.name = to
                 s.listing.byName[from] = nil
                 s.listing.byName[to] = snap

@@ -18,12 +18,16 @@ public protocol EngineHooks: Sendable {
     /// When the engine itself says a snapshot was taken and completed, where it knows better than the store's record
     /// (a cluster's checkpoint history); nil keeps the recorded times. Answered without waiting on anything remote.
     func reportedTimes(job: String?, externalID: String?) -> SnapshotTimes?
+    /// Where a move (already allowed by `checkMove`) takes the snapshot's directory on disk, store-relative; nil
+    /// when a move renames the snapshot in the catalog only.
+    func relocation(_ snapshot: Snapshot, to newName: String, in store: Store) throws(StoreError) -> String?
 }
 
 extension EngineHooks {
     /// Engines whose snapshots only the store writes have nothing to catch up on.
     public func refresh(_ store: Store) throws(StoreError) {}
     public func reportedTimes(job: String?, externalID: String?) -> SnapshotTimes? { nil }
+    public func relocation(_ snapshot: Snapshot, to newName: String, in store: Store) throws(StoreError) -> String? { nil }
 }
 
 /// A snapshot's times as its engine reports them, in seconds since 1970.

@@ -86,7 +86,12 @@ final class FlinkCLITests: XCTestCase {
         let move = try snapfs("move", store, "e91e7d-chk-15", "keep")
         XCTAssertEqual(move.status, 6)
         XCTAssertTrue(move.err.contains("checkpoint"), move.err)
+        XCTAssertTrue(move.err.contains("snapfs convert e91e7d-chk-15 --to self-contained"), move.err)
         XCTAssertEqual(try snapfs("move", store, "savepoint-921f15-e22a4d450b0c", "canonical-a").status, 0)
+        // The savepoint (every handle relative) moved with its directory.
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store + "/savepoints/savepoint-921f15-e22a4d450b0c"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: store + "/savepoints/canonical-a/_metadata"))
+        XCTAssertTrue(try snapfs("verify", store).out.contains("RESTORABLE     canonical-a"))
 
         let incremental = try snapfs("trigger", store, "--format", "native-incremental")
         XCTAssertEqual(incremental.status, 8)
