@@ -135,7 +135,10 @@ public final class SnapFileSystem: Sendable {
     @discardableResult
     public func refresh() -> RootChanges {
         let gen = store.generation()
-        if state.withLock({ $0.listing.generation }) == gen { return RootChanges(names: []) }
+        let seen = state.withLock { $0.listing.generation }
+        if seen == gen { return RootChanges(names: []) }
+        // Snapshots whose files an engine rewrote in place (a repaired Flink `_metadata`): indexed anew.
+        let rewritten = seen < 0 ? [] : store.entriesReplaced(after: seen)
         let snaps: [Snapshot]
         do { snaps = try store.snapshots() } catch {
             logger.error("cannot read the catalog: \(error)")
@@ -163,10 +166,15 @@ public final class SnapFileSystem: Sendable {
                 inodes = Self.forgetLinkCounts(&s)
                 for id in s.staging.bySnapshot.keys where l.byID[id] == nil { s.staging.clear(id) }
             }
-            // A snapshot whose directory moved (with its files) is indexed anew from its entries.
-            for (id, snap) in l.byID where old.byID[id].map({ $0.directory != snap.directory }) ?? false {
+            // A snapshot whose directory moved (with its files), or whose entries were replaced, is indexed anew.
+            for (id, snap) in l.byID where old.byID[id].map({ $0.directory != snap.directory }) ?? false
+                || rewritten.map({ $0.contains(id) }) ?? true {
                 if let idx = s.indexes.removeValue(forKey: id) {
                     for e in idx.entries.values where e.type == .file { if let p = e.objectPath { inodes.insert(InodeNumber.object(p)) } }
+                    // The kernel's listings of its directories, and its name at the root, are dropped too.
+                    s.pendingDirectories.insert(InodeNumber.snapshotRoot(id))
+                    for e in idx.entries.values where e.type == .directory { s.pendingDirectories.insert(InodeNumber.directory(id, e.path)) }
+                    changed.insert(snap.name)
                 }
             }
             s.pendingInodes.formUnion(inodes)

@@ -57,8 +57,27 @@ extension Store {
                 }
                 try insertEvent(db, event, name, detail)
                 try db.bumpGeneration()
+                // A reader that caches a snapshot's entries (the mount) learns which to read again.
+                let generation = try Int64.fetchOne(db, sql: "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'") ?? 0
+                let previous = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [Self.entriesChangedKey])
+                var stamps = previous.flatMap { try? JSONDecoder().decode([[Int64]].self, from: Data($0.utf8)) } ?? []
+                stamps.append([s.id, generation])
+                if stamps.count > 64 { stamps.removeFirst(stamps.count - 64) }
+                let text = String(decoding: try JSONEncoder().encode(stamps), as: UTF8.self)
+                try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", arguments: [Self.entriesChangedKey, text])
             }
         } catch let e as StoreError { throw e } catch { throw .wrap(error, "cannot record the new files of \(name)") }
+    }
+
+    static let entriesChangedKey = "entries_changed"
+
+    /// Snapshots whose entries were replaced in place (`replaceEntries`) after catalog generation `generation`. A
+    /// cache of entries older than the last 64 such changes cannot tell; `nil` then means: read them all again.
+    public func entriesReplaced(after generation: Int64) -> Set<SnapshotID>? {
+        guard let text = ((try? meta(Self.entriesChangedKey)) ?? nil) else { return [] }
+        guard let stamps = try? JSONDecoder().decode([[Int64]].self, from: Data(text.utf8)) else { return nil }
+        if stamps.count >= 64, let first = stamps.first, first.count == 2, first[1] > generation { return nil }
+        return Set(stamps.compactMap { $0.count == 2 && $0[1] > generation ? $0[0] : nil })
     }
 }
 

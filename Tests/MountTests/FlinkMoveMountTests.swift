@@ -38,3 +38,49 @@ final class FlinkMoveMountTests: MountTestCase {
         XCTAssertTrue(events.contains("snapfs convert c4f302-chk-13 --to self-contained"), events)
     }
 }
+
+/// `snapfs repair` while the store is mounted: the mount serves the repaired snapshot's new file set.
+final class FlinkRepairMountTests: MountTestCase {
+    func testTheMountServesTheRepairedFileSet() throws {
+        try FileManager.default.removeItem(at: w.storeDir)
+        try FileManager.default.moveItem(at: try FlinkFixtures.copy(store: 1), to: w.storeDir)
+        // A CLAIM-restored job's checkpoint holding the savepoint's relative handles (FLINK-39964).
+        let savepoint = "savepoints/savepoint-c4f302-a3c72ffbb47e"
+        let checkpoint = "checkpoints/0f0e0d0c0b0a09080706050403020100/chk-7"
+        try FileManager.default.createDirectory(atPath: w.s + "/" + checkpoint, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: w.s + "/" + savepoint + "/_metadata", toPath: w.s + "/" + checkpoint + "/_metadata")
+        let created = w.snapfs(["init", w.s, "--engine", "flink", "--path-map", "\(FlinkFixtures.writtenAt)=\(w.s)"])
+        XCTAssertTrue(created.ok, created.summary)
+        let verify = w.snapfs(["verify", w.s, "--json"])
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(verify.out.utf8)) as? [String: Any], verify.summary)
+        let row = try XCTUnwrap((report["snapshots"] as? [[String: Any]])?.first { $0["directory"] as? String == checkpoint })
+        XCTAssertEqual(row["restorable"] as? Bool, false)
+        let name = try XCTUnwrap(row["name"] as? String)
+        try w.mount()
+
+        let before = Command.sh("cd \(shellQuote(w.m + "/" + name)) && find . -type f | sort")
+        XCTAssertTrue(before.ok, before.summary)
+        XCTAssertFalse(before.out.contains(savepoint), before.out)
+        let repaired = w.snapfs(["repair", w.s, name])
+        XCTAssertTrue(repaired.ok, repaired.summary)
+
+        // The daemon catches up with the catalog (within its poll interval; bounded wait, not a timing assertion).
+        var after = Command.sh("true")
+        for _ in 0..<50 {
+            after = Command.sh("cd \(shellQuote(w.m + "/" + name)) && find . -type f | sort")
+            if after.out.contains(savepoint) { break }
+            usleep(200_000)
+        }
+        XCTAssertTrue(after.out.contains("./" + checkpoint + "/_metadata.before-repair"), after.summary)
+        let files = after.out.split(separator: "\n").filter { $0.hasPrefix("./" + savepoint + "/") }
+        XCTAssertFalse(files.isEmpty, after.summary)
+        for file in files {
+            let relative = String(file.dropFirst(2))
+            let cmp = Command.run("/usr/bin/cmp", [w.m + "/" + name + "/" + relative, w.s + "/" + relative])
+            XCTAssertTrue(cmp.ok, cmp.summary)
+        }
+        let metadata = checkpoint + "/_metadata"
+        let cmp = Command.run("/usr/bin/cmp", [w.m + "/" + name + "/" + metadata, w.s + "/" + metadata])
+        XCTAssertTrue(cmp.ok, cmp.summary)
+    }
+}
