@@ -93,7 +93,11 @@ public struct FlinkImporter: Sendable {
             let inOrder = positions.map { byTime[$0] }.sorted { ($0.metadata.checkpointId, $0.directory) < ($1.metadata.checkpointId, $1.directory) }
             for (p, c) in zip(positions, inOrder) { candidates[p] = c }
         }
-        for c in candidates {
+        // A directory another process recorded meanwhile (a move of a snapshot's directory that finished since
+        // `known` was read) is not a new snapshot.
+        let recordedNow = candidates.isEmpty ? knownDirectories
+            : Set(try store.snapshots(includingWriting: true).compactMap(\.directory))
+        for c in candidates where !recordedNow.contains(c.directory) {
             do {
                 let s = try record(directory: c.directory, metadata: c.metadata, metadataSize: c.bytes, mtime: c.mtime, name: nil, jobs: jobs)
                 report.added.append(s.name)
@@ -105,6 +109,8 @@ public struct FlinkImporter: Sendable {
         for s in known where s.state == .complete {
             guard let dir = s.directory else { continue }
             if present.contains(dir) { report.unchanged += 1; continue }
+            // Moved with its directory since `known` was read, or being moved: not gone.
+            if store.hasPendingMove() || (try? store.snapshot(named: s.name))?.directory != dir { continue }
             do {
                 try store.forget(s.name, reason: "its directory \(dir) no longer holds _metadata (removed by Flink or by hand)")
                 report.forgotten.append(s.name)
