@@ -157,7 +157,7 @@ public struct FlinkHooks: EngineHooks {
     public func checkMove(_ snapshot: Snapshot, to newName: String, in store: Store) throws(StoreError) {
         guard snapshot.engine == FlinkStoreSettings.engineName else { return }
         if snapshot.kind == .checkpoint {
-            throw .notPermitted("\(snapshot.name) is a Flink checkpoint: Flink owns it, names its files by absolute path and subsumes it by its directory; it cannot be moved (take a canonical savepoint for a relocatable snapshot)")
+            throw .notPermitted("\(snapshot.name) is a Flink checkpoint: Flink owns it, names its files by absolute path and subsumes it by its directory; it cannot be moved. `snapfs convert \(snapshot.name) --to self-contained` makes a savepoint of it that can be moved")
         }
         guard let dir = snapshot.directory else { return }
         let importer = FlinkImporter(store: store, settings: settings, logger: logger)
@@ -177,6 +177,28 @@ public struct FlinkHooks: EngineHooks {
         if let first = shared.first {
             throw .notPermitted("\(snapshot.name) is not relocatable now: \(shared.count) of its files are also needed by other snapshots (e.g. \(first.path), after a CLAIM restore)")
         }
+    }
+}
+
+extension FlinkHooks {
+    /// A relocatable Flink snapshot (`checkMove` passed: every handle relative, no file shared) moves with its
+    /// directory: `<parent>/<old directory>` becomes `<parent>/<new name>`, so Flink restores it from the path its
+    /// name says. Refused when a file it needs lies outside its directory, or the new directory exists.
+    public func relocation(_ snapshot: Snapshot, to newName: String, in store: Store) throws(StoreError) -> String? {
+        guard snapshot.engine == FlinkStoreSettings.engineName, let directory = snapshot.directory else { return nil }
+        let outside = try store.entries(of: snapshot.id, includeHidden: true).filter {
+            ($0.type == .file && !$0.path.hasPrefix(directory + "/")) || ($0.type == .symlink && $0.hidden)
+        }
+        if let first = outside.first {
+            throw .notPermitted("\(snapshot.name) is not relocatable: \(outside.count) of the files it needs are outside its directory \(directory) (e.g. \(first.symlinkTarget ?? first.path))")
+        }
+        let target = PathBytes.parent(directory).map { $0 + "/" + newName } ?? newName
+        if target == directory { return nil }  // its directory already has the name: the catalog alone changes
+        var st = stat()
+        if lstat(store.root.path + "/" + target, &st) == 0 {
+            throw .badInput("\(snapshot.name) cannot be moved to \(newName): \(target) already exists on disk")
+        }
+        return target
     }
 }
 

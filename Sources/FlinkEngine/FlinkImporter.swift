@@ -63,6 +63,8 @@ public struct FlinkImporter: Sendable {
     @discardableResult
     public func refresh() throws(StoreError) -> FlinkImportReport {
         var report = FlinkImportReport()
+        // A snapshot directory being renamed is neither new under its new name nor gone under its old one.
+        if store.hasPendingMove() { return report }
         let onDisk = scan()
         let known = try store.snapshots(includingWriting: true).filter { $0.engine == FlinkStoreSettings.engineName }
         if try store.meta(Self.sizeRulesKey) == nil {
@@ -91,7 +93,11 @@ public struct FlinkImporter: Sendable {
             let inOrder = positions.map { byTime[$0] }.sorted { ($0.metadata.checkpointId, $0.directory) < ($1.metadata.checkpointId, $1.directory) }
             for (p, c) in zip(positions, inOrder) { candidates[p] = c }
         }
-        for c in candidates {
+        // A directory another process recorded meanwhile (a move of a snapshot's directory that finished since
+        // `known` was read) is not a new snapshot.
+        let recordedNow = candidates.isEmpty ? knownDirectories
+            : Set(try store.snapshots(includingWriting: true).compactMap(\.directory))
+        for c in candidates where !recordedNow.contains(c.directory) {
             do {
                 let s = try record(directory: c.directory, metadata: c.metadata, metadataSize: c.bytes, mtime: c.mtime, name: nil, jobs: jobs)
                 report.added.append(s.name)
@@ -103,6 +109,8 @@ public struct FlinkImporter: Sendable {
         for s in known where s.state == .complete {
             guard let dir = s.directory else { continue }
             if present.contains(dir) { report.unchanged += 1; continue }
+            // Moved with its directory since `known` was read, or being moved: not gone.
+            if store.hasPendingMove() || (try? store.snapshot(named: s.name))?.directory != dir { continue }
             do {
                 try store.forget(s.name, reason: "its directory \(dir) no longer holds _metadata (removed by Flink or by hand)")
                 report.forgotten.append(s.name)
@@ -318,16 +326,7 @@ public struct FlinkImporter: Sendable {
                         jobs: Set<String>) throws(StoreError) -> Snapshot {
         let last = PathBytes.components(directory).last ?? directory
         let (kind, format) = Self.classify(metadata, directoryName: last)
-        var (inside, outside) = neededFiles(metadata, directory: directory)
-        let metadataPath = directory + "/_metadata"
-        inside.removeAll { $0.path == metadataPath }
-        inside.append(NeededFile(path: metadataPath, size: Int64(metadataSize), rule: .exact))
-        // What each file holds now: the mount serves a file's own length and bytes, never the length Flink
-        // recorded, which for changelog and file-merging files is shorter than the file.
-        let found = inside.map { file -> stat? in
-            var st = stat()
-            return stat(store.root.path + "/" + file.path, &st) == 0 ? st : nil
-        }
+        let (inside, found, outside) = fileSet(directory: directory, metadata: metadata, metadataSize: metadataSize)
 
         var chosen = name ?? Self.defaultName(directory: directory, jobs: jobs)
         if name == nil, (try? store.snapshot(named: chosen)) != nil {
@@ -338,34 +337,78 @@ public struct FlinkImporter: Sendable {
                                               externalID: String(metadata.checkpointId))
         do {
             let ids = try pending.adoptObjects(zip(inside, found).map { ($0.path, $1.map { Int64($0.st_size) } ?? $0.size) })
-            var entries: [NewEntry] = []
-            var directories = Set<String>()
-            for ((file, st), id) in zip(zip(inside, found), ids) {
-                let mode = st.map { UInt32($0.st_mode) } ?? UInt32(S_IFREG) | 0o644
-                let mtime = st.map { Int64($0.st_mtim.tv_sec) * 1_000_000_000 + Int64($0.st_mtim.tv_nsec) } ?? 0
-                entries.append(NewEntry(path: file.path, type: .file, size: st.map { Int64($0.st_size) } ?? file.size, mode: mode,
-                                        mtimeNanos: mtime, object: id, sizeRule: file.rule, requiredSize: file.size))
-                var p = file.path
-                while let parent = PathBytes.parent(p) {
-                    directories.insert(parent)
-                    p = parent
-                }
-            }
-            for d in directories.sorted() {
-                entries.append(NewEntry(path: d, type: .directory, size: 0, mode: UInt32(S_IFDIR) | 0o755, mtimeNanos: 0))
-            }
-            // Files outside the store are not the store's to manage; they are kept as hidden entries naming
-            // where they are, so verify still checks them and nothing pretends they are copied in.
-            for (index, file) in outside.enumerated() {
-                entries.append(NewEntry(path: ".external/\(index)", type: .symlink, size: file.size, mode: UInt32(S_IFLNK) | 0o777,
-                                        mtimeNanos: 0, symlinkTarget: file.path, hidden: true, sizeRule: file.rule))
-            }
+            let entries = Self.entries(inside: inside, found: found, objects: ids, outside: outside)
             try store.flushAdopted(inside.map(\.path))
             return try pending.commit(entries: entries, checksums: [:], takenAt: mtime, adoptedDirectory: directory)
         } catch {
             pending.abort("import of \(directory) failed: \(error)")
             throw error
         }
+    }
+
+    /// Where a repair keeps the `_metadata` it replaced. Not `_metadata`, so the scan never takes it for a snapshot;
+    /// recorded as a file of the snapshot whose directory holds it, so `gc` never takes it for an orphan.
+    public static let metadataBeforeRepair = "_metadata.before-repair"
+
+    /// The files a snapshot directory's `_metadata` needs inside the store (with what each holds now, `nil` when
+    /// it is not there) and outside it; `_metadata` itself and a kept `_metadata.before-repair` included.
+    func fileSet(directory: String, metadata: CheckpointMetadata, metadataSize: Int)
+        -> (inside: [NeededFile], found: [stat?], outside: [NeededFile]) {
+        var (inside, outside) = neededFiles(metadata, directory: directory)
+        let metadataPath = directory + "/_metadata"
+        let keptPath = directory + "/" + Self.metadataBeforeRepair
+        inside.removeAll { $0.path == metadataPath || $0.path == keptPath }
+        inside.append(NeededFile(path: metadataPath, size: Int64(metadataSize), rule: .exact))
+        var kept = stat()
+        if lstat(store.root.path + "/" + keptPath, &kept) == 0, (kept.st_mode & S_IFMT) == S_IFREG {
+            inside.append(NeededFile(path: keptPath, size: Int64(kept.st_size), rule: .exact))
+        }
+        // What each file holds now: the mount serves a file's own length and bytes, never the length Flink
+        // recorded, which for changelog and file-merging files is shorter than the file.
+        let found = inside.map { file -> stat? in
+            var st = stat()
+            return stat(store.root.path + "/" + file.path, &st) == 0 ? st : nil
+        }
+        return (inside, found, outside)
+    }
+
+    /// The catalog entries for a file set: files (with `objects`, or adopted by path when `nil`), the directories
+    /// leading to them, and hidden entries naming the files outside the store.
+    static func entries(inside: [NeededFile], found: [stat?], objects: [ObjectID]?, outside: [NeededFile]) -> [NewEntry] {
+        var entries: [NewEntry] = []
+        var directories = Set<String>()
+        for (index, (file, st)) in zip(inside, found).enumerated() {
+            let mode = st.map { UInt32($0.st_mode) } ?? UInt32(S_IFREG) | 0o644
+            let mtime = st.map { Int64($0.st_mtim.tv_sec) * 1_000_000_000 + Int64($0.st_mtim.tv_nsec) } ?? 0
+            entries.append(NewEntry(path: file.path, type: .file, size: st.map { Int64($0.st_size) } ?? file.size, mode: mode,
+                                    mtimeNanos: mtime, object: objects?[index], sizeRule: file.rule, requiredSize: file.size))
+            var p = file.path
+            while let parent = PathBytes.parent(p) {
+                directories.insert(parent)
+                p = parent
+            }
+        }
+        for d in directories.sorted() {
+            entries.append(NewEntry(path: d, type: .directory, size: 0, mode: UInt32(S_IFDIR) | 0o755, mtimeNanos: 0))
+        }
+        // Files outside the store are not the store's to manage; they are kept as hidden entries naming
+        // where they are, so verify still checks them and nothing pretends they are copied in.
+        for (index, file) in outside.enumerated() {
+            entries.append(NewEntry(path: ".external/\(index)", type: .symlink, size: file.size, mode: UInt32(S_IFLNK) | 0o777,
+                                    mtimeNanos: 0, symlinkTarget: file.path, hidden: true, sizeRule: file.rule))
+        }
+        return entries
+    }
+
+    /// Records a snapshot's file set anew from its directory's `_metadata`, as it is now (after a repair rewrote
+    /// it): its entries, size rules and objects are replaced in one transaction, with an event `event`.
+    public func rerecord(_ snapshot: Snapshot, event: String, _ detail: String) throws(StoreError) {
+        guard let directory = snapshot.directory else { throw .badInput("\(snapshot.name) has no directory to read") }
+        let (metadata, size, _) = try readMetadata(directory)
+        let (inside, found, outside) = fileSet(directory: directory, metadata: metadata, metadataSize: size)
+        try store.flushAdopted(inside.map(\.path))
+        try store.replaceEntries(of: snapshot.name, with: Self.entries(inside: inside, found: found, objects: nil, outside: outside),
+                                 event: event, detail)
     }
 
     /// Set once the snapshots in the catalog carry Flink's size rules and their files' own lengths.

@@ -158,7 +158,11 @@ public final class SnapFileSystem: Sendable {
     public func refresh() -> RootChanges {
         let gen = store.generation()
         let statusGen = store.statusGeneration()
-        if state.withLock({ ($0.listing.generation, $0.listing.statusGeneration) }) == (gen, statusGen) { return RootChanges(names: []) }
+        let (seen, seenStatus) = state.withLock { ($0.listing.generation, $0.listing.statusGeneration) }
+        if (seen, seenStatus) == (gen, statusGen) { return RootChanges(names: []) }
+        // Snapshots whose files an engine rewrote in place (a repaired Flink `_metadata`): indexed anew. Only the
+        // engine's status moved: the catalog, and so every snapshot's files, did not.
+        let rewritten = seen < 0 || seen == gen ? [] : store.entriesReplaced(after: seen)
         let snaps: [Snapshot]
         do { snaps = try store.snapshots() } catch {
             logger.error("cannot read the catalog: \(error)")
@@ -187,6 +191,18 @@ public final class SnapFileSystem: Sendable {
                 inodes = Self.forgetLinkCounts(&s)
                 for id in s.staging.bySnapshot.keys where l.byID[id] == nil { s.staging.clear(id) }
             }
+            // A snapshot whose directory moved (with its files), or whose entries were replaced, is indexed anew.
+            for (id, snap) in l.byID where old.byID[id].map({ $0.directory != snap.directory }) ?? false
+                || rewritten.map({ $0.contains(id) }) ?? true {
+                if let idx = s.indexes.removeValue(forKey: id) {
+                    for e in idx.entries.values where e.type == .file { if let p = e.objectPath { inodes.insert(InodeNumber.object(p)) } }
+                    // The kernel's listings of its directories, and its name at the root, are dropped too.
+                    s.pendingDirectories.insert(InodeNumber.snapshotRoot(id))
+                    for e in idx.entries.values where e.type == .directory { s.pendingDirectories.insert(InodeNumber.directory(id, e.path)) }
+                    changed.insert(snap.name)
+                }
+            }
+            s.pendingInodes.formUnion(inodes)
             // Two refreshes racing: the one that read the catalog first must not replace what the later one stored.
             if (s.listing.generation, s.listing.statusGeneration) > (l.generation, l.statusGeneration) { return RootChanges(names: []) }
             s.listing = l
@@ -234,6 +250,9 @@ public final class SnapFileSystem: Sendable {
                 // `by-job/` names come from directories, which a move leaves where they are; a snapshot without
                 // one is shown there under its catalog name, so rebuild from the catalog.
                 if snap.job != nil, s.listing.jobs != nil, snap.directory == nil { return false }
+                // An engine may move a snapshot's directory with it (a self-contained Flink savepoint): its
+                // directory, entries and `by-job/` name come from the catalog again.
+                if snap.directory != nil { return false }
                 snap.name = to
                 s.listing.byName[from] = nil
                 s.listing.byName[to] = snap

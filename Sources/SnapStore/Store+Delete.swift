@@ -278,6 +278,15 @@ extension Store {
             throw error
         }
         do {
+            if let directory = try hooks.relocation(s, to: newName, in: self) {
+                try renameWithDirectory(s, to: newName, directory: directory)
+                return
+            }
+        } catch {
+            recordEvent("refusal", snapshot: name, "move to '\(newName)' refused: \(error)")
+            throw error
+        }
+        do {
             try db.write { db in
                 guard let s = try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE name = ?", arguments: [name]) else {
                     throw StoreError.noSuchSnapshot(name)
@@ -390,6 +399,7 @@ extension Store {
                     try db.bumpGeneration()
                 }
             }
+            try recoverPendingMove()
         } catch let e as StoreError { throw e } catch { throw .wrap(error, "cannot recover store") }
         drainRemovals()
     }

@@ -23,6 +23,9 @@ public protocol EngineHooks: Sendable {
     /// or the catalog's generation moves, so its `latest` links follow the engine and not only the catalog.
     /// Answered without waiting on anything remote.
     func statusGeneration() -> Int64
+    /// Where a move (already allowed by `checkMove`) takes the snapshot's directory on disk, store-relative; nil
+    /// when a move renames the snapshot in the catalog only.
+    func relocation(_ snapshot: Snapshot, to newName: String, in store: Store) throws(StoreError) -> String?
 }
 
 extension EngineHooks {
@@ -31,6 +34,7 @@ extension EngineHooks {
     public func reportedTimes(job: String?, externalID: String?) -> SnapshotTimes? { nil }
     /// Engines whose job status follows from the catalog alone never move it.
     public func statusGeneration() -> Int64 { 0 }
+    public func relocation(_ snapshot: Snapshot, to newName: String, in store: Store) throws(StoreError) -> String? { nil }
 }
 
 /// A snapshot's times as its engine reports them, in seconds since 1970.

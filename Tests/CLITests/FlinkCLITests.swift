@@ -124,7 +124,12 @@ final class FlinkCLITests: XCTestCase {
         let move = try snapfs("move", store, "e91e7d-chk-15", "keep")
         XCTAssertEqual(move.status, 6)
         XCTAssertTrue(move.err.contains("checkpoint"), move.err)
+        XCTAssertTrue(move.err.contains("snapfs convert e91e7d-chk-15 --to self-contained"), move.err)
         XCTAssertEqual(try snapfs("move", store, "savepoint-921f15-e22a4d450b0c", "canonical-a").status, 0)
+        // The savepoint (every handle relative) moved with its directory.
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store + "/savepoints/savepoint-921f15-e22a4d450b0c"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: store + "/savepoints/canonical-a/_metadata"))
+        XCTAssertTrue(try snapfs("verify", store).out.contains("RESTORABLE     canonical-a"))
 
         let incremental = try snapfs("trigger", store, "--format", "native-incremental")
         XCTAssertEqual(incremental.status, 8)
@@ -167,5 +172,61 @@ final class FlinkCLITests: XCTestCase {
         let refused = try snapfs("convert", store, "kept", "--to", "self-contained", "--label", "kept")
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.err.contains("already exists"), refused.err)
+    }
+
+    /// The FLINK-39964 pattern (a CLAIM-restored job's checkpoint holding a savepoint's relative handles, the
+    /// bytes still in the savepoint's directory), made from store-2's restorable savepoint: verify says NOT
+    /// RESTORABLE, `repair --dry-run` changes nothing, `repair` makes it RESTORABLE; with a file gone, refused.
+    func testRepairOfRelativeHandlesResolvedInTheWrongDirectory() throws {
+        let store = root.path
+        XCTAssertEqual(try snapfs("init", store, "--engine", "flink", "--path-map", "file:/srv/flink-store=\(store)",
+                                  "--rest", "http://127.0.0.1:9").status, 0)
+        func verify() throws -> [[String: Any]] {
+            let v = try snapfs("verify", store, "--json")
+            let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(v.out.utf8)) as? [String: Any], v.out + v.err)
+            return try XCTUnwrap(report["snapshots"] as? [[String: Any]])
+        }
+        let savepoint = try XCTUnwrap(try verify().first {
+            ($0["directory"] as? String)?.hasPrefix("savepoints/") == true && ($0["restorable"] as? Bool) == true
+        }?["directory"] as? String)
+        let checkpoint = "checkpoints/0f0e0d0c0b0a09080706050403020100/chk-7"
+        try FileManager.default.createDirectory(atPath: store + "/" + checkpoint, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: store + "/" + savepoint + "/_metadata", toPath: store + "/" + checkpoint + "/_metadata")
+        let broken = try XCTUnwrap(try verify().first { $0["directory"] as? String == checkpoint })
+        XCTAssertEqual(broken["restorable"] as? Bool, false)
+        let name = try XCTUnwrap(broken["name"] as? String)
+        XCTAssertTrue(try snapfs("verify", store).out.contains("NOT RESTORABLE \(name)"))
+
+        let original = try Data(contentsOf: URL(fileURLWithPath: store + "/" + checkpoint + "/_metadata"))
+        let dry = try snapfs("repair", store, name, "--dry-run")
+        XCTAssertEqual(dry.status, 0, dry.err)
+        XCTAssertTrue(dry.out.contains("dry run: nothing changed"), dry.out)
+        XCTAssertTrue(dry.out.contains(store + "/" + savepoint + "/"), dry.out)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: store + "/" + checkpoint + "/_metadata")), original)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: store + "/" + checkpoint), ["_metadata"])
+        XCTAssertFalse(try snapfs("events", store, "--json").out.contains("\"repair\""))
+
+        let repaired = try snapfs("repair", store, name, "--json")
+        XCTAssertEqual(repaired.status, 0, repaired.err)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(repaired.out.utf8)) as? [String: Any], repaired.out)
+        XCTAssertEqual(report["repaired"] as? Bool, true)
+        XCTAssertFalse((report["fixes"] as? [Any] ?? []).isEmpty)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: store + "/" + checkpoint + "/_metadata.before-repair")), original)
+        XCTAssertTrue(try snapfs("verify", store).out.contains("RESTORABLE     \(name)"))
+        XCTAssertEqual(try verify().first { $0["name"] as? String == name }?["restorable"] as? Bool, true)
+        XCTAssertTrue(try snapfs("events", store, "--json").out.contains("\"repair\""))
+        XCTAssertTrue(try snapfs("repair", store, name).out.contains("nothing to repair"))
+
+        // The same pattern with one of the savepoint's files gone: refused (exit 6), the file named, nothing changed.
+        let second = "checkpoints/0f0e0d0c0b0a09080706050403020100/chk-8"
+        try FileManager.default.createDirectory(atPath: store + "/" + second, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: store + "/" + savepoint + "/_metadata", toPath: store + "/" + second + "/_metadata")
+        let secondName = try XCTUnwrap(try verify().first { $0["directory"] as? String == second }?["name"] as? String)
+        let gone = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: store + "/" + savepoint).first { $0 != "_metadata" })
+        try FileManager.default.removeItem(atPath: store + "/" + savepoint + "/" + gone)
+        let refused = try snapfs("repair", store, secondName)
+        XCTAssertEqual(refused.status, 6, refused.err)
+        XCTAssertTrue(refused.err.contains(store + "/" + second + "/" + gone), refused.err)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: store + "/" + second), ["_metadata"])
     }
 }

@@ -97,7 +97,10 @@ final class FlinkDeleteTests: XCTestCase {
             XCTAssertTrue(why.contains("checkpoint"), why)
         }
         XCTAssertNoThrow(try w.store.rename("savepoint-c4f302-a3c72ffbb47e", to: "before-upgrade"))
-        XCTAssertEqual(try w.store.snapshot(named: "before-upgrade").directory, "savepoints/savepoint-c4f302-a3c72ffbb47e")
+        // Its directory moves with it: every handle is relative, so Flink restores it from the new path.
+        XCTAssertEqual(try w.store.snapshot(named: "before-upgrade").directory, "savepoints/before-upgrade")
+        XCTAssertFalse(w.exists("savepoints/savepoint-c4f302-a3c72ffbb47e"))
+        XCTAssertTrue(w.exists("savepoints/before-upgrade/_metadata"))
         // A later pass keeps the new name: snapshots are known by directory.
         XCTAssertEqual(try w.importer.refresh().added, [])
         XCTAssertNoThrow(try w.store.snapshot(named: "before-upgrade"))
