@@ -229,18 +229,34 @@ final class PowerBench {
         let childFinished = !p.isRunning || FileManager.default.fileExists(atPath: finished)
         // The cut: nothing of the child may run after LazyFS dropped its cache, so it is frozen first.
         kill(-group, SIGSTOP)
+        // The FUSE connections of both mounts, read before anything is unmounted (from the mount table: a stat of a
+        // mount whose daemon is frozen could wait for it).
+        let connections = fuseConnections(of: [mnt, lazy.mountpoint])
         if lazy.isRunning { lazy.clearCache() }
         kill(-group, SIGKILL)
         stopLazyFS(cut: true)
         if isMountpoint(mnt) { _ = runTool("/bin/fusermount3", ["-u", "-z", mnt]) }
         kill(-group, SIGCONT)
-        p.waitUntilExit()
         // Nothing of the workload may outlive the cut: a process left running would act on the store after LazyFS is
-        // mounted again, and anything it reported then would be taken for a promise made before the cut.
+        // mounted again, and anything it reported then would be taken for a promise made before the cut. A killed
+        // daemon can leave its mount alive: a thread caught telling the kernel to forget a name waits, unkillably, for
+        // the directory lock that an `rm` holds while it waits for the daemon's answer. Aborting the connection (as
+        // an operator would, through fusectl) ends both, as a power cut would.
         let deadline = Date().addingTimeInterval(30)
+        var aborted = false
         while !livingMembers(ofGroup: group).isEmpty {
             if Date() > deadline { throw NSError(domain: "power", code: 3, userInfo: [NSLocalizedDescriptionKey: "processes of the workload (group \(group)) outlived the cut"]) }
+            if !aborted && Date() > deadline.addingTimeInterval(-25) {
+                abortFUSEConnections(connections)
+                aborted = true
+            }
             kill(-group, SIGKILL)
+            usleep(10_000)
+        }
+        // Bounded, so a test that cannot go on says so instead of hanging CI.
+        let reaped = Date().addingTimeInterval(30)
+        while p.isRunning {
+            if Date() > reaped { throw NSError(domain: "power", code: 3, userInfo: [NSLocalizedDescriptionKey: "the workload's shell (pid \(group)) was not reaped 30 s after the cut"]) }
             usleep(10_000)
         }
         try? childLog.close()
@@ -391,6 +407,31 @@ final class PowerBench {
             out[String(parts[1].drop(while: { $0 == " " || $0 == "*" }))] = String(parts[0])
         }
         return out
+    }
+}
+
+/// The FUSE connection numbers (the minor device number, as /sys/fs/fuse/connections names them) of the mounts at
+/// these paths, from /proc/self/mountinfo.
+func fuseConnections(of mountpoints: [String]) -> [UInt32] {
+    let table = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+    return table.split(separator: "\n").compactMap { line in
+        let f = line.split(separator: " ")
+        guard f.count > 4, mountpoints.contains(String(f[4])), line.contains(" - fuse") else { return nil }
+        return f[2].split(separator: ":").last.flatMap { UInt32($0) }
+    }
+}
+
+/// Aborts FUSE connections, mounting fusectl first if it is not: every request waiting on them fails at once.
+func abortFUSEConnections(_ connections: [UInt32]) {
+    let dir = "/sys/fs/fuse/connections"
+    if (try? FileManager.default.contentsOfDirectory(atPath: dir))?.isEmpty ?? true {
+        _ = runTool("/bin/mount", ["-t", "fusectl", "none", dir])
+    }
+    for c in connections {
+        let path = "\(dir)/\(c)/abort"
+        guard FileManager.default.fileExists(atPath: path) else { continue }
+        print("power-cut test: aborting FUSE connection \(c): a process of the workload was still waiting on it")
+        try? "1".write(toFile: path, atomically: false, encoding: .utf8)
     }
 }
 
