@@ -426,8 +426,8 @@ cancel_job "$R"
 log "job R = $R, cancelled after 3 checkpoints"
 P=$(cluster_job); [ -n "$P" ] || die "job P did not start"
 Q=$(cluster_job); [ -n "$Q" ] || die "job Q did not start"
-wait_checkpoints "$P" 2
-wait_checkpoints "$Q" 2
+wait_checkpoints "$P" 4
+wait_checkpoints "$Q" 4
 log "jobs P = $P and Q = $Q running at once"
 snapfs init "$STORE3" --engine flink --rest "$REST"
 "$SNAPFS" mount "$STORE3" "$MNT3" --clear-stale --quiet > "$WORK/log/snapfs-mount-cluster.log" 2>&1 &
