@@ -38,11 +38,13 @@ final class JobStatusMountTests: XCTestCase {
             daemon.stop()
         }
         let statusFile = mnt + "/.snapfs/jobs/\(running)/status"
-        // The daemon asks the JobManager in the background; until its first answer the job's state is UNKNOWN.
+        // The daemon asks the JobManager in the background; until its first answer the job's state is UNKNOWN, and
+        // until the first answer about the job's parallelism that says it is being asked.
         var document: [String: Any] = [:]
         for _ in 0..<100 {
             if let d = FileManager.default.contents(atPath: statusFile),
-               let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any], o["state"] as? String == "RUNNING" {
+               let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any], o["state"] as? String == "RUNNING",
+               o["parallelism"] != nil {
                 document = o
                 break
             }
@@ -68,7 +70,12 @@ final class JobStatusMountTests: XCTestCase {
 
         // A job the JobManager does not know: its state is UNKNOWN, its parallelism unknown with Flink's reason.
         let other = try XCTUnwrap(jobs.first { $0 != running })
-        let otherDoc = try XCTUnwrap(try JSONSerialization.jsonObject(with: XCTUnwrap(FileManager.default.contents(atPath: mnt + "/.snapfs/jobs/\(other)/status"))) as? [String: Any])
+        var otherDoc: [String: Any] = [:]
+        for _ in 0..<100 {
+            otherDoc = try XCTUnwrap(try JSONSerialization.jsonObject(with: XCTUnwrap(FileManager.default.contents(atPath: mnt + "/.snapfs/jobs/\(other)/status"))) as? [String: Any])
+            if !(otherDoc["parallelismUnknown"] as? String ?? "").contains("being asked") { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
         XCTAssertNil(otherDoc["parallelism"])
         XCTAssertTrue((otherDoc["parallelismUnknown"] as? String ?? "").contains("Job could not be found"), "\(otherDoc)")
 
