@@ -105,9 +105,9 @@ final class FlinkRelocatableMountTests: MountTestCase {
         return out
     }
 
-    private func truthOfStore1() throws -> [String: Set<Needed>] {
+    private func truthOfStore(_ n: Int) throws -> [String: Set<Needed>] {
         var out: [String: Set<Needed>] = [:]
-        for s in try FlinkFixtures.truth(store: 1, root: "") {
+        for s in try FlinkFixtures.truth(store: n, root: "") {
             out[s.directory] = Set(s.files.map { line in
                 let parts = line.split(separator: "\t")
                 return Needed(path: String(parts[0].dropFirst()), size: Int64(parts[1]) ?? -1, exact: true)
@@ -124,7 +124,7 @@ final class FlinkRelocatableMountTests: MountTestCase {
         try FileManager.default.moveItem(at: try FlinkFixtures.copy(store: 1), to: w.storeDir)
         let created = w.snapfs(["init", w.s, "--engine", "flink", "--path-map", "\(FlinkFixtures.writtenAt)=\(w.s)"])
         XCTAssertTrue(created.ok, created.summary)
-        let truth = try truthOfStore1()
+        let truth = try truthOfStore(1)
         let pathMap = PathMap([(from: FlinkFixtures.writtenAt, to: w.s)])
         try w.mount()
         let store = try w.openStore()
@@ -197,6 +197,33 @@ final class FlinkRelocatableMountTests: MountTestCase {
         XCTAssertTrue(Command.sh("cp -a \(shellQuote(w.m + "/c4f302-chk-11")) \(shellQuote(again))/").ok)
         let eleven = try XCTUnwrap(snapshots.first { $0.name == "c4f302-chk-11" }?.directory)
         try checkRelocatable(again + "/c4f302-chk-11", directory: eleven, pathMap: pathMap, truth: truth[eleven]!, "c4f302-chk-11 after the moves")
+    }
+
+    /// The second store (job E restored from A's newest checkpoint in CLAIM mode, which left A's older checkpoints and
+    /// NATIVE savepoint without files): `cp -a` of every restorable snapshot is relocatable, holding exactly the
+    /// files Flink's deserializer named.
+    func testCpOfEverySnapshotOfAStoreWithAClaimRestore() throws {
+        try FileManager.default.removeItem(at: w.storeDir)
+        try FileManager.default.moveItem(at: try FlinkFixtures.copy(store: 2), to: w.storeDir)
+        let created = w.snapfs(["init", w.s, "--engine", "flink", "--path-map", "\(FlinkFixtures.writtenAt)=\(w.s)"])
+        XCTAssertTrue(created.ok, created.summary)
+        let truth = try truthOfStore(2)
+        let pathMap = PathMap([(from: FlinkFixtures.writtenAt, to: w.s)])
+        try w.mount()
+        let snapshots = try w.openStore().snapshots()
+        XCTAssertEqual(snapshots.count, truth.count)
+        let restorable = try verified()
+        // A's chk-11, chk-12 and NATIVE savepoint lost files to E's claim (see the fixture's README).
+        XCTAssertEqual(restorable.filter { !$0.value }.count, 3, "\(restorable)")
+        let copies = w.root.appendingPathComponent("copies").path
+        try FileManager.default.createDirectory(atPath: copies, withIntermediateDirectories: true)
+        for s in snapshots where restorable[s.name] == true {
+            let directory = try XCTUnwrap(s.directory)
+            let cp = Command.sh("cp -a \(shellQuote(w.m + "/" + s.name)) \(shellQuote(copies))/")
+            XCTAssertTrue(cp.ok, "\(s.name): \(cp.summary)")
+            try checkRelocatable(copies + "/" + s.name, directory: directory, pathMap: pathMap, truth: try XCTUnwrap(truth[directory]), s.name)
+            XCTAssertEqual(try layout(s.name).layout, "relocatable", s.name)
+        }
     }
 
     /// Every layout Flink 2.3 writes: `cp -a` of every restorable snapshot is relocatable, except file-merging
