@@ -72,11 +72,11 @@ let package = Package(
         .target(name: "FlinkFixtures", path: "Tests/FlinkFixtures"),
         .testTarget(name: "FlinkMetadataTests", dependencies: ["FlinkMetadata", "FlinkMetadataWriter", "FlinkMetadataFuzzing", "FlinkFixtures"]),
         .testTarget(name: "FlinkEngineTests", dependencies: ["FlinkEngine", "FlinkMetadata", "SnapStore", "FlinkFixtures"]),
-        .testTarget(name: "SnapFileOpsTests", dependencies: ["SnapFileOps", "SnapStore", "LocalEngine", "FlinkEngine", "FlinkFixtures"]),
+        .testTarget(name: "SnapFileOpsTests", dependencies: ["SnapFileOps", "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "FlinkFixtures"]),
         // Finds the built `snapfs` for the two targets below that run it.
         .target(name: "BuiltTools", path: "Tests/BuiltTools"),
         // Mounts for real with the built `snapfs` binary; depends on `snapfs` so it is built.
-        .testTarget(name: "MountTests", dependencies: ["SnapStore", "FlinkEngine", "snapfs", "BuiltTools", "FlinkFixtures"]),
+        .testTarget(name: "MountTests", dependencies: ["SnapStore", "FlinkEngine", "FlinkMetadata", "snapfs", "BuiltTools", "FlinkFixtures"]),
         // The command line driven as a user would, including SIGKILL crash tests; depends on `snapfs` so it is built.
         .testTarget(name: "CLITests", dependencies: ["SnapStore", "snapfs", "BuiltTools", "FlinkFixtures"]),
         // The REST API served for real by the built `snapfs` on a loopback port, driven with curl.

@@ -15,6 +15,26 @@ enum ControlContent {
         return Array(d) + [0x0a]
     }
 
+    /// `snapfs show --json` plus how the mount shows the snapshot's directory (`mountView`), as one flat object.
+    struct MountedReport: Encodable {
+        struct View: Encodable {
+            /// `relocatable` (an engine's layout, e.g. Flink's relocatable savepoint layout) or `store-relative`.
+            var layout: String
+            var detail: String?
+            init(_ v: SnapshotView) { layout = v.layout; detail = v.detail }
+        }
+        var report: SnapshotReport
+        var view: View
+
+        enum Key: String, CodingKey { case mountView }
+
+        func encode(to encoder: any Encoder) throws {
+            try report.encode(to: encoder)
+            var c = encoder.container(keyedBy: Key.self)
+            try c.encode(view, forKey: .mountView)
+        }
+    }
+
     /// The store's status plus what only the mount knows, as one flat JSON object.
     struct Status: Encodable {
         var store: StoreStatus
@@ -60,7 +80,8 @@ enum ControlContent {
                 guard let r = store.request(seq) else { throw FSError.notFound }
                 return json(r)
             case .report(let name):
-                return json(try store.report(name))
+                let report = try store.report(name)
+                return json(MountedReport(report: report, view: MountedReport.View(fs.viewSummary(report.id))))
             case .jobStatus(let job):
                 guard let status = fs.jobStatus else { throw FSError.notFound }
                 return try status(job)

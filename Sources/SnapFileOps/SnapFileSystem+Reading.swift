@@ -32,8 +32,8 @@ extension SnapFileSystem {
     /// Runs `body` with a descriptor of the stored object behind `ino`, so the adapter can let the kernel splice
     /// its pages straight into the reply instead of copying them through this process. Nil for every other node.
     public func withObjectDescriptor<R>(_ ino: UInt64, _ body: (Int32) throws(FSError) -> R) throws(FSError) -> R? {
-        guard case .file(_, let e) = try node(ino) else { return nil }
-        guard let rel = e.objectPath else { throw .io("\(e.path) has no stored object") }
+        // A generated file (no stored object) is read from memory, by `read`.
+        guard case .file(_, let e) = try node(ino), let rel = e.objectPath else { return nil }
         return try objects.withDescriptor(rel, body)
     }
 
@@ -41,8 +41,12 @@ extension SnapFileSystem {
     public func read(_ ino: UInt64, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(FSError) -> Int {
         let n = try node(ino)
         switch n {
-        case .file(_, let e):
-            guard let rel = e.objectPath else { throw .io("\(e.path) has no stored object") }
+        case .file(let id, let e):
+            guard let rel = e.objectPath else {
+                // Made for the snapshot's view (a relocatable `_metadata`): the bytes its `stat` length counted.
+                guard let bytes = views.generated(id, e.path) else { throw .io("\(e.path) has no stored object") }
+                return Self.copy(bytes, from: offset, into: buffer)
+            }
             return try objects.withDescriptor(rel) { fd throws(FSError) -> Int in
                 var done = 0
                 while done < buffer.count {
@@ -59,12 +63,7 @@ extension SnapFileSystem {
         case .controlFile(let f):
             var bytes = state.withLock { $0.generated.current(ino) }?.bytes ?? []
             if bytes.isEmpty { bytes = try generated(f, ino).bytes }
-            guard offset >= 0, offset < bytes.count else { return 0 }
-            let count = min(buffer.count, bytes.count - Int(offset))
-            bytes.withUnsafeBytes { src in
-                buffer.baseAddress!.copyMemory(from: src.baseAddress! + Int(offset), byteCount: count)
-            }
-            return count
+            return Self.copy(bytes, from: offset, into: buffer)
         case .trigger:
             // Reading a trigger never triggers anything (SPEC §6), and shows nothing.
             return 0
@@ -73,6 +72,16 @@ extension SnapFileSystem {
         case .latest, .symlink, .jobLatest:
             throw .invalid("cannot read a symbolic link")
         }
+    }
+
+    /// Copies what `bytes` hold from `offset` into `buffer`; returns how many (0 at or past the end).
+    static func copy(_ bytes: [UInt8], from offset: Int64, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        guard offset >= 0, offset < bytes.count else { return 0 }
+        let count = min(buffer.count, bytes.count - Int(offset))
+        bytes.withUnsafeBytes { src in
+            buffer.baseAddress!.copyMemory(from: src.baseAddress! + Int(offset), byteCount: count)
+        }
+        return count
     }
 
     /// Generates a control file now and records it as what reads of `ino` serve.

@@ -19,6 +19,8 @@ public final class SnapFileSystem: Sendable {
     let state: Mutex<State>
     /// Descriptors of stored objects, leased by reads.
     let objects: ObjectDescriptors
+    /// How each snapshot is shown, when its engine has a layout of its own (see `setPresenter`).
+    let views = SnapshotViews()
     /// Set by the kernel adapter: drops the kernel's cached attributes and listings of these inodes now.
     let kernelNotifier = Mutex<(@Sendable ([UInt64]) -> Void)?>(nil)
     /// Set by the daemon for engines that run jobs: see `setJobStatus`.
@@ -190,15 +192,22 @@ public final class SnapFileSystem: Sendable {
             if Set(old.byID.keys) != Set(l.byID.keys) {
                 inodes = Self.forgetLinkCounts(&s)
                 for id in s.staging.bySnapshot.keys where l.byID[id] == nil { s.staging.clear(id) }
+                views.keep(only: Set(l.byID.keys))
             }
-            // A snapshot whose directory moved (with its files), or whose entries were replaced, is indexed anew.
+            // A snapshot whose directory moved (with its files), or whose entries were replaced, is indexed anew,
+            // and shown anew (a repaired Flink snapshot's generated `_metadata` changes with it).
             for (id, snap) in l.byID where old.byID[id].map({ $0.directory != snap.directory }) ?? false
                 || rewritten.map({ $0.contains(id) }) ?? true {
+                let generated = views.forget(id)
+                inodes.formUnion(generated)
                 if let idx = s.indexes.removeValue(forKey: id) {
-                    for e in idx.entries.values where e.type == .file { if let p = e.objectPath { inodes.insert(InodeNumber.object(p)) } }
+                    for e in idx.entries.values where e.type == .file { inodes.insert(Node.file(id, e).ino) }
                     // The kernel's listings of its directories, and its name at the root, are dropped too.
                     s.pendingDirectories.insert(InodeNumber.snapshotRoot(id))
                     for e in idx.entries.values where e.type == .directory { s.pendingDirectories.insert(InodeNumber.directory(id, e.path)) }
+                    changed.insert(snap.name)
+                } else if !generated.isEmpty {
+                    s.pendingDirectories.insert(InodeNumber.snapshotRoot(id))
                     changed.insert(snap.name)
                 }
             }
@@ -283,6 +292,7 @@ public final class SnapFileSystem: Sendable {
                 s.listing.byID[snap.id] = nil
                 s.listing.names.remove(at: i)
                 s.staging.clear(snap.id)
+                _ = views.forget(snap.id)
                 s.pendingChanges.insert(name)
                 _ = Self.forgetLinkCounts(&s)
             }
@@ -346,9 +356,7 @@ public final class SnapFileSystem: Sendable {
 
     func index(_ id: SnapshotID) throws(FSError) -> SnapshotIndex {
         if let i = state.withLock({ $0.indexes[id] }) { return i }
-        let entries: [SnapshotEntry]
-        do { entries = try store.entries(of: id) } catch { throw .store(error) }
-        let idx = SnapshotIndex(id: id, entries: entries)
+        let idx = SnapshotIndex(id: id, entries: try shownEntries(id))
         state.withLock { $0.indexes[id] = idx }
         return idx
     }

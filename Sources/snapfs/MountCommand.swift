@@ -55,6 +55,8 @@ struct MountCommand: ParsableCommand {
         let engine = try makeEngine(store: opened, stateOverride: state)
         let fs = SnapFileSystem(store: opened, engine: engine, options: FileOpsOptions(stageWindow: stageWindow))
         if let flink = engine as? FlinkEngine {
+            // Each snapshot's directory as Flink's relocatable savepoint layout: a copy of it restores from anywhere.
+            fs.setPresenter(FlinkRelocatableView(engine: flink))
             // `.snapfs/jobs/<job>/status`: what `snapfs job status --json` prints, with the parallelism the JobManager
             // last gave (asked in the background): a kernel request never waits on Flink.
             let statuses = FlinkJobStatusCache(engine: flink)

@@ -16,7 +16,9 @@ final class FlinkMountTests: MountTestCase {
         XCTAssertTrue(created.ok, created.summary)
         try w.mount()
 
-        let dstl = "0a0a0a-chk-1/changelog/\(SyntheticFlinkStore.changelogJob)/dstl-1"
+        // The changelog job's snapshots are shown as Flink's relocatable layout (every file beside `_metadata`); the
+        // file-merging job's keep the store's paths (Flink names segments by absolute path only).
+        let dstl = "0a0a0a-chk-1/dstl-1"
         let st = try FileManager.default.attributesOfItem(atPath: w.m + "/" + dstl)
         XCTAssertEqual(st[.size] as? Int, 101, "a changelog file is served at its own length, not its handle's (100)")
 
@@ -29,12 +31,20 @@ final class FlinkMountTests: MountTestCase {
             XCTAssertTrue(tar.ok, tar.summary)
             let restored = treeDigest(out).filter { !$0.value.hasPrefix("dir") }
             let directory = truth[["0a0a0a-chk-1", "0a0a0a-chk-2", "0b0b0b-chk-1", "0b0b0b-chk-2"].firstIndex(of: name)!].directory
-            let expectedPaths = Set(truth.first { $0.directory == directory }!.files.map(\.path) + [directory + "/_metadata"])
-            XCTAssertEqual(Set(restored.keys), expectedPaths, name)
-            for path in expectedPaths {
+            let needed = truth.first { $0.directory == directory }!.files.map(\.path)
+            let relocatable = name.hasPrefix("0a0a0a")
+            // Relocatable: each file under its own name (these have no two of one name), `_metadata` rewritten.
+            let shownAt = Dictionary(uniqueKeysWithValues: needed.map { (relocatable ? String($0.split(separator: "/").last!) : $0, $0) })
+            XCTAssertEqual(Set(restored.keys), Set(shownAt.keys).union([relocatable ? "_metadata" : directory + "/_metadata"]), name)
+            for (shown, path) in shownAt.sorted(by: { $0.key < $1.key }) + (relocatable ? [] : [(directory + "/_metadata", directory + "/_metadata")]) {
                 let original = w.s + "/" + path
                 let size = (try FileManager.default.attributesOfItem(atPath: original)[.size] as? Int) ?? -1
-                XCTAssertEqual(restored[path], "\(size):" + (Store.sha256(ofFile: original) ?? "?"), "\(name)/\(path)")
+                XCTAssertEqual(restored[shown], "\(size):" + (Store.sha256(ofFile: original) ?? "?"), "\(name)/\(path)")
+            }
+            if relocatable {
+                XCTAssertNotEqual(restored["_metadata"], nil, name)
+                XCTAssertFalse(Store.sha256(ofFile: out + "/_metadata") == Store.sha256(ofFile: w.s + "/" + directory + "/_metadata"),
+                               "\(name): _metadata names its files relative to the snapshot's directory")
             }
         }
 
@@ -56,7 +66,9 @@ final class FlinkMountTests: MountTestCase {
 
 /// The real stores of each state layout through the mount.
 final class FlinkLayoutMountTests: MountTestCase {
-    /// `tar` of every restorable snapshot through the mount extracts byte-identical to the store's own files.
+    /// `tar` of every restorable snapshot through the mount extracts byte-identical to the store's own files: the
+    /// files Flink's deserializer named, under the names the relocatable `_metadata` gives them (their store paths
+    /// in `user.snapfs.object`), or at their store paths for a file-merging checkpoint.
     func testTarOfEverySnapshotOfEveryLayoutIsByteIdentical() throws {
         for layout in LayoutFixtures.layouts {
             let truth = try LayoutFixtures.truth(layout)
@@ -78,12 +90,25 @@ final class FlinkLayoutMountTests: MountTestCase {
                 let tar = Command.sh("tar -C \(shellQuote(w.m + "/" + s.name)) -cf - . | tar -C \(shellQuote(out)) -xf -")
                 XCTAssertTrue(tar.ok, "\(layout) \(s.name): \(tar.summary)")
                 let restored = treeDigest(out).filter { $0.value != "dir" }
-                let expected = Set(t.files.map(\.path) + [t.directory + "/_metadata"])
-                XCTAssertEqual(Set(restored.keys), expected, "\(layout) \(s.name)")
-                for path in expected {
+                // Where each file shown is in the store: its own path (store-relative view: file-merging checkpoints,
+                // whose segments Flink names by absolute path only), or `user.snapfs.object` (relocatable view).
+                var storePath: [String: String] = [:]
+                for shown in restored.keys where shown != "_metadata" {
+                    storePath[shown] = storePathOf(w.m + "/" + s.name + "/" + shown) ?? "?"
+                }
+                let relocatable = restored["_metadata"] != nil
+                XCTAssertEqual(relocatable, !(layout == "file-merging" && s.kind == .checkpoint), "\(layout) \(s.name)")
+                if relocatable {
+                    XCTAssertEqual(Set(storePath.values), Set(t.files.map(\.path)), "\(layout) \(s.name)")
+                    XCTAssertEqual(storePath.count, Set(t.files.map(\.path)).count, "\(layout) \(s.name): one name per file")
+                } else {
+                    XCTAssertEqual(Set(restored.keys), Set(t.files.map(\.path) + [t.directory + "/_metadata"]), "\(layout) \(s.name)")
+                    for (shown, stored) in storePath { XCTAssertEqual(shown, stored, "\(layout) \(s.name)") }
+                }
+                for (shown, path) in storePath {
                     let original = w.s + "/" + path
                     let size = (try? FileManager.default.attributesOfItem(atPath: original)[.size] as? Int) ?? -1
-                    XCTAssertEqual(restored[path], "\(size):" + (Store.sha256(ofFile: original) ?? "?"), "\(layout) \(s.name)/\(path)")
+                    XCTAssertEqual(restored[shown], "\(size):" + (Store.sha256(ofFile: original) ?? "?"), "\(layout) \(s.name)/\(path)")
                 }
                 compared += 1
             }

@@ -20,13 +20,16 @@ final class FlinkMoveMountTests: MountTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: w.s + "/savepoints/savepoint-c4f302-a3c72ffbb47e"))
         let metadata = "savepoints/before-upgrade/_metadata"
         XCTAssertTrue(FileManager.default.fileExists(atPath: w.s + "/" + metadata))
-        // Through the mount, under the new name, the same bytes as the directory on disk.
-        let listed = Command.sh("cd \(shellQuote(w.m + "/before-upgrade/savepoints/before-upgrade")) && ls | sort")
+        // Through the mount, under the new name, the directory on disk: a self-contained savepoint already is Flink's
+        // relocatable layout, so the mount shows its files and its own `_metadata`, byte for byte.
+        let listed = Command.sh("cd \(shellQuote(w.m + "/before-upgrade")) && ls | sort")
         XCTAssertTrue(listed.ok, listed.summary)
         XCTAssertEqual(listed.out.split(separator: "\n").map(String.init),
                        try FileManager.default.contentsOfDirectory(atPath: w.s + "/savepoints/before-upgrade").sorted())
-        let cmp = Command.run("/usr/bin/cmp", [w.m + "/before-upgrade/" + metadata, w.s + "/" + metadata])
-        XCTAssertTrue(cmp.ok, cmp.summary)
+        for file in try FileManager.default.contentsOfDirectory(atPath: w.s + "/savepoints/before-upgrade") {
+            let cmp = Command.run("/usr/bin/cmp", [w.m + "/before-upgrade/" + file, w.s + "/savepoints/before-upgrade/" + file])
+            XCTAssertTrue(cmp.ok, cmp.summary)
+        }
         let verify = w.snapfs(["verify", w.s])
         XCTAssertTrue(verify.out.contains("RESTORABLE     before-upgrade"), verify.summary)
 
@@ -58,29 +61,41 @@ final class FlinkRepairMountTests: MountTestCase {
         let name = try XCTUnwrap(row["name"] as? String)
         try w.mount()
 
-        let before = Command.sh("cd \(shellQuote(w.m + "/" + name)) && find . -type f | sort")
+        // The checkpoint is shown relocatable: each file beside `_metadata` under the name its handle gives. Before
+        // the repair its files are where Flink would look (its own chk-7), where they are not.
+        let before = Command.sh("cd \(shellQuote(w.m + "/" + name)) && ls | sort")
         XCTAssertTrue(before.ok, before.summary)
-        XCTAssertFalse(before.out.contains(savepoint), before.out)
+        let shown = before.out.split(separator: "\n").map(String.init).filter { $0 != "_metadata" }
+        XCTAssertFalse(shown.isEmpty, before.summary)
+        for file in shown {
+            XCTAssertTrue(storePathOf(w.m + "/" + name + "/" + file)?.hasPrefix(checkpoint + "/") == true, file)
+            XCTAssertFalse(Command.run("/bin/cat", [w.m + "/" + name + "/" + file]).ok, "\(file) is not there before the repair")
+        }
         let repaired = w.snapfs(["repair", w.s, name])
         XCTAssertTrue(repaired.ok, repaired.summary)
 
-        // The daemon catches up with the catalog (within its poll interval; bounded wait, not a timing assertion).
-        var after = Command.sh("true")
+        // The daemon catches up with the catalog (within its poll interval; bounded wait, not a timing assertion):
+        // the same names now read the savepoint's files, where the repaired handles point.
+        var moved = false
         for _ in 0..<50 {
-            after = Command.sh("cd \(shellQuote(w.m + "/" + name)) && find . -type f | sort")
-            if after.out.contains(savepoint) { break }
+            moved = storePathOf(w.m + "/" + name + "/" + shown[0])?.hasPrefix(savepoint + "/") == true
+            if moved { break }
             usleep(200_000)
         }
-        XCTAssertTrue(after.out.contains("./" + checkpoint + "/_metadata.before-repair"), after.summary)
-        let files = after.out.split(separator: "\n").filter { $0.hasPrefix("./" + savepoint + "/") }
-        XCTAssertFalse(files.isEmpty, after.summary)
-        for file in files {
-            let relative = String(file.dropFirst(2))
-            let cmp = Command.run("/usr/bin/cmp", [w.m + "/" + name + "/" + relative, w.s + "/" + relative])
+        XCTAssertTrue(moved, "the mount serves the repaired file set")
+        let after = Command.sh("cd \(shellQuote(w.m + "/" + name)) && ls | sort")
+        XCTAssertEqual(after.out, before.out, "one relocatable layout before and after: only where the bytes come from moved")
+        for file in shown {
+            let stored = try XCTUnwrap(storePathOf(w.m + "/" + name + "/" + file))
+            XCTAssertTrue(stored.hasPrefix(savepoint + "/"), stored)
+            let cmp = Command.run("/usr/bin/cmp", [w.m + "/" + name + "/" + file, w.s + "/" + stored])
             XCTAssertTrue(cmp.ok, cmp.summary)
         }
-        let metadata = checkpoint + "/_metadata"
-        let cmp = Command.run("/usr/bin/cmp", [w.m + "/" + name + "/" + metadata, w.s + "/" + metadata])
+        // Its `_metadata` (relative handles, as the savepoint's own) is readable and names those files.
+        let cmp = Command.run("/usr/bin/cmp", [w.m + "/" + name + "/_metadata", w.s + "/" + savepoint + "/_metadata"])
         XCTAssertTrue(cmp.ok, cmp.summary)
+        // The store's own file list keeps the kept original.
+        let files = w.snapfs(["show", w.s, name, "--files"])
+        XCTAssertTrue(files.out.contains(checkpoint + "/_metadata.before-repair"), files.summary)
     }
 }
