@@ -94,7 +94,7 @@ public final class S3Client: Sendable {
     private let logger: Logger
 
     public init(endpoint: S3Endpoint, credentials: S3Credentials, retry: S3RetryPolicy = S3RetryPolicy(),
-                connectTimeout: TimeAmount = .seconds(10), readTimeout: TimeAmount = .seconds(60),
+                connectTimeout: TimeAmount = .seconds(3), readTimeout: TimeAmount = .seconds(60),
                 requestTimeout: TimeAmount = .minutes(10), logger: Logger = Logger(label: "snapfs.s3")) {
         self.endpoint = endpoint
         self.signer = SigV4Signer(accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey,
