@@ -77,7 +77,7 @@ let package = Package(
         ]),
         // Starts real S3 servers (Ceph RGW, SeaweedFS) for the tests that need one.
         .target(name: "S3TestSupport", dependencies: ["S3Client"], path: "Tests/S3TestSupport"),
-        .testTarget(name: "S3ClientTests", dependencies: ["S3Client", "S3TestSupport", "FlinkFixtures", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "S3ClientTests", dependencies: ["S3Client", "S3TestSupport", "FlinkFixtures", "FlinkMetadata", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SnapStoreTests", dependencies: ["SnapStore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "LocalEngineTests", dependencies: ["LocalEngine", "SnapStore"]),
         // The real Flink stores and the truth Flink's own deserializer printed for them, for both test targets.

@@ -20,7 +20,7 @@ final class S3ClientTests: XCTestCase {
     }
 
     /// Runs `body` once per server with a fresh client and a fresh bucket.
-    private func onEachServer(_ test: String = #function,
+    func onEachServer(_ test: String = #function,
                               _ body: (S3TestServer, S3Client, String) async throws -> Void) async throws {
         if S3TestServers.skipRequested { throw XCTSkip("SNAPFS_SKIP_S3_TESTS=1") }
         let running: [S3TestServer]

@@ -18,6 +18,7 @@ public enum S3ServerKind: String, Sendable, CaseIterable, CustomStringConvertibl
 /// Why a server could not be had.
 public struct S3ServerError: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 /// One real S3 server on 127.0.0.1, in a temporary directory of its own, on ports chosen free when it starts.
