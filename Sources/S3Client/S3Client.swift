@@ -213,6 +213,8 @@ public final class S3Client: Sendable {
     }
 
     /// PUT; with `ifNoneMatch` only if the key does not exist yet (412 → `preconditionFailed`). Returns the ETag.
+    /// A conditional PUT retried after a 5xx or a broken connection may meet its own first attempt's write and get
+    /// 412: a caller taking a lock this way reads the object back to tell its own from another's.
     @discardableResult
     public func put(bucket: String, key: String, data: Data, ifNoneMatch: Bool = false,
                     contentType: String = "application/octet-stream") async throws -> String {

@@ -162,12 +162,11 @@ public final class S3TestServer: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        guard arguments.first?.hasPrefix("/") == true else { throw S3ServerError(description: "not an absolute path: \(arguments.first ?? "")") }
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        let path = arguments[0].hasPrefix("/") ? arguments[0] : "/usr/bin/env"
-        let args: [UnsafeMutablePointer<CChar>?] = arguments[0].hasPrefix("/") ? argv : [strdup("/usr/bin/env")] + argv
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, nil, args, environ)
+        let rc = posix_spawn(&pid, arguments[0], &actions, nil, argv, environ)
         guard rc == 0 else { throw S3ServerError(description: "cannot start \(arguments[0]): \(String(cString: strerror(rc)))") }
         return pid
     }
