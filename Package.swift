@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-openapi-generator", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.21.0"),
     ],
     targets: [
         // The store and its rules: catalog, references, checked delete and move, recovery. No FUSE, no Flink.
@@ -41,6 +42,14 @@ let package = Package(
         .target(name: "FlinkMetadataFuzzing", dependencies: ["FlinkMetadata"]),
         // Feeds hundreds of thousands of mutated `_metadata` files to the reader (Scripts/fuzz-metadata).
         .executableTarget(name: "flink-metadata-fuzz", dependencies: ["FlinkMetadata", "FlinkMetadataFuzzing", "FlinkMetadataWriter"]),
+        // An S3 client of its own (SigV4, ListObjectsV2, GET, HEAD, PUT, DeleteObjects, CopyObject) over async-http-client.
+        .target(name: "S3Client", dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         // The Flink engine: imports a Flink store into the catalog, triggers through REST.
         .target(name: "FlinkEngine", dependencies: ["SnapStore", "FlinkMetadata", "FlinkMetadataWriter", .product(name: "Logging", package: "swift-log"),
                                                    .product(name: "CoreMetrics", package: "swift-metrics")]),
@@ -66,6 +75,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Starts real S3 servers (Ceph RGW, SeaweedFS) for the tests that need one.
+        .target(name: "S3TestSupport", dependencies: ["S3Client"], path: "Tests/S3TestSupport"),
+        .testTarget(name: "S3ClientTests", dependencies: ["S3Client", "S3TestSupport", "FlinkFixtures", "FlinkMetadata", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SnapStoreTests", dependencies: ["SnapStore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "LocalEngineTests", dependencies: ["LocalEngine", "SnapStore"]),
         // The real Flink stores and the truth Flink's own deserializer printed for them, for both test targets.
