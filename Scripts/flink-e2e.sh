@@ -648,6 +648,18 @@ same_files() { # store snapshot-name → 0 when Refs2 and `snapfs show --files -
 checkpoints_of_job() { # store job → the catalog names of that job's checkpoints, oldest first
   "$SNAPFS" list "$1" --json | json "' '.join(sorted([s['name'] for s in d if s['name'].startswith('${2:0:6}-chk-')], key=lambda n: int(n.rsplit('-', 1)[1])))"
 }
+quiet() { # command… → its status; its output in $WORK/quiet.txt, and only its last line shown
+  local rc=0; "$@" > "$WORK/quiet.txt" 2>&1 || rc=$?; tail -1 "$WORK/quiet.txt"; return $rc
+}
+contents() { # show-json store → "size sha256" of every file the snapshot names but its own _metadata, sorted
+  python3 - "$1" "$2" <<'PY' | sort
+import hashlib, json, sys
+d = json.load(open(sys.argv[1]))
+for e in d['entries']:
+    if e['type'] == 'file' and e['path'] != d['directory'] + '/_metadata':
+        print(e['size'], hashlib.sha256(open(sys.argv[2] + '/' + e['path'], 'rb').read()).hexdigest())
+PY
+}
 snapshot_dir() { "$SNAPFS" show "$1" "$2" --json | json "d.get('directory') or ''"; }
 verdict_of() { # store name → RESTORABLE or NOT RESTORABLE, from `snapfs verify --json`
   { "$SNAPFS" verify "$1" --json || true; } | json "['RESTORABLE' if s['restorable'] else 'NOT RESTORABLE' for s in d['snapshots'] if s['name'] == '$2'][0]" 2>/dev/null || echo "NOT LISTED"
@@ -726,7 +738,7 @@ check "repair --dry-run names $FIXES handles to rewrite" [ "$FIXES" -gt 0 ]
 check "repair --dry-run left _metadata as it was" [ "$(sha256sum < "$SR/$R_DIR/_metadata")" = "$MD_BEFORE" ]
 check "repair --dry-run wrote no _metadata.before-repair" [ ! -e "$SR/$R_DIR/_metadata.before-repair" ]
 "$SNAPFS" repair "$SR" "$R_NAME" --json > "$WORK/repair.json" || fail "repair: snapfs repair failed"
-"$SNAPFS" repair "$SR" "$R_NAME" | tail -1
+log "repair: $(json "'%d handles rewritten, e.g. %s -> %s; original kept as %s' % (len(d['fixes']), d['fixes'][0]['looksAt'], d['fixes'][0]['foundAt'], d.get('kept'))" < "$WORK/repair.json" 2>/dev/null)"
 check "repair rewrote the handles --dry-run named" [ "$(json "sorted((f['looksAt'], f['foundAt']) for f in d['fixes'])" < "$WORK/repair.json")" = "$(json "sorted((f['looksAt'], f['foundAt']) for f in d['fixes'])" < "$WORK/repair-dry.json")" ]
 check "the original _metadata is kept beside the repaired one" [ "$(sha256sum < "$SR/$R_DIR/_metadata.before-repair")" = "$MD_BEFORE" ]
 check "snapfs verify says RESTORABLE for the repaired $R_NAME" [ "$(verdict_of "$SR" "$R_NAME")" = RESTORABLE ]
@@ -761,12 +773,11 @@ check "the converted snapshot is a directory under the savepoint directory" [ -f
 check "the file set of the converted snapshot is Flink's" same_files "$SC" converted
 OUTSIDE=$(grep -v '^#' "$WORK/refs-converted.txt" | grep -v "^file:$SC/$CV_DIR/" || true)
 check "Flink reads every file of the converted snapshot inside its directory" [ -z "$OUTSIDE" ]
-check "the converted snapshot holds as many files as $C_NAME, with the same sizes" [ \
-  "$(json "sorted(e['size'] for e in d['entries'] if e['type'] == 'file' and not e['path'].endswith('/_metadata'))" < "$WORK/show-$C_NAME.json")" = \
-  "$(json "sorted(e['size'] for e in d['entries'] if e['type'] == 'file' and not e['path'].endswith('/_metadata'))" < "$WORK/show-converted.json")" ]
+check "the converted snapshot holds the same files as $C_NAME (sizes and checksums)" \
+  [ "$(contents "$WORK/show-$C_NAME.json" "$SC")" = "$(contents "$WORK/show-converted.json" "$SC")" ]
 OTHERS=$("$SNAPFS" list "$SC" --json | json "' '.join(s['name'] for s in d if s['name'] != 'converted')")
 log "convert: delete every other snapshot of the job through snapfs: $OTHERS"
-check "snapfs delete of every other snapshot of $CA" "$SNAPFS" delete "$SC" $OTHERS
+check "snapfs delete of every other snapshot of $CA" quiet "$SNAPFS" delete "$SC" $OTHERS
 check "no checkpoint directory of $CA remains" [ -z "$(ls -d "$SC/checkpoints/$CA"/chk-* 2>/dev/null)" ]
 check "no file of $CA's shared directory remains" [ -z "$(find "$SC/checkpoints/$CA" -type f 2>/dev/null)" ]
 check "the store lists only the converted snapshot" [ "$("$SNAPFS" list "$SC" --json | json "' '.join(s['name'] for s in d)")" = converted ]
@@ -800,13 +811,7 @@ L_NAME=$(checkpoints_of_job "$SL" "$LA" | tr ' ' '\n' | tail -1)
 L_DIR=$(snapshot_dir "$SL" "$L_NAME")
 check "the file set of $L_NAME is Flink's" same_files "$SL" "$L_NAME"
 # Each file's size and checksum, to find them again in the copy.
-python3 - "$WORK/show-$L_NAME.json" "$SL" > "$WORK/relocate-before.txt" <<'PY'
-import hashlib, json, sys
-d = json.load(open(sys.argv[1]))
-for e in d['entries']:
-    if e['type'] == 'file' and e['path'] != d['directory'] + '/_metadata':
-        print(e['size'], hashlib.sha256(open(sys.argv[2] + '/' + e['path'], 'rb').read()).hexdigest())
-PY
+contents "$WORK/show-$L_NAME.json" "$SL" > "$WORK/relocate-before.txt"
 "$SNAPFS" mount "$SL" "$MNTL" --clear-stale --quiet > "$WORK/log/snapfs-mount-relocate.log" 2>&1 &
 MOUNTL_PID=$!
 for _ in $(seq 1 100); do [ -e "$MNTL/.snapfs/status" ] && break; sleep 0.1; done
