@@ -12,6 +12,7 @@
 #        SNAPFS_E2E_VIA    mount (default: rm -rf through the mount, trigger files) or cli (snapfs delete/trigger)
 #        SNAPFS_E2E_PHASES all (default), or a comma-separated list of phases: cluster (the whole-cluster phase below),
 #                          repair, convert, relocate (the snapshot-transformation phases at the end)
+#        SNAPFS_E2E_RELOCATE 1 (default) or 0: whether `all` includes the relocate phase
 # Then the backups: a HashMap + changelog checkpoint and a RocksDB file-merged checkpoint (of a second store) are
 # copied out of the mount with `tar` and with `rsync`, each copy is put where Flink wrote the store, and real Flink
 # restores from it, reaching RUNNING and completing a checkpoint.
@@ -794,8 +795,8 @@ fi # phase convert
 # ---- phase relocate: `mv MNT/S /elsewhere/` of a checkpoint, restored from where it went -------------------------
 # The mount shows each Flink snapshot as a self-contained savepoint layout (MNT/S/_metadata with relative handles,
 # its files beside it), so the copy `mv` makes across filesystems is one Flink restores from; the checked delete
-# then removes S from the store. Needs the mount's Flink view: excluded from `all` unless SNAPFS_E2E_RELOCATE=1.
-if { [ "$PHASES" = all ] && [ "${SNAPFS_E2E_RELOCATE:-0}" = 1 ]; } || [[ ",$PHASES," == *,relocate,* ]]; then
+# then removes S from the store. SNAPFS_E2E_RELOCATE=0 leaves it out of `all` (for a build without that view).
+if { [ "$PHASES" = all ] && [ "${SNAPFS_E2E_RELOCATE:-1}" = 1 ]; } || [[ ",$PHASES," == *,relocate,* ]]; then
 phase_begin relocate
 ensure_cluster
 SL=$(xform_store relocate)
