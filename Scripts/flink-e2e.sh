@@ -587,9 +587,9 @@ fi # PHASES = all or cluster
 xform_wanted() { [ "$PHASES" = all ] || [[ ",$PHASES," == *",$1,"* ]]; }
 PHASE_TIMES=""
 pass() { log "PASS: $*"; }
-check() { # description command… → PASS or FAIL line, status of the command
+check() { # description command… → a PASS or FAIL line; a failure is counted and the phase goes on
   local what=$1; shift
-  if "$@"; then pass "$what"; return 0; else fail "$what"; return 1; fi
+  if "$@"; then pass "$what"; else fail "$what"; fi
 }
 phase_begin() { PHASE_NAME=$1; PHASE_T0=$(date +%s); PHASE_F0=$FAILURES; log "==== phase $1"; }
 phase_end() {
@@ -605,6 +605,11 @@ refs() { # snapshot directories… → Refs2's lines (Flink's own deserializer)
     javac -cp "$FLINK_HOME/lib/*" -d "$WORK/refs-classes" "$TOOLS/Refs2.java"
   fi
   java -cp "$WORK/refs-classes:$FLINK_HOME/lib/*" Refs2 "$@" 2>/dev/null
+}
+all_inside() { # refs-output dir → 0 when Flink read the snapshot, names files, and every one lies inside dir
+  head -1 "$1" | grep -q ' id=' || return 1
+  local files; files=$(grep -v '^#' "$1" | grep -v '^!' || true)
+  [ -n "$files" ] && [ -z "$(echo "$files" | grep -v "^file:$2/")" ]
 }
 refs_verdict() { refs "$1" | head -1 | grep -o 'restorable=[a-zA-Z]*' | cut -d= -f2; }
 # The comparison: Refs2's files (path relative to the store when inside it, size rule, size Flink requires) against
@@ -772,8 +777,7 @@ CV_DIR=$(snapshot_dir "$SC" converted)
 log "convert: converted -> $CV_DIR"
 check "the converted snapshot is a directory under the savepoint directory" [ -f "$SC/$CV_DIR/_metadata" -a "${CV_DIR#savepoints/}" != "$CV_DIR" ]
 check "the file set of the converted snapshot is Flink's" same_files "$SC" converted
-OUTSIDE=$(grep -v '^#' "$WORK/refs-converted.txt" | grep -v "^file:$SC/$CV_DIR/" || true)
-check "Flink reads every file of the converted snapshot inside its directory" [ -z "$OUTSIDE" ]
+check "Flink reads every file of the converted snapshot inside its directory" all_inside "$WORK/refs-converted.txt" "$SC/$CV_DIR"
 check "the converted snapshot holds the same files as $C_NAME (sizes and checksums)" \
   [ "$(contents "$WORK/show-$C_NAME.json" "$SC")" = "$(contents "$WORK/show-converted.json" "$SC")" ]
 OTHERS=$("$SNAPFS" list "$SC" --json | json "' '.join(s['name'] for s in d if s['name'] != 'converted')")
@@ -830,8 +834,7 @@ check "the copy has _metadata at its top ($COPY/_metadata)" [ -f "$COPY/_metadat
 refs "$COPY" > "$WORK/refs-relocated.txt"
 log "relocate: Refs2 on the copy: $(head -1 "$WORK/refs-relocated.txt" | sed -e 's/ operators=.* restorable=/ restorable=/')"
 check "Refs2 finds every file of the copy" [ "$(head -1 "$WORK/refs-relocated.txt" | grep -o 'restorable=[a-zA-Z]*')" = restorable=yes ]
-OUTSIDE=$(grep -v '^#' "$WORK/refs-relocated.txt" | grep -v "^file:$COPY/" || true)
-check "Flink reads every file of the copy inside the copy" [ -z "$OUTSIDE" ]
+check "Flink reads every file of the copy inside the copy" all_inside "$WORK/refs-relocated.txt" "$COPY"
 python3 - "$WORK/refs-relocated.txt" > "$WORK/relocate-after.txt" <<'PY'
 import hashlib, sys
 for l in open(sys.argv[1]).read().splitlines()[1:]:
