@@ -584,6 +584,7 @@ fi # PHASES = all or cluster
 # alone by naming it in SNAPFS_E2E_PHASES (comma-separated) and all three by `all`. Each prints PASS/FAIL lines and
 # its wall time; every file set involved is compared with Flink's own deserializer (Refs2.java) against
 # `snapfs show NAME --files --json`.
+XF=$WORK/xform # the phases' working files
 xform_wanted() { [ "$PHASES" = all ] || [[ ",$PHASES," == *",$1,"* ]]; }
 PHASE_TIMES=""
 pass() { log "PASS: $*"; }
@@ -614,7 +615,8 @@ all_inside() { # refs-output dir → 0 when Flink read the snapshot, names files
 refs_verdict() { refs "$1" | head -1 | grep -o 'restorable=[a-zA-Z]*' | cut -d= -f2; }
 # The comparison: Refs2's files (path relative to the store when inside it, size rule, size Flink requires) against
 # the snapshot's file entries in the catalog, without its own _metadata (and the copy kept by a repair).
-cat > "$WORK/same-files.py" <<'PY'
+rm -rf "$XF"; mkdir -p "$XF"
+cat > "$XF/same-files.py" <<'PY'
 import json, os, sys
 refs_out, show_json, store = sys.argv[1:4]
 lines = open(refs_out).read().splitlines()
@@ -644,18 +646,18 @@ print('%d files, each with the same size rule and size' % len(flink))
 PY
 same_files() { # store snapshot-name → 0 when Refs2 and `snapfs show --files --json` name the same files
   local store=$1 name=$2 dir out
-  "$SNAPFS" show "$store" "$name" --files --json > "$WORK/show-$name.json" || { log "snapfs show $name failed"; return 1; }
-  dir=$(json "d.get('directory') or ''" < "$WORK/show-$name.json")
-  refs "$store/$dir" > "$WORK/refs-$name.txt"
-  out=$(python3 "$WORK/same-files.py" "$WORK/refs-$name.txt" "$WORK/show-$name.json" "$store" 2>&1); local rc=$?
+  "$SNAPFS" show "$store" "$name" --files --json > "$XF/show-$name.json" || { log "snapfs show $name failed"; return 1; }
+  dir=$(json "d.get('directory') or ''" < "$XF/show-$name.json")
+  refs "$store/$dir" > "$XF/refs-$name.txt"
+  out=$(python3 "$XF/same-files.py" "$XF/refs-$name.txt" "$XF/show-$name.json" "$store" 2>&1); local rc=$?
   log "Flink's deserializer vs snapfs show $name: $out"
   return $rc
 }
 checkpoints_of_job() { # store job → the catalog names of that job's checkpoints, oldest first
   "$SNAPFS" list "$1" --json | json "' '.join(sorted([s['name'] for s in d if s['name'].startswith('${2:0:6}-chk-')], key=lambda n: int(n.rsplit('-', 1)[1])))"
 }
-quiet() { # command… → its status; its output in $WORK/quiet.txt, and only its last line shown
-  local rc=0; "$@" > "$WORK/quiet.txt" 2>&1 || rc=$?; tail -1 "$WORK/quiet.txt"; return $rc
+quiet() { # command… → its status; its output in $XF/quiet.txt, and only its last line shown
+  local rc=0; "$@" > "$XF/quiet.txt" 2>&1 || rc=$?; tail -1 "$XF/quiet.txt"; return $rc
 }
 contents() { # show-json store → "size sha256" of every file the snapshot names but its own _metadata, sorted
   python3 - "$1" "$2" <<'PY' | sort
@@ -737,21 +739,21 @@ if "$SNAPFS" show "$SR" "$SP_NAME" >/dev/null 2>&1; then
   check "the file set of the NATIVE savepoint $SP_NAME is Flink's" same_files "$SR" "$SP_NAME"
 fi
 MD_BEFORE=$(sha256sum < "$SR/$R_DIR/_metadata")
-"$SNAPFS" repair "$SR" "$R_NAME" --dry-run --json > "$WORK/repair-dry.json" || fail "repair: snapfs repair --dry-run failed"
+"$SNAPFS" repair "$SR" "$R_NAME" --dry-run --json > "$XF/repair-dry.json" || fail "repair: snapfs repair --dry-run failed"
 "$SNAPFS" repair "$SR" "$R_NAME" --dry-run | tail -1
-FIXES=$(json "len(d['fixes'])" < "$WORK/repair-dry.json" 2>/dev/null || echo 0)
+FIXES=$(json "len(d['fixes'])" < "$XF/repair-dry.json" 2>/dev/null || echo 0)
 check "repair --dry-run names $FIXES handles to rewrite" [ "$FIXES" -gt 0 ]
 check "repair --dry-run left _metadata as it was" [ "$(sha256sum < "$SR/$R_DIR/_metadata")" = "$MD_BEFORE" ]
 check "repair --dry-run wrote no _metadata.before-repair" [ ! -e "$SR/$R_DIR/_metadata.before-repair" ]
-"$SNAPFS" repair "$SR" "$R_NAME" --json > "$WORK/repair.json" || fail "repair: snapfs repair failed"
-log "repair: $(json "'%d handles rewritten, e.g. %s -> %s; original kept as %s' % (len(d['fixes']), d['fixes'][0]['looksAt'], d['fixes'][0]['foundAt'], d.get('kept'))" < "$WORK/repair.json" 2>/dev/null)"
-check "repair rewrote the handles --dry-run named" [ "$(json "sorted((f['looksAt'], f['foundAt']) for f in d['fixes'])" < "$WORK/repair.json")" = "$(json "sorted((f['looksAt'], f['foundAt']) for f in d['fixes'])" < "$WORK/repair-dry.json")" ]
+"$SNAPFS" repair "$SR" "$R_NAME" --json > "$XF/repair.json" || fail "repair: snapfs repair failed"
+log "repair: $(json "'%d handles rewritten, e.g. %s -> %s; original kept as %s' % (len(d['fixes']), d['fixes'][0]['looksAt'], d['fixes'][0]['foundAt'], d.get('kept'))" < "$XF/repair.json" 2>/dev/null)"
+check "repair rewrote the handles --dry-run named" [ "$(json "sorted((f['looksAt'], f['foundAt']) for f in d['fixes'])" < "$XF/repair.json")" = "$(json "sorted((f['looksAt'], f['foundAt']) for f in d['fixes'])" < "$XF/repair-dry.json")" ]
 check "the original _metadata is kept beside the repaired one" [ "$(sha256sum < "$SR/$R_DIR/_metadata.before-repair")" = "$MD_BEFORE" ]
 check "snapfs verify says RESTORABLE for the repaired $R_NAME" [ "$(verdict_of "$SR" "$R_NAME")" = RESTORABLE ]
 check "Refs2 finds every file of the repaired $R_NAME" [ "$(refs_verdict "$SR/$R_DIR")" = yes ]
 check "the file set of the repaired $R_NAME is Flink's" same_files "$SR" "$R_NAME"
 check "a real restore from the repaired $R_NAME reaches RUNNING and completes a checkpoint" \
-  restores_and_checkpoints "repair" "$SR/$R_DIR" -D "state.checkpoints.dir=file://$WORK/restored-repair/checkpoints"
+  restores_and_checkpoints "repair" "$SR/$R_DIR" -D "state.checkpoints.dir=file://$XF/restored-repair/checkpoints"
 phase_end
 fi # phase repair
 
@@ -770,16 +772,16 @@ C_NAME=$(checkpoints_of_job "$SC" "$CA" | cut -d' ' -f1)
 C_DIR=$(snapshot_dir "$SC" "$C_NAME")
 log "convert: $C_NAME ($C_DIR), $(json "d['files']" < <("$SNAPFS" show "$SC" "$C_NAME" --json)) files; retained: $(checkpoints_of_job "$SC" "$CA")"
 check "the file set of $C_NAME is Flink's" same_files "$SC" "$C_NAME"
-SHARED=$(json "len([e for e in d['entries'] if e['type'] == 'file' and not e['path'].startswith('$C_DIR/')])" < "$WORK/show-$C_NAME.json")
+SHARED=$(json "len([e for e in d['entries'] if e['type'] == 'file' and not e['path'].startswith('$C_DIR/')])" < "$XF/show-$C_NAME.json")
 log "convert: $C_NAME names $SHARED files outside its own directory (shared/)"
 "$SNAPFS" convert "$SC" "$C_NAME" --to self-contained --label converted || fail "convert: snapfs convert failed"
 CV_DIR=$(snapshot_dir "$SC" converted)
 log "convert: converted -> $CV_DIR"
 check "the converted snapshot is a directory under the savepoint directory" [ -f "$SC/$CV_DIR/_metadata" -a "${CV_DIR#savepoints/}" != "$CV_DIR" ]
 check "the file set of the converted snapshot is Flink's" same_files "$SC" converted
-check "Flink reads every file of the converted snapshot inside its directory" all_inside "$WORK/refs-converted.txt" "$SC/$CV_DIR"
+check "Flink reads every file of the converted snapshot inside its directory" all_inside "$XF/refs-converted.txt" "$SC/$CV_DIR"
 check "the converted snapshot holds the same files as $C_NAME (sizes and checksums)" \
-  [ "$(contents "$WORK/show-$C_NAME.json" "$SC")" = "$(contents "$WORK/show-converted.json" "$SC")" ]
+  [ "$(contents "$XF/show-$C_NAME.json" "$SC")" = "$(contents "$XF/show-converted.json" "$SC")" ]
 OTHERS=$("$SNAPFS" list "$SC" --json | json "' '.join(s['name'] for s in d if s['name'] != 'converted')")
 log "convert: delete every other snapshot of the job through snapfs: $OTHERS"
 check "snapfs delete of every other snapshot of $CA" quiet "$SNAPFS" delete "$SC" $OTHERS
@@ -790,9 +792,9 @@ check "snapfs verify says RESTORABLE for the converted snapshot" [ "$(verdict_of
 check "Refs2 finds every file of the converted snapshot after the deletes" [ "$(refs_verdict "$SC/$CV_DIR")" = yes ]
 check "the file set of the converted snapshot is still Flink's" same_files "$SC" converted
 check "a real NO_CLAIM restore from the converted snapshot reaches RUNNING and completes a checkpoint" \
-  restores_and_checkpoints "convert (NO_CLAIM)" "$SC/$CV_DIR" -cm no_claim -D "state.checkpoints.dir=file://$WORK/restored-convert/checkpoints"
+  restores_and_checkpoints "convert (NO_CLAIM)" "$SC/$CV_DIR" -cm no_claim -D "state.checkpoints.dir=file://$XF/restored-convert/checkpoints"
 check "a real CLAIM restore from the converted snapshot reaches RUNNING and completes a checkpoint" \
-  restores_and_checkpoints "convert (CLAIM)" "$SC/$CV_DIR" -cm claim -D "state.checkpoints.dir=file://$WORK/restored-convert-claim/checkpoints"
+  restores_and_checkpoints "convert (CLAIM)" "$SC/$CV_DIR" -cm claim -D "state.checkpoints.dir=file://$XF/restored-convert-claim/checkpoints"
 phase_end
 fi # phase convert
 
@@ -816,7 +818,7 @@ L_NAME=$(checkpoints_of_job "$SL" "$LA" | tr ' ' '\n' | tail -1)
 L_DIR=$(snapshot_dir "$SL" "$L_NAME")
 check "the file set of $L_NAME is Flink's" same_files "$SL" "$L_NAME"
 # Each file's size and checksum, to find them again in the copy.
-contents "$WORK/show-$L_NAME.json" "$SL" > "$WORK/relocate-before.txt"
+contents "$XF/show-$L_NAME.json" "$SL" > "$XF/relocate-before.txt"
 "$SNAPFS" mount "$SL" "$MNTL" --clear-stale --quiet > "$WORK/log/snapfs-mount-relocate.log" 2>&1 &
 MOUNTL_PID=$!
 for _ in $(seq 1 100); do [ -e "$MNTL/.snapfs/status" ] && break; sleep 0.1; done
@@ -831,11 +833,11 @@ fusermount3 -u "$MNTL" || fusermount3 -u -z "$MNTL" || true
 wait "$MOUNTL_PID" 2>/dev/null || true
 COPY=$ARCHIVE/$L_NAME
 check "the copy has _metadata at its top ($COPY/_metadata)" [ -f "$COPY/_metadata" ]
-refs "$COPY" > "$WORK/refs-relocated.txt"
-log "relocate: Refs2 on the copy: $(head -1 "$WORK/refs-relocated.txt" | sed -e 's/ operators=.* restorable=/ restorable=/')"
-check "Refs2 finds every file of the copy" [ "$(head -1 "$WORK/refs-relocated.txt" | grep -o 'restorable=[a-zA-Z]*')" = restorable=yes ]
-check "Flink reads every file of the copy inside the copy" all_inside "$WORK/refs-relocated.txt" "$COPY"
-python3 - "$WORK/refs-relocated.txt" > "$WORK/relocate-after.txt" <<'PY'
+refs "$COPY" > "$XF/refs-relocated.txt"
+log "relocate: Refs2 on the copy: $(head -1 "$XF/refs-relocated.txt" | sed -e 's/ operators=.* restorable=/ restorable=/')"
+check "Refs2 finds every file of the copy" [ "$(head -1 "$XF/refs-relocated.txt" | grep -o 'restorable=[a-zA-Z]*')" = restorable=yes ]
+check "Flink reads every file of the copy inside the copy" all_inside "$XF/refs-relocated.txt" "$COPY"
+python3 - "$XF/refs-relocated.txt" > "$XF/relocate-after.txt" <<'PY'
 import hashlib, sys
 for l in open(sys.argv[1]).read().splitlines()[1:]:
     if l.startswith('#') or l.startswith('!') or l.startswith('DIR\t'): continue
@@ -843,9 +845,9 @@ for l in open(sys.argv[1]).read().splitlines()[1:]:
     print(size, hashlib.sha256(open(p[5:] if p.startswith('file:') else p, 'rb').read()).hexdigest())
 PY
 check "the files Flink names in the copy are the files snapfs listed for $L_NAME (sizes and checksums)" \
-  [ "$(sort "$WORK/relocate-before.txt")" = "$(sort "$WORK/relocate-after.txt")" ]
+  [ "$(sort "$XF/relocate-before.txt")" = "$(sort "$XF/relocate-after.txt")" ]
 check "a real restore from $COPY reaches RUNNING and completes a checkpoint" \
-  restores_and_checkpoints "relocate" "$COPY" -D "state.checkpoints.dir=file://$WORK/restored-relocate/checkpoints"
+  restores_and_checkpoints "relocate" "$COPY" -D "state.checkpoints.dir=file://$XF/restored-relocate/checkpoints"
 phase_end
 fi # phase relocate
 [ -z "$PHASE_TIMES" ] || log "phase wall times:$PHASE_TIMES"
