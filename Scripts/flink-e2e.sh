@@ -10,7 +10,9 @@
 #        SNAPFS_FLINK_CACHE where the PyPI wheels are kept between runs (default /var/tmp/snapfs-flink-cache)
 #        SNAPFS_E2E_PORT   REST port (default 18181; RPC uses PORT-2000)
 #        SNAPFS_E2E_VIA    mount (default: rm -rf through the mount, trigger files) or cli (snapfs delete/trigger)
-#        SNAPFS_E2E_PHASES all (default) or cluster (only the whole-cluster phase below)
+#        SNAPFS_E2E_PHASES all (default), or a comma-separated list of phases: cluster (the whole-cluster phase below),
+#                          repair, convert, relocate (the snapshot-transformation phases at the end)
+#        SNAPFS_E2E_RELOCATE 1 (default) or 0: whether `all` includes the relocate phase
 # Then the backups: a HashMap + changelog checkpoint and a RocksDB file-merged checkpoint (of a second store) are
 # copied out of the mount with `tar` and with `rsync`, each copy is put where Flink wrote the store, and real Flink
 # restores from it, reaching RUNNING and completing a checkpoint.
@@ -127,7 +129,7 @@ stop_cluster() {
 finish() {
   local rc=$?
   unmount_store
-  for m in "$WORK/mnt-backups" "$WORK/mnt-cluster"; do
+  for m in "$WORK"/mnt-*; do
     if mountpoint -q "$m" 2>/dev/null; then fusermount3 -u -z "$m" || true; fi
   done
   stop_cluster
@@ -413,6 +415,7 @@ rm -rf "$STORE2"; mv "$STORE2.orig" "$STORE2"
 fi # PHASES = all
 
 # ---- a whole cluster's store: every job's recovery point -------------------------------------------------------
+if [ "$PHASES" = all ] || [[ ",$PHASES," == *,cluster,* ]]; then
 # One checkpoint directory for three jobs, as a cluster without HA leaves it: R cancelled, P and Q running at once
 # (parallelism 1 each, so both fit the task manager's two slots). The store knows no --job: every job counts.
 STORE3=$WORK/store-cluster
@@ -574,5 +577,279 @@ done
 fusermount3 -u "$MNT3" || fusermount3 -u -z "$MNT3" || true
 wait "$MOUNT3_PID" 2>/dev/null || true
 snapfs list "$STORE3"
+fi # PHASES = all or cluster
+
+# ==== snapshot transformations: repair, convert, relocate ======================================================
+# Three phases, each with a store of its own under $WORK (store-repair, store-convert, store-relocate), each run
+# alone by naming it in SNAPFS_E2E_PHASES (comma-separated) and all three by `all`. Each prints PASS/FAIL lines and
+# its wall time; every file set involved is compared with Flink's own deserializer (Refs2.java) against
+# `snapfs show NAME --files --json`.
+XF=$WORK/xform # the phases' working files
+xform_wanted() { [ "$PHASES" = all ] || [[ ",$PHASES," == *",$1,"* ]]; }
+PHASE_TIMES=""
+pass() { log "PASS: $*"; }
+check() { # description command… → a PASS or FAIL line; a failure is counted and the phase goes on
+  local what=$1; shift
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+phase_begin() { PHASE_NAME=$1; PHASE_T0=$(date +%s); PHASE_F0=$FAILURES; log "==== phase $1"; }
+phase_end() {
+  local secs=$(( $(date +%s) - PHASE_T0 )) verdict=PASS
+  [ "$FAILURES" = "$PHASE_F0" ] || verdict="FAIL ($((FAILURES - PHASE_F0)) failures)"
+  log "==== phase $PHASE_NAME: $verdict in $secs s"
+  PHASE_TIMES="$PHASE_TIMES $PHASE_NAME=${secs}s:${verdict%% *}"
+}
+ensure_cluster() { [ "$CLUSTER_STARTED" = 1 ] || start_cluster; }
+refs() { # snapshot directories… → Refs2's lines (Flink's own deserializer)
+  if [ ! -f "$WORK/refs-classes/Refs2.class" ]; then
+    mkdir -p "$WORK/refs-classes"
+    javac -cp "$FLINK_HOME/lib/*" -d "$WORK/refs-classes" "$TOOLS/Refs2.java"
+  fi
+  java -cp "$WORK/refs-classes:$FLINK_HOME/lib/*" Refs2 "$@" 2>/dev/null
+}
+all_inside() { # refs-output dir → 0 when Flink read the snapshot, names files, and every one lies inside dir
+  head -1 "$1" | grep -q ' id=' || return 1
+  local files; files=$(grep -v '^#' "$1" | grep -v '^!' || true)
+  [ -n "$files" ] && [ -z "$(echo "$files" | grep -v "^file:$2/")" ]
+}
+refs_verdict() { refs "$1" | head -1 | grep -o 'restorable=[a-zA-Z]*' | cut -d= -f2; }
+# The comparison: Refs2's files (path relative to the store when inside it, size rule, size Flink requires) against
+# the snapshot's file entries in the catalog, without its own _metadata (and the copy kept by a repair).
+rm -rf "$XF"; mkdir -p "$XF"
+cat > "$XF/same-files.py" <<'PY'
+import json, os, sys
+refs_out, show_json, store = sys.argv[1:4]
+lines = open(refs_out).read().splitlines()
+if not lines or ' ERROR ' in lines[0] or 'NO_METADATA' in lines[0]:
+    print('Refs2 could not read the snapshot: ' + (lines[0] if lines else 'no output')); sys.exit(1)
+def rel(p):
+    if p.startswith('file:'): p = p[5:]
+    while p.startswith('//'): p = p[1:]
+    return os.path.relpath(p, store) if p.startswith(store.rstrip('/') + '/') else p
+flink = set()
+for l in lines[1:]:
+    if l.startswith('!') or l.startswith('#') or l.startswith('DIR\t'): continue
+    f = l.split('\t')
+    if f[1].startswith('>='): flink.add((rel(f[0]), 'at-least', int(f[1][2:])))
+    elif len(f) > 2 and f[2] == 'changelog': flink.add((rel(f[0]), 'at-least', int(f[1])))
+    else: flink.add((rel(f[0]), 'exact', int(f[1])))
+show = json.load(open(show_json))
+d = show.get('directory') or ''
+own = {d + '/_metadata', d + '/_metadata.before-repair'}
+ours = set((e['path'], e['sizeRule'], e['requiredSize']) for e in show.get('entries') or [] if e['type'] == 'file' and e['path'] not in own)
+if not flink: print('Refs2 names no file: the comparison would prove nothing'); sys.exit(1)
+if flink != ours:
+    for x in sorted(flink - ours)[:5]: print('  only Flink names: %s %s %d' % x)
+    for x in sorted(ours - flink)[:5]: print('  only snapfs lists: %s %s %d' % x)
+    print('%d files by Flink, %d by snapfs, %d in common' % (len(flink), len(ours), len(flink & ours))); sys.exit(1)
+print('%d files, each with the same size rule and size' % len(flink))
+PY
+same_files() { # store snapshot-name → 0 when Refs2 and `snapfs show --files --json` name the same files
+  local store=$1 name=$2 dir out
+  "$SNAPFS" show "$store" "$name" --files --json > "$XF/show-$name.json" || { log "snapfs show $name failed"; return 1; }
+  dir=$(json "d.get('directory') or ''" < "$XF/show-$name.json")
+  refs "$store/$dir" > "$XF/refs-$name.txt"
+  out=$(python3 "$XF/same-files.py" "$XF/refs-$name.txt" "$XF/show-$name.json" "$store" 2>&1); local rc=$?
+  log "Flink's deserializer vs snapfs show $name: $out"
+  return $rc
+}
+checkpoints_of_job() { # store job → the catalog names of that job's checkpoints, oldest first
+  "$SNAPFS" list "$1" --json | json "' '.join(sorted([s['name'] for s in d if s['name'].startswith('${2:0:6}-chk-')], key=lambda n: int(n.rsplit('-', 1)[1])))"
+}
+quiet() { # command… → its status; its output in $XF/quiet.txt, and only its last line shown
+  local rc=0; "$@" > "$XF/quiet.txt" 2>&1 || rc=$?; tail -1 "$XF/quiet.txt"; return $rc
+}
+contents() { # show-json store → "size sha256" of every file the snapshot names but its own _metadata, sorted
+  python3 - "$1" "$2" <<'PY' | sort
+import hashlib, json, sys
+d = json.load(open(sys.argv[1]))
+for e in d['entries']:
+    if e['type'] == 'file' and e['path'] != d['directory'] + '/_metadata':
+        print(e['size'], hashlib.sha256(open(sys.argv[2] + '/' + e['path'], 'rb').read()).hexdigest())
+PY
+}
+snapshot_dir() { "$SNAPFS" show "$1" "$2" --json | json "d.get('directory') or ''"; }
+verdict_of() { # store name → RESTORABLE or NOT RESTORABLE, from `snapfs verify --json`
+  { "$SNAPFS" verify "$1" --json || true; } | json "['RESTORABLE' if s['restorable'] else 'NOT RESTORABLE' for s in d['snapshots'] if s['name'] == '$2'][0]" 2>/dev/null || echo "NOT LISTED"
+}
+native_savepoint() { # job target-dir → the savepoint's path; Flink takes it as a NATIVE savepoint and cancels the job
+  local trig loc=""
+  trig=$(curl -sf -XPOST -H 'Content-Type: application/json' "$REST/jobs/$1/savepoints" \
+    -d "{\"target-directory\": \"file://$2\", \"cancel-job\": true, \"formatType\": \"NATIVE\"}" | json "d['request-id']")
+  for _ in $(seq 1 120); do
+    loc=$(curl -sf "$REST/jobs/$1/savepoints/$trig" | json "d['operation'].get('location') or '' if d['status']['id'] == 'COMPLETED' else ''" 2>/dev/null || true)
+    [ -n "$loc" ] && { echo "${loc#file:}"; return 0; }
+    sleep 1
+  done
+  return 1
+}
+restores_and_checkpoints() { # label snapshot-dir job-args… → 0 when a job restored from it is RUNNING and completes a checkpoint
+  local label=$1 dir=$2; shift 2
+  local J st n from
+  J=$(run_job -s "file://$dir" "$@" || true)
+  [ -n "$J" ] || { log "$label: no job started from $dir"; return 1; }
+  for _ in $(seq 1 120); do
+    n=$(completed_checkpoints "$J" 2>/dev/null || echo 0); st=$(job_state "$J" 2>/dev/null || echo '?')
+    [ "${n:-0}" -ge 1 ] && break
+    case "$st" in FAILED|CANCELED|FINISHED) break ;; esac
+    sleep 1
+  done
+  st=$(job_state "$J" 2>/dev/null || echo '?')
+  from=$(curl -sf "$REST/jobs/$J/checkpoints" | json "((d.get('latest') or {}).get('restored') or {}).get('external_path')" 2>/dev/null || true)
+  log "$label: job $J is $st with ${n:-0} checkpoints completed, restored from $from"
+  [ "$st" != RUNNING ] || [ "${n:-0}" -lt 1 ] && log "$label: exceptions: $(curl -sf "$REST/jobs/$J/exceptions" | json "(d.get('rootException') or '')[:300]" 2>/dev/null)"
+  curl -sf -XPATCH "$REST/jobs/$J?mode=cancel" >/dev/null 2>&1 || true
+  for _ in $(seq 1 60); do case "$(job_state "$J" 2>/dev/null)" in CANCELED|FAILED|FINISHED) break ;; esac; sleep 1; done
+  [ "$st" = RUNNING ] && [ "${n:-0}" -ge 1 ] && [ "${from#file:}" = "${dir%/}" ]
+}
+xform_store() { # name → a new empty store directory for a phase, with the job settings that write into it
+  local s=$WORK/store-$1
+  rm -rf "$s"; mkdir -p "$s/savepoints"; echo "$s"
+}
+store_job() { local s=$1; shift; run_job -D "state.checkpoints.dir=file://$s/checkpoints" -D "state.savepoints.dir=file://$s/savepoints" "$@"; }
+
+# ---- phase repair: FLINK-39964 made by a real Flink, found by verify, fixed by repair, restored from --------------
+# Job A (RocksDB incremental) is stopped with a NATIVE savepoint (relative handles); job B is restored from it in
+# CLAIM mode and checkpoints: its checkpoints keep the reused SST files' relative handles, which Flink resolves
+# against each chk-N, where the files never were.
+if xform_wanted repair; then
+phase_begin repair
+ensure_cluster
+SR=$(xform_store repair)
+RA=$(store_job "$SR"); [ -n "$RA" ] || die "repair: job A did not start"
+log "repair: job A = $RA (RocksDB, incremental checkpoints)"
+wait_checkpoints "$RA" 3
+RSP=$(native_savepoint "$RA" "$SR/savepoints") || die "repair: the NATIVE savepoint of $RA did not complete"
+log "repair: NATIVE savepoint $RSP (A cancelled with it)"
+RB=$(store_job "$SR" -s "file://$RSP" -cm claim); [ -n "$RB" ] || die "repair: job B did not start"
+log "repair: job B = $RB restored from the NATIVE savepoint in CLAIM mode"
+wait_checkpoints "$RB" 2
+cancel_job "$RB"
+"$SNAPFS" init "$SR" --engine flink --rest "$REST" >/dev/null
+"$SNAPFS" list "$SR"
+R_NAME=$(checkpoints_of_job "$SR" "$RB" | tr ' ' '\n' | tail -1)
+R_DIR=$(snapshot_dir "$SR" "$R_NAME")
+log "repair: B's newest checkpoint $R_NAME ($R_DIR)"
+check "Refs2 (Flink's deserializer) finds files missing in $R_NAME: FLINK-39964" [ "$(refs_verdict "$SR/$R_DIR")" = NO ]
+check "snapfs verify says NOT RESTORABLE for $R_NAME" [ "$(verdict_of "$SR" "$R_NAME")" = "NOT RESTORABLE" ]
+"$SNAPFS" verify "$SR" | grep -A3 "^NOT RESTORABLE $R_NAME" || true
+check "the file set of $R_NAME (before the repair) is Flink's" same_files "$SR" "$R_NAME"
+SP_NAME=$(basename "$RSP")
+if "$SNAPFS" show "$SR" "$SP_NAME" >/dev/null 2>&1; then
+  check "the file set of the NATIVE savepoint $SP_NAME is Flink's" same_files "$SR" "$SP_NAME"
+fi
+MD_BEFORE=$(sha256sum < "$SR/$R_DIR/_metadata")
+"$SNAPFS" repair "$SR" "$R_NAME" --dry-run --json > "$XF/repair-dry.json" || fail "repair: snapfs repair --dry-run failed"
+"$SNAPFS" repair "$SR" "$R_NAME" --dry-run | tail -1
+FIXES=$(json "len(d['fixes'])" < "$XF/repair-dry.json" 2>/dev/null || echo 0)
+check "repair --dry-run names $FIXES handles to rewrite" [ "$FIXES" -gt 0 ]
+check "repair --dry-run left _metadata as it was" [ "$(sha256sum < "$SR/$R_DIR/_metadata")" = "$MD_BEFORE" ]
+check "repair --dry-run wrote no _metadata.before-repair" [ ! -e "$SR/$R_DIR/_metadata.before-repair" ]
+"$SNAPFS" repair "$SR" "$R_NAME" --json > "$XF/repair.json" || fail "repair: snapfs repair failed"
+log "repair: $(json "'%d handles rewritten, e.g. %s -> %s; original kept as %s' % (len(d['fixes']), d['fixes'][0]['looksAt'], d['fixes'][0]['foundAt'], d.get('kept'))" < "$XF/repair.json" 2>/dev/null)"
+check "repair rewrote the handles --dry-run named" [ "$(json "sorted((f['looksAt'], f['foundAt']) for f in d['fixes'])" < "$XF/repair.json")" = "$(json "sorted((f['looksAt'], f['foundAt']) for f in d['fixes'])" < "$XF/repair-dry.json")" ]
+check "the original _metadata is kept beside the repaired one" [ "$(sha256sum < "$SR/$R_DIR/_metadata.before-repair")" = "$MD_BEFORE" ]
+check "snapfs verify says RESTORABLE for the repaired $R_NAME" [ "$(verdict_of "$SR" "$R_NAME")" = RESTORABLE ]
+check "Refs2 finds every file of the repaired $R_NAME" [ "$(refs_verdict "$SR/$R_DIR")" = yes ]
+check "the file set of the repaired $R_NAME is Flink's" same_files "$SR" "$R_NAME"
+check "a real restore from the repaired $R_NAME reaches RUNNING and completes a checkpoint" \
+  restores_and_checkpoints "repair" "$SR/$R_DIR" -D "state.checkpoints.dir=file://$XF/restored-repair/checkpoints"
+phase_end
+fi # phase repair
+
+# ---- phase convert: a retained incremental checkpoint made self-contained outlives every other snapshot of its job
+if xform_wanted convert; then
+phase_begin convert
+ensure_cluster
+SC=$(xform_store convert)
+CA=$(store_job "$SC"); [ -n "$CA" ] || die "convert: job A did not start"
+log "convert: job A = $CA (RocksDB, incremental checkpoints)"
+wait_checkpoints "$CA" 4
+cancel_job "$CA"
+"$SNAPFS" init "$SC" --engine flink --rest "$REST" >/dev/null
+# The oldest retained checkpoint: newer ones share its SST files, and a delete of them must leave the copy whole.
+C_NAME=$(checkpoints_of_job "$SC" "$CA" | cut -d' ' -f1)
+C_DIR=$(snapshot_dir "$SC" "$C_NAME")
+log "convert: $C_NAME ($C_DIR), $(json "d['files']" < <("$SNAPFS" show "$SC" "$C_NAME" --json)) files; retained: $(checkpoints_of_job "$SC" "$CA")"
+check "the file set of $C_NAME is Flink's" same_files "$SC" "$C_NAME"
+SHARED=$(json "len([e for e in d['entries'] if e['type'] == 'file' and not e['path'].startswith('$C_DIR/')])" < "$XF/show-$C_NAME.json")
+log "convert: $C_NAME names $SHARED files outside its own directory (shared/)"
+"$SNAPFS" convert "$SC" "$C_NAME" --to self-contained --label converted || fail "convert: snapfs convert failed"
+CV_DIR=$(snapshot_dir "$SC" converted)
+log "convert: converted -> $CV_DIR"
+check "the converted snapshot is a directory under the savepoint directory" [ -f "$SC/$CV_DIR/_metadata" -a "${CV_DIR#savepoints/}" != "$CV_DIR" ]
+check "the file set of the converted snapshot is Flink's" same_files "$SC" converted
+check "Flink reads every file of the converted snapshot inside its directory" all_inside "$XF/refs-converted.txt" "$SC/$CV_DIR"
+check "the converted snapshot holds the same files as $C_NAME (sizes and checksums)" \
+  [ "$(contents "$XF/show-$C_NAME.json" "$SC")" = "$(contents "$XF/show-converted.json" "$SC")" ]
+OTHERS=$("$SNAPFS" list "$SC" --json | json "' '.join(s['name'] for s in d if s['name'] != 'converted')")
+log "convert: delete every other snapshot of the job through snapfs: $OTHERS"
+check "snapfs delete of every other snapshot of $CA" quiet "$SNAPFS" delete "$SC" $OTHERS
+check "no checkpoint directory of $CA remains" [ -z "$(ls -d "$SC/checkpoints/$CA"/chk-* 2>/dev/null)" ]
+check "no file of $CA's shared directory remains" [ -z "$(find "$SC/checkpoints/$CA" -type f 2>/dev/null)" ]
+check "the store lists only the converted snapshot" [ "$("$SNAPFS" list "$SC" --json | json "' '.join(s['name'] for s in d)")" = converted ]
+check "snapfs verify says RESTORABLE for the converted snapshot" [ "$(verdict_of "$SC" converted)" = RESTORABLE ]
+check "Refs2 finds every file of the converted snapshot after the deletes" [ "$(refs_verdict "$SC/$CV_DIR")" = yes ]
+check "the file set of the converted snapshot is still Flink's" same_files "$SC" converted
+check "a real NO_CLAIM restore from the converted snapshot reaches RUNNING and completes a checkpoint" \
+  restores_and_checkpoints "convert (NO_CLAIM)" "$SC/$CV_DIR" -cm no_claim -D "state.checkpoints.dir=file://$XF/restored-convert/checkpoints"
+check "a real CLAIM restore from the converted snapshot reaches RUNNING and completes a checkpoint" \
+  restores_and_checkpoints "convert (CLAIM)" "$SC/$CV_DIR" -cm claim -D "state.checkpoints.dir=file://$XF/restored-convert-claim/checkpoints"
+phase_end
+fi # phase convert
+
+# ---- phase relocate: `mv MNT/S /elsewhere/` of a checkpoint, restored from where it went -------------------------
+# The mount shows each Flink snapshot as a self-contained savepoint layout (MNT/S/_metadata with relative handles,
+# its files beside it), so the copy `mv` makes across filesystems is one Flink restores from; the checked delete
+# then removes S from the store. SNAPFS_E2E_RELOCATE=0 leaves it out of `all` (for a build without that view).
+if { [ "$PHASES" = all ] && [ "${SNAPFS_E2E_RELOCATE:-1}" = 1 ]; } || [[ ",$PHASES," == *,relocate,* ]]; then
+phase_begin relocate
+ensure_cluster
+SL=$(xform_store relocate)
+MNTL=$WORK/mnt-relocate
+ARCHIVE=$WORK/archive
+rm -rf "$ARCHIVE"; mkdir -p "$MNTL" "$ARCHIVE"
+LA=$(store_job "$SL"); [ -n "$LA" ] || die "relocate: job A did not start"
+log "relocate: job A = $LA (RocksDB, incremental checkpoints)"
+wait_checkpoints "$LA" 4
+cancel_job "$LA"
+"$SNAPFS" init "$SL" --engine flink --rest "$REST" >/dev/null
+L_NAME=$(checkpoints_of_job "$SL" "$LA" | tr ' ' '\n' | tail -1)
+L_DIR=$(snapshot_dir "$SL" "$L_NAME")
+check "the file set of $L_NAME is Flink's" same_files "$SL" "$L_NAME"
+# Each file's size and checksum, to find them again in the copy.
+contents "$XF/show-$L_NAME.json" "$SL" > "$XF/relocate-before.txt"
+"$SNAPFS" mount "$SL" "$MNTL" --clear-stale --quiet > "$WORK/log/snapfs-mount-relocate.log" 2>&1 &
+MOUNTL_PID=$!
+for _ in $(seq 1 100); do [ -e "$MNTL/.snapfs/status" ] && break; sleep 0.1; done
+[ -e "$MNTL/.snapfs/status" ] || die "relocate: the store did not mount (log: $WORK/log/snapfs-mount-relocate.log)"
+check "the mount shows $L_NAME as a savepoint layout ($L_NAME/_metadata)" [ -f "$MNTL/$L_NAME/_metadata" ]
+log "relocate: mv $MNTL/$L_NAME $ARCHIVE/"
+check "mv of the cancelled job's $L_NAME out of the mount" mv "$MNTL/$L_NAME" "$ARCHIVE/"
+check "$L_NAME left the mount" [ ! -e "$MNTL/$L_NAME" ]
+check "$L_NAME left the store's catalog" [ -z "$("$SNAPFS" list "$SL" --json | json "' '.join(s['name'] for s in d if s['name'] == '$L_NAME')")" ]
+check "$L_NAME's directory left the store" [ ! -e "$SL/$L_DIR" ]
+fusermount3 -u "$MNTL" || fusermount3 -u -z "$MNTL" || true
+wait "$MOUNTL_PID" 2>/dev/null || true
+COPY=$ARCHIVE/$L_NAME
+check "the copy has _metadata at its top ($COPY/_metadata)" [ -f "$COPY/_metadata" ]
+refs "$COPY" > "$XF/refs-relocated.txt"
+log "relocate: Refs2 on the copy: $(head -1 "$XF/refs-relocated.txt" | sed -e 's/ operators=.* restorable=/ restorable=/')"
+check "Refs2 finds every file of the copy" [ "$(head -1 "$XF/refs-relocated.txt" | grep -o 'restorable=[a-zA-Z]*')" = restorable=yes ]
+check "Flink reads every file of the copy inside the copy" all_inside "$XF/refs-relocated.txt" "$COPY"
+python3 - "$XF/refs-relocated.txt" > "$XF/relocate-after.txt" <<'PY'
+import hashlib, sys
+for l in open(sys.argv[1]).read().splitlines()[1:]:
+    if l.startswith('#') or l.startswith('!') or l.startswith('DIR\t'): continue
+    p, size = l.split('\t')[:2]
+    print(size, hashlib.sha256(open(p[5:] if p.startswith('file:') else p, 'rb').read()).hexdigest())
+PY
+check "the files Flink names in the copy are the files snapfs listed for $L_NAME (sizes and checksums)" \
+  [ "$(sort "$XF/relocate-before.txt")" = "$(sort "$XF/relocate-after.txt")" ]
+check "a real restore from $COPY reaches RUNNING and completes a checkpoint" \
+  restores_and_checkpoints "relocate" "$COPY" -D "state.checkpoints.dir=file://$XF/restored-relocate/checkpoints"
+phase_end
+fi # phase relocate
+[ -z "$PHASE_TIMES" ] || log "phase wall times:$PHASE_TIMES"
 
 [ "$FAILURES" = 0 ] && log "E2E PASSED" || { log "E2E FAILED ($FAILURES)"; exit 1; }
