@@ -224,13 +224,14 @@ snapfs list "$STORE"
 mount_store
 if [ "$VIA" = mount ]; then
   ls -l "$MNT"
-  # A snapshot directory in the mount is complete: _metadata plus every file it needs at its store path.
+  # A snapshot directory in the mount is complete: Flink's relocatable layout (_metadata rewritten with
+  # relative handles, every file it needs beside it), or the store-relative layout for file merging. Either
+  # way the files it holds, _metadata aside, are byte for byte the ones the store's snapshot needs.
   for s in $(snapfs list "$STORE" --json | json "' '.join(s['name'] for s in d)"); do
-    NEEDS=$(snapfs show "$STORE" "$s" --files | awk '$1 == "-" {print $4}')
-    for f in $NEEDS; do
-      [ -f "$STORE/$f" ] || continue
-      cmp -s "$STORE/$f" "$MNT/$s/$f" || { fail "$MNT/$s/$f differs from $STORE/$f"; break; }
-    done
+    WANT=$(snapfs show "$STORE" "$s" --files | awk '$1 == "-" && $4 !~ /\/_metadata[^\/]*$/ {print $4}' |
+      while read -r f; do if [ -f "$STORE/$f" ]; then sha256sum < "$STORE/$f"; fi; done | sort)
+    HAVE=$(find "$MNT/$s" -type f ! -name '_metadata*' -exec sha256sum {} + | awk '{print $1 "  -"}' | sort)
+    [ "$WANT" = "$HAVE" ] || fail "$MNT/$s does not hold exactly the files $s needs in the store"
   done
   log "every snapshot in the mount holds its files byte-identical to the store"
 fi
@@ -395,15 +396,17 @@ mv "$STORE2" "$STORE2.orig"
 restore_copy() { # copy-directory snapshot-name job-settings…
   local copy=$1 name=$2; shift 2
   rm -rf "$STORE2"; cp -a "$copy" "$STORE2"
-  local dir; dir=$(cd "$STORE2" && dirname "$(find . -name _metadata | head -1)"); dir=${dir#./}
-  local J; J=$(run_job -s "file://$STORE2/$dir" -cm claim -D "state.checkpoints.dir=file://$WORK/restored/checkpoints" "$@")
+  # The copy is Flink's relocatable layout (_metadata at its top) or, for file merging, the store-relative one.
+  local dir; dir=$(cd "$STORE2" && dirname "$(find . -name _metadata | head -1)"); dir=${dir#.}; dir=${dir#/}
+  local from=$STORE2${dir:+/$dir}
+  local J; J=$(run_job -s "file://$from" -cm claim -D "state.checkpoints.dir=file://$WORK/restored/checkpoints" "$@")
   [ -n "$J" ] || { fail "no job started from the copy $copy"; return; }
   wait_checkpoints "$J" 1
   local st restored
   st=$(job_state "$J"); restored=$(curl -sf "$REST/jobs/$J/checkpoints" | json "d['latest']['restored']['external_path']")
   log "restored from $(basename "$copy") ($name): job $J is $st, restored from $restored"
   [ "$st" = RUNNING ] || fail "the job restored from $copy is $st, not RUNNING"
-  [ "${restored#file:}" = "$STORE2/$dir" ] || fail "the job restored from $restored, not the copy's $STORE2/$dir"
+  [ "${restored#file:}" = "$from" ] || fail "the job restored from $restored, not the copy's $from"
   cancel_job "$J"
 }
 for tool in tar rsync; do
