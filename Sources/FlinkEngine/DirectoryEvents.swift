@@ -1,0 +1,113 @@
+import Foundation
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Tells when a directory of a Flink store changes in a way that can mean a snapshot came or went, through Linux
+/// inotify: a directory created, removed or renamed in a watched one (a new job, a new `chk-N`, a subsumed one
+/// removed), or a `_metadata` written or renamed into place (Flink writes it last). Other files (state files, the
+/// catalog and its log in the store's root) do not count.
+///
+/// inotify sees only changes made through this kernel: on a network file system (NFS, SMB, Ceph, 9p) or a FUSE
+/// one, a change made by another machine raises no event, so `open` refuses those and the watcher polls.
+final class DirectoryEvents: Sendable {
+    private let fd: Int32
+    private let root: String
+    /// Watch descriptor by store-relative directory.
+    private let watches = Mutex<[String: Int32]>([:])
+    private let logger = Logger(label: "snapfs.flink.watcher")
+
+    static let mask: UInt32 = UInt32(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE
+                                     | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+
+    /// File systems whose changes inotify does not see when another machine makes them (`statfs` f_type).
+    static let remoteFileSystems: Set<UInt> = [
+        0x6969,       // NFS
+        0x517B,       // SMB
+        0xFF53_4D42,  // CIFS
+        0xFE53_4D42,  // SMB2
+        0x00C3_6400,  // Ceph
+        0x0102_1997,  // 9p
+        0x6573_5546,  // FUSE (s3fs, gcsfuse, sshfs…)
+        0x5346_414F,  // AFS
+        0x0BD0_0BD0,  // Lustre
+        0x4750_4653,  // GPFS
+    ]
+
+    /// Events for the store at `root`, or nil (with why) when inotify cannot be used there.
+    static func open(root: String) -> Result<DirectoryEvents, Unavailable> {
+        var fs = statfs()
+        if statfs(root, &fs) == 0, remoteFileSystems.contains(UInt(UInt32(truncatingIfNeeded: fs.f_type))) {
+            return .failure(Unavailable(reason: String(format: "the store is on a network or FUSE file system (type 0x%llx)", UInt64(UInt32(truncatingIfNeeded: fs.f_type)))))
+        }
+        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        guard fd >= 0 else { return .failure(Unavailable(reason: "inotify_init1: \(String(cString: strerror(errno)))")) }
+        return .success(DirectoryEvents(fd: fd, root: root))
+    }
+
+    struct Unavailable: Error { var reason: String }
+
+    private init(fd: Int32, root: String) {
+        self.fd = fd
+        self.root = root
+    }
+
+    deinit { close(fd) }
+
+    /// Watches exactly `directories` (store-relative, "" the root) from now on. Returns whether any was new:
+    /// something may have changed in it before its watch began, so the caller looks once more.
+    @discardableResult
+    func watch(_ directories: [String]) -> Bool {
+        watches.withLock { current in
+            var added = false
+            let wanted = Set(directories)
+            for (relative, wd) in current where !wanted.contains(relative) {
+                inotify_rm_watch(fd, wd)
+                current[relative] = nil
+            }
+            for relative in wanted where current[relative] == nil {
+                let wd = inotify_add_watch(fd, relative.isEmpty ? root : root + "/" + relative, Self.mask)
+                if wd >= 0 {
+                    current[relative] = wd
+                    added = true
+                } else if errno != ENOENT {
+                    logger.warning("cannot watch \(root)/\(relative): \(String(cString: strerror(errno))); the periodic pass still sees it")
+                }
+            }
+            return added
+        }
+    }
+
+    /// Waits up to `timeout` seconds for events and says whether any of them matters. Events that are not about a
+    /// snapshot are read and dropped.
+    func wait(timeout: TimeInterval) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, Int32(timeout * 1000)) > 0 else { return false }
+        var relevant = false
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            var offset = 0
+            while offset + 16 <= n {
+                let (mask, length) = buffer.withUnsafeBytes { b in
+                    (b.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self), Int(b.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self)))
+                }
+                let nameBytes = buffer[(offset + 16)..<min(n, offset + 16 + length)].prefix { $0 != 0 }
+                let name = String(decoding: nameBytes, as: UTF8.self)
+                if Self.matters(mask: mask, name: name) { relevant = true }
+                offset += 16 + length
+            }
+        }
+        return relevant
+    }
+
+    static func matters(mask: UInt32, name: String) -> Bool {
+        if mask & UInt32(IN_Q_OVERFLOW) != 0 { return true }
+        if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 { return true }
+        if mask & UInt32(IN_ISDIR) != 0 { return !name.hasPrefix(".") }
+        return name == "_metadata"
+    }
+}
