@@ -22,25 +22,33 @@ final class DirectoryEvents: Sendable {
     static let mask: UInt32 = UInt32(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE
                                      | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 
-    /// File systems whose changes inotify does not see when another machine makes them (`statfs` f_type).
-    static let remoteFileSystems: Set<UInt> = [
-        0x6969,       // NFS
-        0x517B,       // SMB
-        0xFF53_4D42,  // CIFS
-        0xFE53_4D42,  // SMB2
-        0x00C3_6400,  // Ceph
-        0x0102_1997,  // 9p
-        0x6573_5546,  // FUSE (s3fs, gcsfuse, sshfs…)
-        0x5346_414F,  // AFS
-        0x0BD0_0BD0,  // Lustre
-        0x4750_4653,  // GPFS
-    ]
+    /// File system types (as `/proc/self/mounts` names them) whose changes inotify does not see when another
+    /// machine makes them.
+    static let remoteFileSystems: Set<String> = ["nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "9p", "afs", "lustre", "gpfs", "fuse"]
 
-    /// Events for the store at `root`, or nil (with why) when inotify cannot be used there.
+    /// The type of the file system `path` is on: the mount point in `mounts` that is its longest prefix.
+    static func fileSystemType(of path: String, mounts: String) -> String? {
+        var best: (point: String, type: String)?
+        for line in mounts.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 3 else { continue }
+            let point = String(fields[1]).replacingOccurrences(of: "\\040", with: " ")
+            let under = point == "/" || path == point || path.hasPrefix(point + "/")
+            if under, point.utf8.count >= (best?.point.utf8.count ?? -1) { best = (point, String(fields[2])) }
+        }
+        return best?.type
+    }
+
+    static func isRemote(_ type: String) -> Bool {
+        remoteFileSystems.contains(type) || type.hasPrefix("fuse.") || type.hasPrefix("nfs")
+    }
+
+    /// Events for the store at `root`, or why inotify cannot be used there.
     static func open(root: String) -> Result<DirectoryEvents, Unavailable> {
-        var fs = statfs()
-        if statfs(root, &fs) == 0, remoteFileSystems.contains(UInt(UInt32(truncatingIfNeeded: fs.f_type))) {
-            return .failure(Unavailable(reason: String(format: "the store is on a network or FUSE file system (type 0x%llx)", UInt64(UInt32(truncatingIfNeeded: fs.f_type)))))
+        let real = URL(fileURLWithPath: root).resolvingSymlinksInPath().path
+        if let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8),
+           let type = fileSystemType(of: real, mounts: mounts), isRemote(type) {
+            return .failure(Unavailable(reason: "the store is on a \(type) file system, whose remote changes raise no inotify event"))
         }
         let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard fd >= 0 else { return .failure(Unavailable(reason: "inotify_init1: \(String(cString: strerror(errno)))")) }

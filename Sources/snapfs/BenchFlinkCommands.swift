@@ -2,6 +2,7 @@ import ArgumentParser
 import FlinkEngine
 import FlinkMetadata
 import FlinkMetadataWriter
+import LocalEngine
 import Foundation
 import SnapStore
 #if canImport(Glibc)
