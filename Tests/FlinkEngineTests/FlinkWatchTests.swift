@@ -1,4 +1,4 @@
-import FlinkEngine
+@testable import FlinkEngine
 import FlinkFixtures
 import Foundation
 import SnapStore
@@ -111,5 +111,24 @@ final class FlinkWatchTests: XCTestCase {
         XCTAssertEqual(FlinkStoreWatcher.Mode.fromEnvironment, .polling)
         setenv("SNAPFS_FLINK_WATCH", "auto", 1)
         XCTAssertEqual(FlinkStoreWatcher.Mode.fromEnvironment, .automatic)
+    }
+
+    /// A store on a network or FUSE file system is polled: inotify sees no change another machine makes there.
+    func testNetworkAndFUSEFileSystemsArePolled() {
+        let mounts = """
+            /dev/sda1 / ext4 rw 0 0
+            server:/export /srv/nfs nfs4 rw 0 0
+            //host/share /srv/smb cifs rw 0 0
+            s3fs /srv/s3 fuse.s3fs rw 0 0
+            tmpfs /srv/nfs/local tmpfs rw 0 0
+            """
+        XCTAssertEqual(DirectoryEvents.fileSystemType(of: "/srv/nfs/flink", mounts: mounts), "nfs4")
+        XCTAssertEqual(DirectoryEvents.fileSystemType(of: "/srv/nfs/local/flink", mounts: mounts), "tmpfs")
+        XCTAssertEqual(DirectoryEvents.fileSystemType(of: "/srv/nfsx", mounts: mounts), "ext4")
+        XCTAssertTrue(DirectoryEvents.isRemote("nfs4"))
+        XCTAssertTrue(DirectoryEvents.isRemote("cifs"))
+        XCTAssertTrue(DirectoryEvents.isRemote("fuse.s3fs"))
+        XCTAssertFalse(DirectoryEvents.isRemote("ext4"))
+        XCTAssertFalse(DirectoryEvents.isRemote("tmpfs"))
     }
 }
