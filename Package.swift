@@ -71,7 +71,7 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ], resources: [.copy("openapi.yaml")], plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]),
         .executableTarget(name: "snapfs", dependencies: [
-            "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "SnapFileOps", "SnapFUSE", "SnapAPI",
+            "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "FlinkMetadataWriter", "SnapFileOps", "SnapFUSE", "SnapAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -41,6 +41,11 @@ public struct FlinkImporter: Sendable {
     public let store: Store
     public let settings: FlinkStoreSettings
     let logger: Logger
+    /// What this importer read and how its passes went (shared by its copies).
+    public let activity: FlinkImportActivity
+    /// What the last full pass saw (shared by its copies): a daemon keeps one importer, so its passes with nothing
+    /// new stop after a few `stat`s; a command's importer is fresh and walks.
+    public let scanCache: FlinkScanCache
 
     /// Directory names that hold state files, never snapshot directories; not descended into.
     static let fileDirectories: Set<String> = ["shared", "taskowned"]
@@ -49,10 +54,13 @@ public struct FlinkImporter: Sendable {
     /// A `_metadata` larger than this is refused rather than read into memory.
     static let maximumMetadataSize = 512 << 20
 
-    public init(store: Store, settings: FlinkStoreSettings, logger: Logger = Logger(label: "snapfs.flink")) {
+    public init(store: Store, settings: FlinkStoreSettings, logger: Logger = Logger(label: "snapfs.flink"),
+                activity: FlinkImportActivity = FlinkImportActivity(), scanCache: FlinkScanCache = FlinkScanCache()) {
         self.store = store
         self.settings = settings
         self.logger = logger
+        self.activity = activity
+        self.scanCache = scanCache
     }
 
     // MARK: - Pass
@@ -65,7 +73,16 @@ public struct FlinkImporter: Sendable {
         var report = FlinkImportReport()
         // A snapshot directory being renamed is neither new under its new name nor gone under its old one.
         if store.hasPendingMove() { return report }
-        let onDisk = scan()
+        let generation = store.generation()
+        if let unchanged = scanCache.unchanged(root: store.root.path, generation: generation) {
+            activity.quickPass()
+            report.unchanged = unchanged
+            return report
+        }
+        activity.fullPass()
+        var walkStarted = timespec()
+        clock_gettime(CLOCK_REALTIME, &walkStarted)
+        let (onDisk, listed) = walk()
         let known = try store.snapshots(includingWriting: true).filter { $0.engine == FlinkStoreSettings.engineName }
         if try store.meta(Self.sizeRulesKey) == nil {
             try applySizeRules(to: known.filter { $0.state == .complete })
@@ -119,6 +136,8 @@ public struct FlinkImporter: Sendable {
             }
         }
         try updateManagedRoots(onDisk)
+        scanCache.remember(generation: generation, directories: listed, walkStarted: walkStarted,
+                           unchanged: report.unchanged + report.added.count, trusted: report.unreadable.isEmpty)
         if !report.added.isEmpty || !report.forgotten.isEmpty {
             logger.info("flink store refreshed", metadata: ["added": .stringConvertible(report.added.count),
                                                             "forgotten": .stringConvertible(report.forgotten.count)])
@@ -143,26 +162,33 @@ public struct FlinkImporter: Sendable {
     // MARK: - Scanning
 
     /// Store-relative directories that hold a `_metadata` file, sorted.
-    public func scan() -> [String] {
+    public func scan() -> [String] { walk().snapshots }
+
+    /// The snapshot directories, and every other directory listed on the way with its stamp taken before listing
+    /// it: the ones whose change can mean a snapshot came or went (see `FlinkScanCache`).
+    func walk() -> (snapshots: [String], listed: [String: FlinkScanCache.Stamp]) {
         var out: [String] = []
-        func walk(_ relative: String, depth: Int) {
+        var listed: [String: FlinkScanCache.Stamp] = [:]
+        func visit(_ relative: String, depth: Int) {
             let absolute = relative.isEmpty ? store.root.path : store.root.path + "/" + relative
+            let stamp = FlinkScanCache.Stamp.of(absolute)
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: absolute) else { return }
             if !relative.isEmpty, names.contains("_metadata"), isRegularFile(absolute + "/_metadata") {
                 out.append(relative)
                 return
             }
+            if let stamp { listed[relative] = stamp }
             guard depth < Self.maximumDepth else { return }
             for name in names.sorted() where !name.hasPrefix(".") && !Self.fileDirectories.contains(name) {
                 if relative.isEmpty && name == Store.runDirectory { continue }
                 let child = relative.isEmpty ? name : relative + "/" + name
                 var st = stat()
                 guard lstat(store.root.path + "/" + child, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { continue }
-                walk(child, depth: depth + 1)
+                visit(child, depth: depth + 1)
             }
         }
-        walk("", depth: 0)
-        return out.sorted()
+        visit("", depth: 0)
+        return (out.sorted(), listed)
     }
 
     private func isRegularFile(_ path: String) -> Bool {
@@ -185,6 +211,7 @@ public struct FlinkImporter: Sendable {
     }
 
     func readMetadata(_ directory: String) throws(StoreError) -> (CheckpointMetadata, Int, Double) {
+        activity.readMetadata()
         let path = store.root.path + "/" + directory + "/_metadata"
         var st = stat()
         guard stat(path, &st) == 0 else { throw .io(path: path, errno: errno, what: "cannot read") }

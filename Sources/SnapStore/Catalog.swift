@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,6 +9,10 @@ import Glibc
 /// transaction here first; physical files follow, so a crash between the two is finished on the next open.
 enum Catalog {
     static let fileName = "catalog.sqlite"
+
+    /// Called with every statement run on the catalog at a path (the key), on every connection opened after it was
+    /// set: how a test counts what an operation costs the catalog.
+    static let statementObservers = Mutex<[String: @Sendable (String) -> Void]>([:])
 
     /// Opens the catalog. `creating` is the only case where an empty database is acceptable: anywhere else an
     /// empty or foreign one beside a store's objects would read as "no snapshots", and `verify` and `gc` would then
@@ -20,9 +25,11 @@ enum Catalog {
         config.readonly = readOnly
         config.busyMode = .timeout(busyTimeout)
         config.label = "snapfs.catalog"
+        let observe = statementObservers.withLock { $0[url.standardizedFileURL.path] }
         config.prepareDatabase { db in
             if !db.configuration.readonly { try db.execute(sql: "PRAGMA synchronous = FULL") }
             try db.execute(sql: "PRAGMA foreign_keys = ON")
+            if let observe { db.trace(options: .statement) { observe("\($0)") } }
         }
         var path = url.path
         if readOnly {

@@ -12,6 +12,8 @@ public final class PeriodicTask: Sendable {
     private let body: @Sendable () -> Void
     private let stopped = Mutex(false)
     private let running = Mutex(false)
+    /// Set by `wakeNow`, so a wake that comes while the work runs is not lost: the next pause is skipped.
+    private let woken = Mutex(false)
     private let wake = NSCondition()
 
     public init(name: String, interval: TimeInterval, waitsFirst: Bool, body: @escaping @Sendable () -> Void) {
@@ -41,9 +43,21 @@ public final class PeriodicTask: Sendable {
         wake.unlock()
     }
 
+    /// Runs the work again now instead of at the end of the interval (a watcher told of a change).
+    public func wakeNow() {
+        wake.lock()
+        woken.withLock { $0 = true }
+        wake.broadcast()
+        wake.unlock()
+    }
+
     private func pause() {
         wake.lock()
-        if !stopped.withLock({ $0 }) { _ = wake.wait(until: Date().addingTimeInterval(interval)) }
+        let until = Date().addingTimeInterval(interval)
+        while !stopped.withLock({ $0 }) && !woken.withLock({ $0 }) && Date() < until {
+            _ = wake.wait(until: until)
+        }
+        woken.withLock { $0 = false }
         wake.unlock()
     }
 }

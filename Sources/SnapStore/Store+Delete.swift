@@ -162,51 +162,63 @@ extension Store {
     /// a crash, is harmless. A path the catalog has since taken back as an object is left alone. A file that cannot
     /// be removed stays in the journal and is tried again at every drain, but its failure is logged as an error only
     /// when it is new or different: a store with one stuck entry must not fill the log on every command.
+    ///
+    /// The whole drain is one write transaction: one statement reads the journal with whether each path is an
+    /// object again, the files go, and one statement each drops the done rows and records the failures. Holding
+    /// the write lock while unlinking is what makes the single read safe: no writer can take a journalled path back
+    /// as an object (a Flink import adopting it) between that read and the unlink. Readers are not held up (WAL).
     public func drainRemovals() {
         if isReadOnly { return }
-        let rows: [Row]
-        do { rows = try db.read { try Row.fetchAll($0, sql: "SELECT path, is_directory, failure FROM removals ORDER BY is_directory, length(path) DESC") } }
-        catch { logger.error("cannot read removal journal: \(error)"); return }
-        var done: [String] = []
-        var failed: [(path: String, why: String)] = []
-        var emptied = Set<String>()
-        for r in rows {
-            let rel: String = r["path"]
-            guard Store.isSafeRelativePath(rel) else { done.append(rel); continue }
-            emptied.insert(PathBytes.parent(rel) ?? "")
-            if (r["is_directory"] as Int) != 0 {
-                Store.removeEmptyDirectories(root.path, rel)
-            } else {
-                let inUse = (try? db.read { try Bool.fetchOne($0, sql: "SELECT EXISTS(SELECT 1 FROM objects WHERE path = ?)", arguments: [rel]) }) ?? true
-                if inUse == true { done.append(rel); continue }
-                if PathAt.unlink(root.path, rel) != 0 && errno != ENOENT {
-                    let why = String(cString: strerror(errno))
-                    let shown = root.path + "/" + PathBytes.printable(rel)
-                    if (r["failure"] as String?) == why {
-                        logger.debug("still cannot remove \(shown): \(why)")
-                    } else {
-                        logger.error("cannot remove \(shown): \(why); it stays in the removal journal and is retried at every open and gc")
-                        failed.append((rel, why))
-                    }
-                    continue
-                }
-            }
-            done.append(rel)
-        }
-        if done.isEmpty && failed.isEmpty { return }
-        // The removals must be on disk before their journal rows go: otherwise a power cut could bring back a file
-        // that nothing records any more. A directory already gone was removed with its parent's entry flushed here.
-        for d in emptied.sorted(by: { $0.utf8.count > $1.utf8.count }) {
-            do { try Durability.syncDirectory(root.path, d, missingOK: true) } catch {
-                logger.error("\(error); removals stay journalled")
-                return
-            }
-        }
+        struct SyncFailed: Error { var error: any Error }
         do {
             try db.write { db in
-                for p in done { try db.execute(sql: "DELETE FROM removals WHERE path = ?", arguments: [p]) }
-                for f in failed { try db.execute(sql: "UPDATE removals SET failure = ? WHERE path = ?", arguments: [f.why, f.path]) }
+                let rows = try Row.fetchAll(db, sql: """
+                    SELECT r.path, r.is_directory, r.failure, EXISTS(SELECT 1 FROM objects o WHERE o.path = r.path) AS in_use
+                    FROM removals r ORDER BY r.is_directory, length(r.path) DESC
+                    """)
+                var done: [String] = []
+                var failed: [String: String] = [:]
+                var emptied = Set<String>()
+                for r in rows {
+                    let rel: String = r["path"]
+                    guard Store.isSafeRelativePath(rel) else { done.append(rel); continue }
+                    emptied.insert(PathBytes.parent(rel) ?? "")
+                    if (r["is_directory"] as Int) != 0 {
+                        Store.removeEmptyDirectories(root.path, rel)
+                    } else {
+                        if (r["in_use"] as Bool) { done.append(rel); continue }
+                        if PathAt.unlink(root.path, rel) != 0 && errno != ENOENT {
+                            let why = String(cString: strerror(errno))
+                            let shown = root.path + "/" + PathBytes.printable(rel)
+                            if (r["failure"] as String?) == why {
+                                logger.debug("still cannot remove \(shown): \(why)")
+                            } else {
+                                logger.error("cannot remove \(shown): \(why); it stays in the removal journal and is retried at every open and gc")
+                                failed[rel] = why
+                            }
+                            continue
+                        }
+                    }
+                    done.append(rel)
+                }
+                if done.isEmpty && failed.isEmpty { return }
+                // The removals must be on disk before their journal rows go: otherwise a power cut could bring back a
+                // file that nothing records any more. A directory already gone was removed with its parent's entry
+                // flushed here.
+                for d in emptied.sorted(by: { $0.utf8.count > $1.utf8.count }) {
+                    do { try Durability.syncDirectory(root.path, d, missingOK: true) } catch { throw SyncFailed(error: error) }
+                }
+                try db.execute(sql: "DELETE FROM removals WHERE path IN (SELECT value FROM json_each(?))",
+                               arguments: [try Self.jsonArray(done)])
+                if !failed.isEmpty {
+                    try db.execute(sql: """
+                        UPDATE removals SET failure = (SELECT f.value FROM json_each(?1) f WHERE f.key = removals.path)
+                        WHERE path IN (SELECT key FROM json_each(?1))
+                        """, arguments: [try Self.jsonObject(failed)])
+                }
             }
+        } catch let e as SyncFailed {
+            logger.error("\(e.error); removals stay journalled")
         } catch { logger.error("cannot update removal journal: \(error)") }
     }
 
@@ -238,16 +250,18 @@ extension Store {
                 }
                 // A hold binds SnapFS, not the engine: say so when the engine removed a held snapshot.
                 let hold = try holdRow(db, s.id).map { "; it was held: \($0.reason)" } ?? ""
-                let held = try ObjectID.fetchAll(db, sql: "SELECT object_id FROM entries WHERE snapshot_id = ? AND object_id IS NOT NULL", arguments: [s.id])
+                // The snapshot's objects as one JSON array, read before its entries go: one statement per set,
+                // never one per object, so forgetting a large checkpoint costs what forgetting a small one does.
+                let held = try String.fetchOne(db, sql: """
+                    SELECT json_group_array(DISTINCT object_id) FROM entries WHERE snapshot_id = ? AND object_id IS NOT NULL
+                    """, arguments: [s.id]) ?? "[]"
                 try db.execute(sql: "DELETE FROM object_pins WHERE snapshot_id = ?", arguments: [s.id])
                 try db.execute(sql: "DELETE FROM entries WHERE snapshot_id = ?", arguments: [s.id])
-                for id in held {
-                    try db.execute(sql: """
-                        DELETE FROM objects WHERE id = ? AND (pending_snapshot IS NULL OR pending_snapshot = ?)
-                          AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.object_id = objects.id)
-                          AND NOT EXISTS (SELECT 1 FROM object_pins p WHERE p.object_id = objects.id)
-                        """, arguments: [id, s.id])
-                }
+                try db.execute(sql: """
+                    DELETE FROM objects WHERE id IN (SELECT value FROM json_each(?1)) AND (pending_snapshot IS NULL OR pending_snapshot = ?2)
+                      AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.object_id = objects.id)
+                      AND NOT EXISTS (SELECT 1 FROM object_pins p WHERE p.object_id = objects.id)
+                    """, arguments: [held, s.id])
                 try db.execute(sql: "DELETE FROM objects WHERE pending_snapshot = ?", arguments: [s.id])
                 try db.execute(sql: "DELETE FROM pins WHERE snapshot_id = ?", arguments: [s.id])
                 try db.execute(sql: "DELETE FROM snapshots WHERE id = ?", arguments: [s.id])

@@ -19,7 +19,7 @@ struct SnapFS: ParsableCommand {
             InitCommand.self, ListCommand.self, ShowCommand.self, TriggerCommand.self, DeleteCommand.self,
             MoveCommand.self, HoldCommand.self, ReleaseCommand.self, PruneCommand.self, ConvertCommand.self, RepairCommand.self, ExportCommand.self, ImportCommand.self, VerifyCommand.self,
             GCCommand.self, RefreshCommand.self, FormatsCommand.self, StatusCommand.self, EventsCommand.self, MountCommand.self, ServeCommand.self, JobCommand.self,
-            DemoCommand.self, StressCommand.self, BenchPopulateCommand.self,
+            DemoCommand.self, StressCommand.self, BenchPopulateCommand.self, BenchFlinkPopulateCommand.self, BenchFlinkRefreshCommand.self,
         ]
     )
 }
