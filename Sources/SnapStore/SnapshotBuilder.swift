@@ -87,9 +87,17 @@ public struct SnapshotBuilder: Sendable {
         var toCopy: [Int] = []
         var entries: [NewEntry] = []
         entries.reserveCapacity(scanned.count + 2)
+        // Hard links: each later name of a file takes the object of its first name, copied or reused once.
+        var fileIndex: [String: Int] = [:]
+        var linked: [(name: Int, first: Int)] = []
+        for (i, e) in scanned.enumerated() where e.type == .file {
+            if let to = e.hardLinkTo, let first = fileIndex[to] { linked.append((i, first)) } else { fileIndex[e.path] = i }
+        }
+        let linkedNames = Set(linked.map(\.name))
         for (i, e) in scanned.enumerated() {
-            var ne = NewEntry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, symlinkTarget: e.symlinkTarget, rdev: e.rdev)
-            if e.type == .file {
+            var ne = NewEntry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, symlinkTarget: e.symlinkTarget, rdev: e.rdev,
+                              uid: e.uid, gid: e.gid, xattrs: e.xattrs)
+            if e.type == .file, !linkedNames.contains(i) {
                 if let obj = reusable[e.path] {
                     ne.object = obj
                 } else {
@@ -118,6 +126,14 @@ public struct SnapshotBuilder: Sendable {
             entries[i].size = real.size
             entries[i].mode = real.mode
             entries[i].mtimeNanos = real.mtimeNanos
+            entries[i].uid = real.uid
+            entries[i].gid = real.gid
+        }
+        for (i, first) in linked {
+            let f = entries[first]
+            entries[i].object = f.object
+            entries[i].size = f.size; entries[i].mode = f.mode; entries[i].mtimeNanos = f.mtimeNanos
+            entries[i].uid = f.uid; entries[i].gid = f.gid; entries[i].xattrs = f.xattrs
         }
         if pending.snapshot.format == .canonical {
             newNames.insert(try writeManifest(pending: pending, entries: entries, omitted: omitted, checksums: checksums, into: &entries))
@@ -205,8 +221,11 @@ public struct SnapshotBuilder: Sendable {
                                into all: inout [NewEntry]) throws -> String {
         var manifest = CanonicalManifest(snapshot: pending.snapshot, entries: entries.map { e in
             CanonicalManifest.Entry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos,
-                                    sha256: e.object.flatMap { checksums[$0]?.sha256 } , target: e.symlinkTarget, rdev: e.rdev)
+                                    sha256: e.object.flatMap { checksums[$0]?.sha256 } , target: e.symlinkTarget, rdev: e.rdev,
+                                    uid: e.uid, gid: e.gid, xattrs: e.xattrs)
         })
+        manifest.root = pending.snapshot.root
+        manifest.markHardLinks(objects: entries.map(\.object))
         manifest.notHeld = omitted.isEmpty ? nil : omitted
         let dir = "\(Store.canonicalDirectory)/\(pending.snapshot.id)"
         let files: [(String, Data)] = [
