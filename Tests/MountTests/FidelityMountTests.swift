@@ -6,6 +6,12 @@ import Glibc
 #endif
 
 /// getfattr's and getfacl's output (a block per entry, in the directory's own order) with the blocks in name order.
+/// The lines only one of two outputs has, marked `-` (only in the first) and `+` (only in the second).
+private func lineDifference(_ a: String, _ b: String) -> String {
+    let la = Set(a.split(separator: "\n")), lb = Set(b.split(separator: "\n"))
+    return (la.subtracting(lb).map { "- \($0)" } + lb.subtracting(la).map { "+ \($0)" }).sorted().joined(separator: "\n")
+}
+
 private func sortedBlocks(_ out: String) -> String {
     out.components(separatedBy: "\n\n").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         .filter { !$0.isEmpty }.sorted().joined(separator: "\n\n")
@@ -182,6 +188,73 @@ final class FidelityMountTests: MountTestCase {
             XCTAssertFalse(restored.contains("snapfs"), restored)
             XCTAssertTrue(restored.contains("user.comment=\"kept\""), restored)
         }
+        w.unmount()
+        w.verifyClean()
+    }
+
+    /// The check: a state with all of the above, names that are not UTF-8 and a path of 4,100 bytes. rsync finds
+    /// nothing to change in each format's mount, nor in what `tar -xp` makes of the mount; neither rsync nor
+    /// `tar -x` can take a path longer than 4,096 bytes (each refuses it on plain directories too), so for that one
+    /// the check is `find` (type, mode, owner, links, time, size of every entry) and the listing of a `tar -c`
+    /// archive (owners, modes, nanosecond times, links) of the mount against the state's. Outputs go through
+    /// `cat -v`, as names that are not UTF-8 are bytes no Swift string holds. With `default_permissions`, a second
+    /// user reads and lists through the mount exactly what the state let them, ACLs included.
+    func testTheCheckRsyncTarAndASecondUserSeeTheState() throws {
+        try XCTSkipIf(getuid() != 0, "owners, devices and a second user need root")
+        makeOwnedState()
+        makeAttributedState()
+        inState("""
+        set -e
+        printf 'latin-1' > "$(printf 'caf\\351')" && mkdir "$(printf '\\377\\376-dir')" && printf x > "$(printf '\\377\\376-dir/\\200')"
+        mkdir long && cd long && for i in $(seq 1 20); do d=$(printf "%0200d" $i); mkdir $d && cd $d; done
+        printf 'at the end of a long path' > $(printf 'f%.0s' $(seq 1 80))
+        """)
+        inState("setfacl -m u:999:rx . && touch -d '2017-05-06 07:08:09.111111111' long .")
+        let longFile = Command.sh("cd \(shellQuote(w.state.path)) && find long -type f -printf '%p'").out
+        XCTAssertGreaterThan(longFile.utf8.count, 4100)
+        for f in Self.formats { XCTAssertTrue(w.snapfs(["trigger", w.s, "--format", f, "--label", f]).ok) }
+        try w.mount(["--allow-other"])
+        let listing = { (dir: String) in
+            // A directory's size is its file system's business (4096 on ext4), not part of what a snapshot keeps.
+            Command.sh("cd \(shellQuote(dir)) && find . \\( -type d -printf '%y %m %U %G %n %T@ - %P\\n' \\) -o -printf '%y %m %U %G %n %T@ %s %P\\n' | LC_ALL=C sort | cat -v").out
+        }
+        let archived = { (dir: String) in
+            Command.sh("tar -C \(shellQuote(dir)) --sort=name --format=posix --xattrs --xattrs-include='*' --acls -cf - . | tar -tvf - --full-time --numeric-owner | LC_ALL=C sort | cat -v").out
+        }
+        let want = listing(w.state.path), wantArchive = archived(w.state.path)
+        XCTAssertTrue(want.contains(String(longFile.dropFirst("long/".count))), "find lists the long path")
+        XCTAssertTrue(want.contains("caf"), want)
+        XCTAssertTrue(wantArchive.contains(longFile) && wantArchive.contains("2021-03-04 05:06:07.123456789"), wantArchive)
+        for f in Self.formats {
+            let S = w.m + "/" + f
+            XCTAssertEqual(differences(w.state.path, S, flags: "-aHAX --exclude=/long"), "", "rsync, \(f)")
+            XCTAssertEqual(lineDifference(listing(S), want), "", "find, \(f)")
+            XCTAssertEqual(lineDifference(archived(S), wantArchive), "", "tar -c, \(f)")
+            let untarred = w.root.path + "/untar-\(f)"
+            let tar = Command.sh("mkdir \(shellQuote(untarred)) && tar -C \(shellQuote(S)) --xattrs --xattrs-include='*' --acls --exclude=./long -cf - . | tar -C \(shellQuote(untarred)) --xattrs --xattrs-include='*' --acls --numeric-owner -xpf -")
+            XCTAssertTrue(tar.ok, tar.summary)
+            XCTAssertEqual(differences(w.state.path, untarred, flags: "-aHAX --exclude=/long"), "", "tar -xp, \(f)")
+            let deep = Command.sh("cd \(shellQuote(S)) && p=\(shellQuote(longFile)) && IFS=/ && for c in $p; do [ -d \"$c\" ] && cd \"$c\" || cat \"$c\"; done")
+            XCTAssertEqual(deep.out, "at the end of a long path", deep.summary)
+        }
+        // A second user: what each entry lets them do in the state, it lets them do in each snapshot. The names
+        // are listed by root, so entries the second user cannot reach are tried too.
+        let list = w.root.path + "/entries"
+        XCTAssertTrue(Command.sh("cd \(shellQuote(w.state.path)) && find . -not -type p -not -type c -not -path './long/*' -print0 | LC_ALL=C sort -z > \(shellQuote(list)) && chmod 0644 \(shellQuote(list))").ok)
+        func access(_ base: String) -> String {
+            let script = """
+            cd \(shellQuote(base)) || exit 1
+            while IFS= read -r -d '' p; do
+              if [ -d "$p" ]; then ls "$p" >/dev/null 2>&1 && echo "list $p" || echo "no-list $p"
+              else cat "$p" >/dev/null 2>&1 && echo "read $p" || echo "no-read $p"; fi
+            done < \(shellQuote(list)) | cat -v
+            """
+            return Command.run("/usr/bin/setpriv", ["--reuid=snapfs-test", "--regid=snapfs-test", "--clear-groups", "--", "/bin/bash", "-c", script]).out
+        }
+        let allowed = access(w.state.path)
+        XCTAssertTrue(allowed.contains("list ./shared\n") && allowed.contains("read ./shared/acl.dat\n"), "ACLs let the second user in: \(allowed)")
+        XCTAssertTrue(allowed.contains("no-read ./owned.dat\n") && allowed.contains("no-list ./sub\n"), allowed)
+        for f in Self.formats { XCTAssertEqual(access(w.m + "/" + f), allowed, "second user in \(f)") }
         w.unmount()
         w.verifyClean()
     }
