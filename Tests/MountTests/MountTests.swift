@@ -415,7 +415,7 @@ final class ReadMountTests: MountTestCase {
         XCTAssertTrue(first.ok, first.summary)
         // Asked for by name: they are not listed, so copies of the snapshot do not carry them.
         let T = shellQuote(w.m + "/T")
-        let fattr = Command.sh("getfattr -n user.snapfs.format -n user.snapfs.references -n user.snapfs.deletable \(T)")
+        let fattr = Command.sh(["format", "references", "deletable"].map { "getfattr -n user.snapfs.\($0) \(T)" }.joined(separator: " && "))
         XCTAssertTrue(fattr.ok, fattr.summary)
         XCTAssertTrue(fattr.out.contains("user.snapfs.format=\"native-incremental\""), fattr.out)
         XCTAssertTrue(fattr.out.contains("user.snapfs.references=\"S\""), fattr.out)
