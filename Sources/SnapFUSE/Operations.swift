@@ -23,7 +23,7 @@ private func mount(_ req: fuse_req_t?) -> FUSEMount {
 /// not failures: a lookup of a name that is not there, an attribute a file does not have, a size probe.
 private func fail(_ req: fuse_req_t?, _ error: FSError, _ op: String) {
     let e = error.errno
-    let routine = (e == ENOENT && op == "lookup") || e == ENODATA || e == ERANGE
+    let routine = (e == ENOENT && op == "lookup") || e == ENODATA || e == ERANGE || (e == ENXIO && op == "lseek")
     if !routine {
         let meta: Logger.Metadata = ["op": .string(op), "errno": .string(errnoName(e)), "reason": .string(error.description)]
         if e == EIO || e == ENOSPC || e == EDQUOT {
@@ -254,6 +254,13 @@ private func opRead(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off: o
     } catch { fail(req, error, "read") }
 }
 
+/// SEEK_DATA / SEEK_HOLE: the kernel asks only for those (it answers SEEK_SET/CUR/END itself).
+private func opLseek(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ off: off_t, _ whence: Int32, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
+    do {
+        _ = fuse_reply_lseek(req, off_t(try mount(req).fs.seek(ino, offset: Int64(off), whence: whence)))
+    } catch { fail(req, error, "lseek") }
+}
+
 private func opWrite(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ data: UnsafePointer<CChar>?, _ size: Int, _ off: off_t,
                      _ fi: UnsafeMutablePointer<fuse_file_info>?) {
     do {
@@ -393,5 +400,6 @@ func makeOperations() -> fuse_lowlevel_ops {
     ops.listxattr = opListxattr
     ops.removexattr = opRemovexattr
     ops.create = opCreate
+    ops.lseek = opLseek
     return ops
 }

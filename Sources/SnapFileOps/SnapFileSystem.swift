@@ -452,7 +452,8 @@ public final class SnapFileSystem: Sendable {
             var size = e.size, mtime = e.mtimeNanos
             if e.sizeRule == .atLeast, let now = try? currentLength(e) { (size, mtime) = now }
             return Attr(ino: ino, mode: 0o100000 | (e.mode & 0o7777), nlink: UInt32(max(1, e.links)), size: size,
-                        blocks: (size + 511) / 512, mtimeNanos: mtime, uid: owner(e).uid, gid: owner(e).gid)
+                        blocks: e.sizeRule == .exact ? (e.blocks ?? (size + 511) / 512) : (size + 511) / 512,
+                        mtimeNanos: mtime, uid: owner(e).uid, gid: owner(e).gid)
         case .symlink(let id, let p):
             guard let e = try index(id).entries[p] else { throw .notFound }
             return Attr(ino: ino, mode: 0o120000 | (e.mode & 0o7777), nlink: 1, size: Int64(PathBytes.kernel(e.symlinkTarget ?? "").count),

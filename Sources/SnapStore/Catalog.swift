@@ -255,8 +255,8 @@ enum Catalog {
             );
             """)
         }
-        // Every entry's owner and extended attributes (POSIX ACLs among them), and the root directory's time and
-        // extended attributes beside its mode and owner (v3), so a snapshot is shown, exported and imported with the
+        // Every entry's owner and extended attributes (POSIX ACLs among them), the root directory's time and
+        // extended attributes beside its mode and owner (v3), and the disk blocks each object occupies (holes kept), so a snapshot is shown, exported and imported with the
         // metadata its state had. NULL for entries recorded before, and for engines that write their own files: the
         // mount shows those as the daemon's.
         m.registerMigration("v8-fidelity") { db in
@@ -266,6 +266,7 @@ enum Catalog {
             ALTER TABLE entries ADD COLUMN xattrs BLOB;
             ALTER TABLE snapshots ADD COLUMN root_mtime_ns INTEGER;
             ALTER TABLE snapshots ADD COLUMN root_xattrs BLOB;
+            ALTER TABLE objects ADD COLUMN blocks INTEGER;
             """)
         }
         return m

@@ -137,12 +137,16 @@ public struct SnapshotEntry: Codable, Sendable, Hashable {
     public var gid: UInt32?
     /// The entry's extended attributes as its source had them, POSIX ACLs included (nil: none recorded).
     public var xattrs: ExtendedAttributes?
+    /// The 512-byte blocks the stored object occupies (`st_blocks`): fewer than its length needs when it has holes.
+    /// Nil when not recorded.
+    public var blocks: Int64?
 
     public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64,
                 object: ObjectID? = nil, objectPath: String? = nil, sha256: String? = nil,
                 symlinkTarget: String? = nil, links: Int = 1, hidden: Bool = false, rdev: UInt64? = nil,
                 sizeRule: SizeRule = .exact, requiredSize: Int64? = nil, uid: UInt32? = nil, gid: UInt32? = nil,
-                xattrs: ExtendedAttributes? = nil) {
+                xattrs: ExtendedAttributes? = nil, blocks: Int64? = nil) {
+        self.blocks = blocks
         self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
         self.object = object; self.objectPath = objectPath; self.sha256 = sha256
         self.symlinkTarget = symlinkTarget; self.links = links; self.hidden = hidden; self.rdev = rdev

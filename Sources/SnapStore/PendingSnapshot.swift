@@ -129,7 +129,7 @@ public final class PendingSnapshot {
     /// `adoptedDirectory` is a directory the snapshot owns from now on but that this writer did not create (a Flink
     /// `chk-N`): recorded only here, so that a rollback before the commit can never remove it.
     public func commit(entries: [NewEntry], checksums: [ObjectID: (size: Int64, sha256: String)], takenAt: Double? = nil,
-                       adoptedDirectory: String? = nil, omitted: [Omission] = []) throws(StoreError) -> Snapshot {
+                       adoptedDirectory: String? = nil, omitted: [Omission] = [], blocks: [ObjectID: Int64] = [:]) throws(StoreError) -> Snapshot {
         if let d = adoptedDirectory, !Store.isSafeRelativePath(d) { throw .badInput("snapshot directory '\(d)' would leave the store") }
         var seen = Set<String>()
         for e in entries {
@@ -142,6 +142,9 @@ public final class PendingSnapshot {
             snapshot = try store.db.write { db in
                 let upd = try db.makeStatement(sql: "UPDATE objects SET size = ?, sha256 = ? WHERE id = ?")
                 for (id, c) in checksums { try upd.execute(arguments: [c.size, c.sha256, id]) }
+                // What each object this snapshot wrote occupies on disk (`st_blocks`): less than its length when sparse.
+                let alloc = try db.makeStatement(sql: "UPDATE objects SET blocks = ? WHERE id = ?")
+                for (id, b) in blocks { try alloc.execute(arguments: [b, id]) }
                 let ins = try db.makeStatement(sql: """
                     INSERT INTO entries(snapshot_id, path, type, size, mode, mtime_ns, object_id, symlink_target, hidden, rdev,
                                         size_rule, required_size, uid, gid, xattrs)

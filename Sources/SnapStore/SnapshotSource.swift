@@ -174,14 +174,31 @@ public struct FileTreeSource: SnapshotSource {
         defer { buffer.deallocate() }
         var total: Int64 = 0
         var hasher = expected.isEmpty ? nil : SHA256()
-        while true {
-            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if n < 0 { if errno == EINTR { continue }; throw SourceProblem.unreadable(path: abs, errno: errno) }
-            if n == 0 { break }
-            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+        // Holes are not read: where SEEK_DATA says the next data starts further on, zeros are handed on without a
+        // read, so a sparse file costs its data, not its length, in reads (the checksum still covers every byte).
+        var seekable = true
+        let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count, alignment: 16)
+        defer { zeros.deallocate() }
+        zeros.initializeMemory(as: UInt8.self, repeating: 0)
+        func handOn(_ chunk: UnsafeRawBufferPointer) throws {
             hasher?.update(bufferPointer: chunk)
             try sink(chunk)
-            total += Int64(n)
+            total += Int64(chunk.count)
+        }
+        while true {
+            if seekable {
+                let data = lseek(fd, off_t(total), SparseSeek.data)
+                // ENXIO: nothing but a hole from here to the end.
+                let holeEnd = data >= 0 ? Int64(data) : (errno == ENXIO ? Int64(before.st_size) : -1)
+                if data < 0 && errno != ENXIO { seekable = false }
+                while holeEnd > total {
+                    try handOn(UnsafeRawBufferPointer(rebasing: zeros[0..<Int(min(Int64(zeros.count), holeEnd - total))]))
+                }
+            }
+            let n = pread(fd, buffer.baseAddress, buffer.count, off_t(total))
+            if n < 0 { if errno == EINTR { continue }; throw SourceProblem.unreadable(path: abs, errno: errno) }
+            if n == 0 { break }
+            try handOn(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
         }
         var after = stat()
         guard fstat(fd, &after) == 0 else { throw SourceProblem.unreadable(path: abs, errno: errno) }

@@ -153,14 +153,11 @@ extension Store {
         guard fd >= 0 else { throw StoreError.io(path: dstShown, errno: errno, what: "cannot create") }
         do {
             defer { close(fd) }
+            var out = SparseWriter(fd: fd, shown: dstShown)
             _ = try source.read(SourceEntry(path: src.rel, type: .file, size: 0, mode: 0, mtimeNanos: 0, sha256: sha256)) { chunk in
-                var off = 0
-                while off < chunk.count {
-                    let n = write(fd, chunk.baseAddress! + off, chunk.count - off)
-                    if n < 0 { if errno == EINTR { continue }; throw StoreError.io(path: dstShown, errno: errno, what: "cannot write") }
-                    off += n
-                }
+                try out.write(chunk)
             }
+            _ = try out.finish()
             if owner.uid != nil || owner.gid != nil {
                 // Before the mode: a chown clears set-id bits. Only root may give a file away; anyone else keeps it.
                 if fchown(fd, owner.uid ?? UInt32.max, owner.gid ?? UInt32.max) != 0, errno != EPERM {

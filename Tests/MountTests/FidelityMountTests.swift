@@ -258,4 +258,51 @@ final class FidelityMountTests: MountTestCase {
         w.unmount()
         w.verifyClean()
     }
+
+    /// Holes: a sparse state file is stored sparse in each format and in an export, `st_blocks` through the mount is
+    /// the state's, SEEK_DATA / SEEK_HOLE through the mount find the state's extents, and `cp --sparse=auto` of the
+    /// mounted file makes a sparse copy with the same bytes.
+    func testHolesAreStoredSparseAndSeekableThroughTheMount() throws {
+        inState("""
+        set -e
+        truncate -s 256M sparse
+        head -c 4096 /dev/urandom | dd of=sparse bs=4096 seek=0 conv=notrunc status=none
+        head -c 12288 /dev/urandom | dd of=sparse bs=4096 seek=32768 conv=notrunc status=none
+        """)
+        let extents = { (file: String) in
+            Command.run("/usr/bin/python3", ["-c", """
+            import os, sys
+            fd = os.open(sys.argv[1], os.O_RDONLY); out = []; pos = 0
+            while True:
+                try: d = os.lseek(fd, pos, os.SEEK_DATA)
+                except OSError: break
+                h = os.lseek(fd, d, os.SEEK_HOLE); out.append(f"{d}-{h}"); pos = h
+            print(" ".join(out))
+            """, file]).out
+        }
+        let blocks = { (file: String) in Command.sh("stat -c %b \(shellQuote(file))").out }
+        let state = w.state.path + "/sparse"
+        XCTAssertEqual(extents(state), "0-4096 134217728-134230016\n")
+        for f in Self.formats {
+            let before = Int(Command.sh("du -sk \(shellQuote(w.s)) | cut -f1").out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            XCTAssertTrue(w.snapfs(["trigger", w.s, "--format", f, "--label", f]).ok)
+            let after = Int(Command.sh("du -sk \(shellQuote(w.s)) | cut -f1").out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            XCTAssertLessThan(after - before, 1024, "a snapshot of 256 MiB holding 16 KiB takes less than 1 MiB of store (\(f))")
+            let out = w.root.path + "/export-\(f)"
+            XCTAssertTrue(w.snapfs(["export", w.s, f, out]).ok)
+            XCTAssertEqual(blocks(out + "/files/sparse"), blocks(state), "export of \(f) is sparse")
+        }
+        try w.mount()
+        for f in Self.formats {
+            let mounted = w.m + "/" + f + "/sparse"
+            XCTAssertEqual(blocks(mounted), blocks(state), "st_blocks, \(f)")
+            XCTAssertEqual(extents(mounted), extents(state), "SEEK_DATA/SEEK_HOLE, \(f)")
+            let copy = w.root.path + "/cp-\(f)"
+            XCTAssertTrue(Command.sh("cp --sparse=auto \(shellQuote(mounted)) \(shellQuote(copy))").ok)
+            XCTAssertEqual(blocks(copy), blocks(state), "cp --sparse=auto through the mount, \(f)")
+            XCTAssertTrue(Command.sh("cmp \(shellQuote(state)) \(shellQuote(copy))").ok)
+        }
+        w.unmount()
+        w.verifyClean()
+    }
 }
