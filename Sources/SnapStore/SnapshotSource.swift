@@ -176,10 +176,8 @@ public struct FileTreeSource: SnapshotSource {
         var hasher = expected.isEmpty ? nil : SHA256()
         // Holes are not read: where SEEK_DATA says the next data starts further on, zeros are handed on without a
         // read, so a sparse file costs its data, not its length, in reads (the checksum still covers every byte).
-        var seekable = true
-        let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count, alignment: 16)
-        defer { zeros.deallocate() }
-        zeros.initializeMemory(as: UInt8.self, repeating: 0)
+        // Asked only of a file that occupies fewer blocks than its length needs: most have no hole.
+        var seekable = Int64(before.st_blocks) * 512 < Int64(before.st_size)
         func handOn(_ chunk: UnsafeRawBufferPointer) throws {
             hasher?.update(bufferPointer: chunk)
             try sink(chunk)
@@ -192,7 +190,8 @@ public struct FileTreeSource: SnapshotSource {
                 let holeEnd = data >= 0 ? Int64(data) : (errno == ENXIO ? Int64(before.st_size) : -1)
                 if data < 0 && errno != ENXIO { seekable = false }
                 while holeEnd > total {
-                    try handOn(UnsafeRawBufferPointer(rebasing: zeros[0..<Int(min(Int64(zeros.count), holeEnd - total))]))
+                    let n = Int(min(Int64(SparseWriter.zeros.count), holeEnd - total))
+                    try handOn(UnsafeRawBufferPointer(rebasing: SparseWriter.zeros[0..<n]))
                 }
             }
             let n = pread(fd, buffer.baseAddress, buffer.count, off_t(total))

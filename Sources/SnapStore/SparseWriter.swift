@@ -8,7 +8,12 @@ import Glibc
 /// A block of zeros that the source had allocated becomes a hole too; the bytes read back are the same.
 struct SparseWriter {
     static let block = 4096
-    private static let zeros = [UInt8](repeating: 0, count: block)
+    /// A MiB of zeros, to compare blocks with and to hand on for a hole; allocated once, never written or freed.
+    nonisolated(unsafe) static let zeros: UnsafeRawBufferPointer = {
+        let p = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        p.initializeMemory(as: UInt8.self, repeating: 0)
+        return UnsafeRawBufferPointer(p)
+    }()
 
     let fd: Int32
     /// The path, for errors.
@@ -20,12 +25,12 @@ struct SparseWriter {
     /// Appends `chunk`: runs of non-zero blocks are written, zero blocks skipped.
     mutating func write(_ chunk: UnsafeRawBufferPointer) throws {
         guard let base = chunk.baseAddress else { return }
+        let zeros = Self.zeros.baseAddress!
         var at = 0
         var runStart = -1
         while at < chunk.count {
             let n = min(Self.block, chunk.count - at)
-            let zero = Self.zeros.withUnsafeBytes { memcmp(base + at, $0.baseAddress!, n) == 0 }
-            if zero {
+            if memcmp(base + at, zeros, n) == 0 {
                 if runStart >= 0 { try put(base + runStart, at - runStart, at: offset + Int64(runStart)); runStart = -1 }
             } else if runStart < 0 {
                 runStart = at
