@@ -195,7 +195,7 @@ public final class SnapFileSystem: Sendable {
             for (id, snap) in l.byID where old.byID[id].map({ $0.directory != snap.directory }) ?? false
                 || rewritten.map({ $0.contains(id) }) ?? true {
                 if let idx = s.indexes.removeValue(forKey: id) {
-                    for e in idx.entries.values where e.type == .file { if let p = e.objectPath { inodes.insert(InodeNumber.object(p)) } }
+                    for e in idx.entries.values where e.type == .file { if let i = InodeNumber.file(e) { inodes.insert(i) } }
                     // The kernel's listings of its directories, and its name at the root, are dropped too.
                     s.pendingDirectories.insert(InodeNumber.snapshotRoot(id))
                     for e in idx.entries.values where e.type == .directory { s.pendingDirectories.insert(InodeNumber.directory(id, e.path)) }
@@ -222,7 +222,7 @@ public final class SnapFileSystem: Sendable {
     private static func forgetLinkCounts(_ s: inout State) -> Set<UInt64> {
         var inodes: Set<UInt64> = []
         for idx in s.indexes.values {
-            for e in idx.entries.values where e.type == .file { if let p = e.objectPath { inodes.insert(InodeNumber.object(p)) } }
+            for e in idx.entries.values where e.type == .file { if let i = InodeNumber.file(e) { inodes.insert(i) } }
         }
         s.indexes.removeAll()
         s.pendingInodes.formUnion(inodes)

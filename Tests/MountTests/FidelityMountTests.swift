@@ -305,4 +305,24 @@ final class FidelityMountTests: MountTestCase {
         w.unmount()
         w.verifyClean()
     }
+
+    /// An unchanged file chowned between two native-incremental snapshots is one stored object, but each snapshot
+    /// shows the owner it recorded (an inode each, as the kernel keeps one set of attributes per inode); a file
+    /// untouched in between is one inode in both.
+    func testAFileChownedBetweenSnapshotsShowsEachSnapshotsOwner() throws {
+        inState("printf one > chowned && printf two > untouched && touch -d '2020-01-01 00:00:00.5' chowned untouched")
+        XCTAssertTrue(w.snapfs(["trigger", w.s, "--format", "native-incremental", "--label", "one"]).ok)
+        inState("chown 1234:5678 chowned && chmod 0600 chowned")
+        XCTAssertTrue(w.snapfs(["trigger", w.s, "--format", "native-incremental", "--label", "two"]).ok)
+        try w.mount()
+        let shown = Command.sh("cd \(shellQuote(w.m)) && stat -c '%u:%g %a %i' one/chowned two/chowned one/untouched two/untouched").out
+        let lines = shown.split(separator: "\n").map { $0.split(separator: " ") }
+        XCTAssertEqual(lines.count, 4, shown)
+        XCTAssertEqual(lines.map { "\($0[0]) \($0[1])" }, ["0:0 644", "1234:5678 600", "0:0 644", "0:0 644"], shown)
+        XCTAssertNotEqual(lines[0][2], lines[1][2], "a chowned file is an inode of its own")
+        XCTAssertEqual(lines[2][2], lines[3][2], "an untouched file is one inode in both")
+        XCTAssertEqual(differences(w.state.path, w.m + "/two"), "")
+        w.unmount()
+        w.verifyClean()
+    }
 }
