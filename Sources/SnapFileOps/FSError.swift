@@ -22,6 +22,8 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
     case permissionDenied(String)
     case noAttribute
     case rangeTooSmall
+    /// SEEK_DATA past the last data, or any seek past the end of a file (ENXIO).
+    case noMoreData
     case io(String)
     case store(StoreError)
 
@@ -39,6 +41,7 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
         case .permissionDenied: return EACCES
         case .noAttribute: return ENODATA
         case .rangeTooSmall: return ERANGE
+        case .noMoreData: return ENXIO
         case .io: return EIO
         case .store(let e): return e.errno
         }
@@ -58,6 +61,7 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
         case .permissionDenied(let s): return s
         case .noAttribute: return "no such attribute"
         case .rangeTooSmall: return "buffer too small"
+        case .noMoreData: return "no data at or after this offset"
         case .io(let s): return s
         case .store(let e): return e.description
         }

@@ -39,6 +39,16 @@ public enum InodeNumber {
     public static func directory(_ id: SnapshotID, _ path: String) -> UInt64 { hash("dir:\(id):\(path)") }
     public static func symlink(_ id: SnapshotID, _ path: String) -> UInt64 { hash("symlink:\(id):\(path)") }
     public static func object(_ objectPath: String) -> UInt64 { hash("object:\(objectPath)") }
+    /// A stored file: its object, and the metadata its entry recorded. Snapshots that share an object with the same
+    /// owner, mode and attributes share one inode; one chowned or chmodded between them (an unchanged file that a
+    /// native-incremental snapshot reuses) is an inode of its own, since the kernel keeps one set of attributes per
+    /// inode. Entries recorded without an owner keep the number they always had.
+    public static func file(_ e: SnapshotEntry) -> UInt64? {
+        guard let p = e.objectPath else { return nil }
+        guard e.uid != nil || e.gid != nil || e.xattrs != nil else { return object(p) }
+        let attrs = e.xattrs.map { $0.blob.base64EncodedString() } ?? ""
+        return hash("object:\(p):\(e.mode & 0o7777):\(e.uid ?? 0):\(e.gid ?? 0):\(attrs)")
+    }
     public static func request(_ seq: Int64) -> UInt64 { hash("request:\(seq)") }
     public static func report(_ name: String) -> UInt64 { hash("report:\(name)") }
     public static func job(_ job: String) -> UInt64 { hash("job:\(job)") }
@@ -124,7 +134,7 @@ public enum Node: Sendable, Hashable {
         case .trigger(let f): return InodeNumber.trigger(f)
         case .snapshot(let id): return InodeNumber.snapshotRoot(id)
         case .directory(let id, let p): return InodeNumber.directory(id, p)
-        case .file(let id, let e): return e.objectPath.map(InodeNumber.object) ?? InodeNumber.hash("file:\(id):\(e.path)")
+        case .file(let id, let e): return InodeNumber.file(e) ?? InodeNumber.hash("file:\(id):\(e.path)")
         case .symlink(let id, let p): return InodeNumber.symlink(id, p)
         }
     }

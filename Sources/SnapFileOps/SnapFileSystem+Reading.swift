@@ -37,6 +37,25 @@ extension SnapFileSystem {
         return try objects.withDescriptor(rel, body)
     }
 
+    /// `lseek` with SEEK_DATA (`whence` 3) or SEEK_HOLE (4) in a snapshot's file: where its next data or hole starts
+    /// at or after `offset`. A snapshot keeps its state's holes in the stored object, so this is the object's answer;
+    /// `cp --sparse=auto` and `tar -S` through the mount find them. Other files are all data.
+    public func seek(_ ino: UInt64, offset: Int64, whence: Int32) throws(FSError) -> Int64 {
+        guard whence == SparseSeek.data || whence == SparseSeek.hole else { throw .invalid("only SEEK_DATA and SEEK_HOLE are asked of a file system") }
+        guard offset >= 0 else { throw .invalid("negative offset") }
+        guard case .file(_, let e) = try node(ino).flat, e.type == .file, let rel = e.objectPath else {
+            throw .invalid("SEEK_DATA and SEEK_HOLE are answered for snapshot files")
+        }
+        return try objects.withDescriptor(rel) { fd throws(FSError) -> Int64 in
+            let r = lseek(fd, off_t(offset), whence)
+            if r < 0 {
+                if errno == ENXIO { throw .noMoreData }
+                throw .io("lseek in \(rel): \(String(cString: strerror(errno)))")
+            }
+            return Int64(r)
+        }
+    }
+
     /// Reads into `buffer` from `offset`; returns how many bytes were read (0 at the end).
     public func read(_ ino: UInt64, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(FSError) -> Int {
         let n = try node(ino)

@@ -5,46 +5,54 @@ import SnapStore
 import Glibc
 #endif
 
-/// Snapshot metadata as `user.snapfs.*` extended attributes; setting them is refused like any write, except
-/// `user.snapfs.hold` on a snapshot, which holds it (`setfattr -n user.snapfs.hold -v REASON S`) and releases it
-/// (`setfattr -x user.snapfs.hold S`).
+/// Extended attributes through the mount. Every entry of a snapshot has the attributes its source had (POSIX ACLs
+/// among them, as `system.posix_acl_*`), and nothing else: a copy of a snapshot (`rsync -aX`, `cp -a`, `restic`)
+/// carries nothing SnapFS added. SnapFS's own metadata is the `user.snapfs.*` attributes of a snapshot's directory,
+/// answered by name but not listed, for the same reason (and whole in `.snapfs/snapshots/S.json`). Setting them is
+/// refused like any write, except `user.snapfs.hold` on a snapshot, which holds it
+/// (`setfattr -n user.snapfs.hold -v REASON S`) and releases it (`setfattr -x user.snapfs.hold S`).
 extension SnapFileSystem {
     /// The attribute that is a snapshot's hold: its value is the reason.
     public static let holdAttribute = "user.snapfs.hold"
 
     public func listxattr(_ ino: UInt64) throws(FSError) -> [String] {
-        switch try node(ino).flat {
-        case .snapshot(let id):
-            guard let name = snapshotName(id), (try? store.hold(of: name)) != nil else { return SnapshotXattrs.names }
-            return SnapshotXattrs.names + [Self.holdAttribute]
-        case .file(_, let e): return e.sha256 == nil ? ["user.snapfs.object"] : ["user.snapfs.object", "user.snapfs.sha256"]
-        default: return []
-        }
+        try recordedXattrs(node(ino).flat)?.names ?? []
     }
 
     public func getxattr(_ ino: UInt64, name: String) throws(FSError) -> [UInt8] {
-        switch try node(ino).flat {
+        let n = try node(ino).flat
+        switch n {
         case .snapshot(let id) where name == Self.holdAttribute:
             guard let snapName = snapshotName(id) else { throw .notFound }
             let h: Hold?
             do { h = try store.hold(of: snapName) } catch { throw .store(error) }
             guard let h else { throw .noAttribute }
             return Array(h.reason.utf8)
-        case .snapshot(let id):
-            // `ls -l` asks for security.selinux and system.posix_acl_access on every entry: answer those without
-            // building a report, or listing a root of N snapshots costs N reports.
-            guard SnapshotXattrs.names.contains(name) else { throw .noAttribute }
+        case .snapshot(let id) where SnapshotXattrs.names.contains(name):
+            // `ls -l` asks for security.selinux and system.posix_acl_access on every entry: those are answered from
+            // the recorded attributes without building a report, or listing a root of N snapshots costs N reports.
             guard let snapName = snapshotName(id) else { throw .notFound }
             let report: SnapshotReport
             do { report = try store.report(snapName) } catch { throw .store(error) }
             guard let v = SnapshotXattrs.value(name, report) else { throw .noAttribute }
             return Array(v.utf8)
-        case .file(_, let e):
-            if name == "user.snapfs.object", let p = e.objectPath { return PathBytes.kernel(p) }
-            if name == "user.snapfs.sha256", let s = e.sha256 { return Array(s.utf8) }
-            throw .noAttribute
         default:
-            throw .noAttribute
+            guard let v = try recordedXattrs(n)?.value(name) else { throw .noAttribute }
+            return v
+        }
+    }
+
+    /// The attributes a node's source entry had: a snapshot's directory has its state root's.
+    private func recordedXattrs(_ n: Node) throws(FSError) -> ExtendedAttributes? {
+        switch n {
+        case .snapshot(let id):
+            return state.withLock { $0.listing.byID[id] }?.root?.xattrs
+        case .directory(let id, let p), .symlink(let id, let p):
+            return try index(id).entries[p]?.xattrs
+        case .file(_, let e):
+            return e.xattrs
+        default:
+            return nil
         }
     }
 

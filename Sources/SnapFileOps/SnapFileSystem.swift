@@ -231,7 +231,7 @@ public final class SnapFileSystem: Sendable {
     private static func forgetLinkCounts(_ s: inout State) -> Set<UInt64> {
         var inodes: Set<UInt64> = []
         for idx in s.indexes.values {
-            for e in idx.entries.values where e.type == .file { if let p = e.objectPath { inodes.insert(InodeNumber.object(p)) } }
+            for e in idx.entries.values where e.type == .file { if let i = InodeNumber.file(e) { inodes.insert(i) } }
         }
         s.indexes.removeAll()
         s.pendingInodes.formUnion(inodes)
@@ -438,13 +438,15 @@ public final class SnapFileSystem: Sendable {
             // As its source's root was when it was taken: with `allow_other` and the kernel checking permissions
             // (`default_permissions`), that is what keeps other users out of a snapshot of a private state directory.
             let root = snap.root ?? storeRootOwnership
-            var a = dirAttr(ino, mode: root.mode, nlink: 2 + idx.subdirectoryCount(""), mtime: Int64(snap.createdAt * 1e9))
+            var a = dirAttr(ino, mode: root.mode, nlink: 2 + idx.subdirectoryCount(""), mtime: root.mtimeNanos ?? Int64(snap.createdAt * 1e9))
             a.uid = root.uid; a.gid = root.gid
             return a
         case .directory(let id, let p):
             let idx = try index(id)
             guard let e = idx.entries[p] else { throw .notFound }
-            return dirAttr(ino, mode: e.mode, nlink: 2 + idx.subdirectoryCount(p), mtime: e.mtimeNanos)
+            var a = dirAttr(ino, mode: e.mode, nlink: 2 + idx.subdirectoryCount(p), mtime: e.mtimeNanos)
+            (a.uid, a.gid) = owner(e)
+            return a
         case .file(let id, let held):
             // Link counts move as snapshots come and go; the rest of a stored file never changes, except the length
             // of one whose rule lets it be longer than the snapshot needs (a file other snapshots keep appending
@@ -453,18 +455,22 @@ public final class SnapFileSystem: Sendable {
             if e.type == .fifo || e.type == .device {
                 // As mknod made them: the type bits and device number are the entry's own; no content.
                 return Attr(ino: ino, mode: e.mode, nlink: 1, size: 0, blocks: 0, mtimeNanos: e.mtimeNanos,
-                            uid: options.uid, gid: options.gid, rdev: e.rdev ?? 0)
+                            uid: owner(e).uid, gid: owner(e).gid, rdev: e.rdev ?? 0)
             }
             var size = e.size, mtime = e.mtimeNanos
             if e.sizeRule == .atLeast, let now = try? currentLength(e) { (size, mtime) = now }
             return Attr(ino: ino, mode: 0o100000 | (e.mode & 0o7777), nlink: UInt32(max(1, e.links)), size: size,
-                        blocks: (size + 511) / 512, mtimeNanos: mtime, uid: options.uid, gid: options.gid)
+                        blocks: e.sizeRule == .exact ? (e.blocks ?? (size + 511) / 512) : (size + 511) / 512,
+                        mtimeNanos: mtime, uid: owner(e).uid, gid: owner(e).gid)
         case .symlink(let id, let p):
             guard let e = try index(id).entries[p] else { throw .notFound }
             return Attr(ino: ino, mode: 0o120000 | (e.mode & 0o7777), nlink: 1, size: Int64(PathBytes.kernel(e.symlinkTarget ?? "").count),
-                        blocks: 0, mtimeNanos: e.mtimeNanos, uid: options.uid, gid: options.gid)
+                        blocks: 0, mtimeNanos: e.mtimeNanos, uid: owner(e).uid, gid: owner(e).gid)
         }
     }
+
+    /// Who owns an entry in the mount: its recorded owner, or the daemon's user when none was recorded.
+    func owner(_ e: SnapshotEntry) -> (uid: UInt32, gid: UInt32) { (e.uid ?? options.uid, e.gid ?? options.gid) }
 
     /// The length and modification time a stored file has now.
     private func currentLength(_ e: SnapshotEntry) throws(FSError) -> (Int64, Int64)? {

@@ -22,11 +22,21 @@ public struct CanonicalManifest: Codable, Sendable {
         public var targetBase64: String?
         /// A device node's device number (`st_rdev`); its `mode` says character or block.
         public var rdev: UInt64?
+        /// The owner as numbers (as `tar --numeric-owner` keeps it); absent when the snapshot did not record one.
+        public var uid: UInt32?
+        public var gid: UInt32?
+        /// Extended attributes by name, values in base64; POSIX ACLs are `system.posix_acl_access` and
+        /// `system.posix_acl_default` in the kernel's binary form.
+        public var xattrs: ExtendedAttributes?
+        /// For a file that is a hard link of an entry listed earlier: that entry's path. `files/` holds the two as
+        /// one file with two names, as the state did.
+        public var hardLinkTo: String?
 
         public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64, sha256: String? = nil, target: String? = nil,
-                    rdev: UInt64? = nil) {
+                    rdev: UInt64? = nil, uid: UInt32? = nil, gid: UInt32? = nil, xattrs: ExtendedAttributes? = nil) {
             self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
             self.sha256 = sha256; self.target = target; self.rdev = rdev
+            self.uid = uid; self.gid = gid; self.xattrs = (xattrs?.isEmpty ?? true) ? nil : xattrs
             pathBase64 = PathBytes.base64IfEscaped(path)
             targetBase64 = PathBytes.base64IfEscaped(target)
         }
@@ -53,6 +63,25 @@ public struct CanonicalManifest: Codable, Sendable {
     public var entries: [Entry]
     /// What the snapshot does not hold of the state it was taken from (sockets), and why.
     public var notHeld: [Omission]?
+    /// The state's root directory: its mode, owner, time and extended attributes (`files/` itself on export).
+    public var root: RootOwnership?
+
+    /// Marks every later name of one stored object as a hard link of its first name.
+    mutating func markHardLinks(objects: [ObjectID?]) {
+        var first: [ObjectID: String] = [:]
+        for (i, o) in objects.enumerated() {
+            guard let o, entries[i].type == .file else { continue }
+            if let f = first[o] { entries[i].hardLinkTo = f } else { first[o] = entries[i].path }
+        }
+    }
+
+    /// What the manifest says of each entry's metadata, by path, for a source reading `files/`.
+    public var recorded: [String: RecordedMetadata] {
+        var m: [String: RecordedMetadata] = [:]
+        for e in entries { m[e.path] = RecordedMetadata(mode: e.mode, uid: e.uid, gid: e.gid, mtimeNanos: e.mtimeNanos, xattrs: e.xattrs,
+                                                hardLinkTo: e.hardLinkTo) }
+        return m
+    }
 
     public init(snapshot: Snapshot, entries: [Entry]) {
         format = Self.formatTag

@@ -262,6 +262,20 @@ enum Catalog {
             );
             """)
         }
+        // Every entry's owner and extended attributes (POSIX ACLs among them), the root directory's time and
+        // extended attributes beside its mode and owner (v3), and the disk blocks each object occupies (holes kept), so a snapshot is shown, exported and imported with the
+        // metadata its state had. NULL for entries recorded before, and for engines that write their own files: the
+        // mount shows those as the daemon's.
+        m.registerMigration("v8-fidelity") { db in
+            try db.execute(sql: """
+            ALTER TABLE entries ADD COLUMN uid INTEGER;
+            ALTER TABLE entries ADD COLUMN gid INTEGER;
+            ALTER TABLE entries ADD COLUMN xattrs BLOB;
+            ALTER TABLE snapshots ADD COLUMN root_mtime_ns INTEGER;
+            ALTER TABLE snapshots ADD COLUMN root_xattrs BLOB;
+            ALTER TABLE objects ADD COLUMN blocks INTEGER;
+            """)
+        }
         return m
     }
 }
@@ -274,7 +288,7 @@ extension Database {
 }
 
 extension Snapshot: FetchableRecord {
-    static let columns = "id, name, kind, format, state, engine, job, created_at, completed_at, directory, external_id, root_mode, root_uid, root_gid"
+    static let columns = "id, name, kind, format, state, engine, job, created_at, completed_at, directory, external_id, root_mode, root_uid, root_gid, root_mtime_ns, root_xattrs"
 
     public init(row: Row) throws {
         id = row["id"]
@@ -289,7 +303,8 @@ extension Snapshot: FetchableRecord {
         createdAt = row["created_at"]; completedAt = row["completed_at"]
         directory = row["directory"]; externalID = row["external_id"]
         if let mode = row["root_mode"] as Int64?, let uid = row["root_uid"] as Int64?, let gid = row["root_gid"] as Int64? {
-            root = RootOwnership(mode: UInt32(truncatingIfNeeded: mode), uid: UInt32(truncatingIfNeeded: uid), gid: UInt32(truncatingIfNeeded: gid))
+            root = RootOwnership(mode: UInt32(truncatingIfNeeded: mode), uid: UInt32(truncatingIfNeeded: uid), gid: UInt32(truncatingIfNeeded: gid),
+                                 mtimeNanos: row["root_mtime_ns"], xattrs: (row["root_xattrs"] as Data?).flatMap(ExtendedAttributes.init(blob:)))
         } else {
             root = nil
         }

@@ -47,7 +47,7 @@ public struct Snapshot: Codable, Sendable, Hashable {
     public var directory: String?
     /// An engine's own identifier, e.g. a Flink checkpoint id.
     public var externalID: String?
-    /// The mode and owner of the source's root directory when the snapshot was taken (nil: not recorded).
+    /// The mode, owner and time of the source's root directory when the snapshot was taken (nil: not recorded).
     public var root: RootOwnership?
 }
 
@@ -57,16 +57,23 @@ public struct RootOwnership: Codable, Sendable, Hashable {
     public var mode: UInt32
     public var uid: UInt32
     public var gid: UInt32
+    /// The root directory's modification time, nanoseconds since 1970 (nil: not recorded; the snapshot's creation
+    /// time is shown instead).
+    public var mtimeNanos: Int64?
+    /// The root directory's extended attributes (POSIX ACLs as their `system.posix_acl_*` bytes), by name.
+    public var xattrs: ExtendedAttributes?
 
-    public init(mode: UInt32, uid: UInt32, gid: UInt32) {
-        self.mode = mode & 0o7777; self.uid = uid; self.gid = gid
+    public init(mode: UInt32, uid: UInt32, gid: UInt32, mtimeNanos: Int64? = nil, xattrs: ExtendedAttributes? = nil) {
+        self.mode = mode & 0o7777; self.uid = uid; self.gid = gid; self.mtimeNanos = mtimeNanos; self.xattrs = xattrs
     }
 
-    /// The mode and owner of a directory now, or nil if it cannot be read.
+    /// The mode, owner and time of a directory now, or nil if it cannot be read.
     public static func of(directory path: String) -> RootOwnership? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
-        return RootOwnership(mode: UInt32(st.st_mode), uid: st.st_uid, gid: st.st_gid)
+        return RootOwnership(mode: UInt32(st.st_mode), uid: st.st_uid, gid: st.st_gid,
+                             mtimeNanos: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                             xattrs: ExtendedAttributes.read(path: path))
     }
 }
 
@@ -124,15 +131,27 @@ public struct SnapshotEntry: Codable, Sendable, Hashable {
     /// snapshot needs; for `exact` files the two are equal unless the file was already damaged.
     public var sizeRule: SizeRule
     public var requiredSize: Int64
+    /// The owner the entry had in its source (nil: not recorded, as for engines that write their own files; the
+    /// mount shows the daemon's user).
+    public var uid: UInt32?
+    public var gid: UInt32?
+    /// The entry's extended attributes as its source had them, POSIX ACLs included (nil: none recorded).
+    public var xattrs: ExtendedAttributes?
+    /// The 512-byte blocks the stored object occupies (`st_blocks`): fewer than its length needs when it has holes.
+    /// Nil when not recorded.
+    public var blocks: Int64?
 
     public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64,
                 object: ObjectID? = nil, objectPath: String? = nil, sha256: String? = nil,
                 symlinkTarget: String? = nil, links: Int = 1, hidden: Bool = false, rdev: UInt64? = nil,
-                sizeRule: SizeRule = .exact, requiredSize: Int64? = nil) {
+                sizeRule: SizeRule = .exact, requiredSize: Int64? = nil, uid: UInt32? = nil, gid: UInt32? = nil,
+                xattrs: ExtendedAttributes? = nil, blocks: Int64? = nil) {
+        self.blocks = blocks
         self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
         self.object = object; self.objectPath = objectPath; self.sha256 = sha256
         self.symlinkTarget = symlinkTarget; self.links = links; self.hidden = hidden; self.rdev = rdev
         self.sizeRule = sizeRule; self.requiredSize = requiredSize ?? size
+        self.uid = uid; self.gid = gid; self.xattrs = xattrs
     }
 }
 

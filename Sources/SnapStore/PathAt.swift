@@ -109,6 +109,43 @@ public enum PathAt {
         }
     }
 
+    /// A hard link `rel` to `existing`, both below `base`; ENAMETOOLONG when either path is too long for one call.
+    public static func link(_ base: String, _ existing: String, _ rel: String) -> Int32 {
+        guard let from = joined(base, existing), let to = joined(base, rel) else { errno = ENAMETOOLONG; return -1 }
+        return withShort(from) { f in withShort(to) { t in Glibc.link(f, t) } }
+    }
+
+    /// Gives an entry its recorded owner, mode and modification time, in that order (a chown clears set-id bits).
+    /// Symlinks take the owner and time but have no mode. An owner that cannot be given (not root) is left as it is:
+    /// the mode and time still are. Returns the first errno other than EPERM, or 0.
+    @discardableResult
+    public static func restore(_ base: String, _ rel: String, mode: UInt32, uid: UInt32?, gid: UInt32?, mtimeNanos: Int64, symlink: Bool,
+                               xattrs: ExtendedAttributes? = nil) -> Int32 {
+        let ts = timespec(tv_sec: Int(mtimeNanos / 1_000_000_000), tv_nsec: Int(mtimeNanos % 1_000_000_000))
+        var failure: Int32 = 0
+        let apply: (Int32, UnsafePointer<CChar>) -> Int32 = { fd, name in
+            if uid != nil || gid != nil {
+                if fchownat(fd, name, uid ?? UInt32.max, gid ?? UInt32.max, AT_SYMLINK_NOFOLLOW) != 0, errno != EPERM, failure == 0 { failure = errno }
+            }
+            // After the owner (a chown drops security.capability) and before the mode (an access ACL sets the group
+            // bits to its mask; the recorded mode is the one that goes with the recorded ACL).
+            if let x = xattrs, !x.isEmpty { let e = x.apply(in: fd, name); if e != 0, failure == 0 { failure = e } }
+            if !symlink, fchmodat(fd, name, mode_t(mode & 0o7777), 0) != 0, failure == 0 { failure = errno }
+            var times = [ts, ts]
+            if utimensat(fd, name, &times, AT_SYMLINK_NOFOLLOW) != 0, failure == 0 { failure = errno }
+            return 0
+        }
+        if rel.isEmpty {
+            let fd = Glibc.open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard fd >= 0 else { return errno }
+            defer { close(fd) }
+            _ = apply(fd, ".")
+        } else if inParent(base, rel, apply) != 0 {
+            return errno
+        }
+        return failure
+    }
+
     /// The names in an open directory (not "." and ".."), decoded losslessly; nil and errno when it cannot be read.
     /// `fd` stays open and owned by the caller.
     public static func names(in fd: Int32) -> [String]? {

@@ -15,13 +15,19 @@ public struct NewEntry: Sendable {
     /// See `SnapshotEntry.sizeRule`; `requiredSize` nil means `size`.
     public var sizeRule: SizeRule
     public var requiredSize: Int64?
+    /// See `SnapshotEntry.uid`, `gid` and `xattrs`.
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var xattrs: ExtendedAttributes?
 
     public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64,
                 object: ObjectID? = nil, symlinkTarget: String? = nil, hidden: Bool = false, rdev: UInt64? = nil,
-                sizeRule: SizeRule = .exact, requiredSize: Int64? = nil) {
+                sizeRule: SizeRule = .exact, requiredSize: Int64? = nil, uid: UInt32? = nil, gid: UInt32? = nil,
+                xattrs: ExtendedAttributes? = nil) {
         self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
         self.object = object; self.symlinkTarget = symlinkTarget; self.hidden = hidden; self.rdev = rdev
         self.sizeRule = sizeRule; self.requiredSize = requiredSize
+        self.uid = uid; self.gid = gid; self.xattrs = xattrs
     }
 }
 
@@ -123,7 +129,7 @@ public final class PendingSnapshot {
     /// `adoptedDirectory` is a directory the snapshot owns from now on but that this writer did not create (a Flink
     /// `chk-N`): recorded only here, so that a rollback before the commit can never remove it.
     public func commit(entries: [NewEntry], checksums: [ObjectID: (size: Int64, sha256: String)], takenAt: Double? = nil,
-                       adoptedDirectory: String? = nil, omitted: [Omission] = []) throws(StoreError) -> Snapshot {
+                       adoptedDirectory: String? = nil, omitted: [Omission] = [], blocks: [ObjectID: Int64] = [:]) throws(StoreError) -> Snapshot {
         if let d = adoptedDirectory, !Store.isSafeRelativePath(d) { throw .badInput("snapshot directory '\(d)' would leave the store") }
         var seen = Set<String>()
         for e in entries {
@@ -136,16 +142,20 @@ public final class PendingSnapshot {
             snapshot = try store.db.write { db in
                 let upd = try db.makeStatement(sql: "UPDATE objects SET size = ?, sha256 = ? WHERE id = ?")
                 for (id, c) in checksums { try upd.execute(arguments: [c.size, c.sha256, id]) }
+                // What each object this snapshot wrote occupies on disk (`st_blocks`): less than its length when sparse.
+                let alloc = try db.makeStatement(sql: "UPDATE objects SET blocks = ? WHERE id = ?")
+                for (id, b) in blocks { try alloc.execute(arguments: [b, id]) }
                 let ins = try db.makeStatement(sql: """
                     INSERT INTO entries(snapshot_id, path, type, size, mode, mtime_ns, object_id, symlink_target, hidden, rdev,
-                                        size_rule, required_size)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                        size_rule, required_size, uid, gid, xattrs)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """)
                 for e in entries {
                     let required = e.requiredSize == e.size ? nil : e.requiredSize
                     try ins.execute(arguments: [snapshot.id, e.path, e.type.rawValue, e.size, Int64(e.mode), e.mtimeNanos,
                                                 e.object, e.symlinkTarget, e.hidden ? 1 : 0, e.rdev.map { Int64(bitPattern: $0) },
-                                                e.sizeRule.rawValue, required])
+                                                e.sizeRule.rawValue, required, e.uid.map { Int64($0) }, e.gid.map { Int64($0) },
+                                                e.xattrs.flatMap { $0.isEmpty ? nil : $0.blob }])
                 }
                 try db.execute(sql: "UPDATE objects SET pending_snapshot = NULL WHERE pending_snapshot = ?", arguments: [snapshot.id])
                 released = try store.releaseObjectPins(db, snapshot.id)
@@ -209,8 +219,11 @@ extension Store {
                 }
                 let dir = directory?(id)
                 if let dir, !Store.isSafeRelativePath(dir) { throw StoreError.badInput("snapshot directory '\(dir)' would leave the store") }
-                try db.execute(sql: "UPDATE snapshots SET name = ?, directory = ?, root_mode = ?, root_uid = ?, root_gid = ? WHERE id = ?",
-                               arguments: [name, dir, root.map { Int64($0.mode) }, root.map { Int64($0.uid) }, root.map { Int64($0.gid) }, id])
+                try db.execute(sql: """
+                    UPDATE snapshots SET name = ?, directory = ?, root_mode = ?, root_uid = ?, root_gid = ?, root_mtime_ns = ?, root_xattrs = ?
+                    WHERE id = ?
+                    """, arguments: [name, dir, root.map { Int64($0.mode) }, root.map { Int64($0.uid) }, root.map { Int64($0.gid) },
+                                    root?.mtimeNanos, root?.xattrs.flatMap { $0.isEmpty ? nil : $0.blob }, id])
                 try db.bumpGeneration()
                 return try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE id = ?", arguments: [id])!
             }

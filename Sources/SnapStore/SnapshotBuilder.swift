@@ -87,9 +87,17 @@ public struct SnapshotBuilder: Sendable {
         var toCopy: [Int] = []
         var entries: [NewEntry] = []
         entries.reserveCapacity(scanned.count + 2)
+        // Hard links: each later name of a file takes the object of its first name, copied or reused once.
+        var fileIndex: [String: Int] = [:]
+        var linked: [(name: Int, first: Int)] = []
+        for (i, e) in scanned.enumerated() where e.type == .file {
+            if let to = e.hardLinkTo, let first = fileIndex[to] { linked.append((i, first)) } else { fileIndex[e.path] = i }
+        }
+        let linkedNames = Set(linked.map(\.name))
         for (i, e) in scanned.enumerated() {
-            var ne = NewEntry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, symlinkTarget: e.symlinkTarget, rdev: e.rdev)
-            if e.type == .file {
+            var ne = NewEntry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, symlinkTarget: e.symlinkTarget, rdev: e.rdev,
+                              uid: e.uid, gid: e.gid, xattrs: e.xattrs)
+            if e.type == .file, !linkedNames.contains(i) {
                 if let obj = reusable[e.path] {
                     ne.object = obj
                 } else {
@@ -111,13 +119,23 @@ public struct SnapshotBuilder: Sendable {
         var newNames = Set(targets.compactMap(PathBytes.parent))
         let copies = try copyAll(toCopy.map { scanned[$0] }, to: targets, from: source, totalBytes: totalBytes, progress: progress)
         var checksums: [ObjectID: (size: Int64, sha256: String)] = [:]
+        var allocated: [ObjectID: Int64] = [:]
         for (n, i) in toCopy.enumerated() {
-            let (real, sha) = copies[n]
+            let (real, sha, blocks) = copies[n]
             checksums[ids[n]] = (real.size, sha)
+            allocated[ids[n]] = blocks
             entries[i].object = ids[n]
             entries[i].size = real.size
             entries[i].mode = real.mode
             entries[i].mtimeNanos = real.mtimeNanos
+            entries[i].uid = real.uid
+            entries[i].gid = real.gid
+        }
+        for (i, first) in linked {
+            let f = entries[first]
+            entries[i].object = f.object
+            entries[i].size = f.size; entries[i].mode = f.mode; entries[i].mtimeNanos = f.mtimeNanos
+            entries[i].uid = f.uid; entries[i].gid = f.gid; entries[i].xattrs = f.xattrs
         }
         if pending.snapshot.format == .canonical {
             newNames.insert(try writeManifest(pending: pending, entries: entries, omitted: omitted, checksums: checksums, into: &entries))
@@ -126,7 +144,7 @@ public struct SnapshotBuilder: Sendable {
         // commit below list the snapshot, so a power cut never leaves it referencing bytes the disk never got.
         try Durability.syncAncestors(store.root.path, newNames)
         progress?(totalBytes, totalBytes, "done")
-        let snap = try pending.commit(entries: entries, checksums: checksums, omitted: omitted)
+        let snap = try pending.commit(entries: entries, checksums: checksums, omitted: omitted, blocks: allocated)
         for o in omitted {
             store.logger.notice("not held by the snapshot", metadata: ["snapshot": .string(snap.name), "path": .string(PathBytes.printable(o.path)),
                                                                        "type": .string(o.type), "reason": .string(o.reason)])
@@ -141,10 +159,10 @@ public struct SnapshotBuilder: Sendable {
     /// 0.71 s instead of 0.96 s (medians of ten, alternating). The first failure stops the other threads from taking
     /// more files and is thrown once all have stopped; what was copied is left to `pending.abort`.
     private func copyAll(_ entries: [SourceEntry], to targets: [String], from source: some SnapshotSource,
-                         totalBytes: Int64, progress: ProgressHandler?) throws -> [(SourceEntry, String)] {
+                         totalBytes: Int64, progress: ProgressHandler?) throws -> [(SourceEntry, String, Int64)] {
         let next = Atomic<Int>(0)
         let copied = Atomic<Int64>(0)
-        let outcome = Mutex<(copies: [(SourceEntry, String)?], failure: (any Error)?)>((Array(repeating: nil, count: entries.count), nil))
+        let outcome = Mutex<(copies: [(SourceEntry, String, Int64)?], failure: (any Error)?)>((Array(repeating: nil, count: entries.count), nil))
         DispatchQueue.concurrentPerform(iterations: max(1, min(Self.parallelCopies, entries.count))) { _ in
             while true {
                 let n = next.wrappingAdd(1, ordering: .relaxed).oldValue
@@ -172,7 +190,7 @@ public struct SnapshotBuilder: Sendable {
     /// Copies one file, hashing as it goes; a file that changes under the copy is copied again, twice at most.
     /// `rel` is relative to the store root, and may be deeper than one path argument can be (a canonical tree).
     private func copy(_ e: SourceEntry, from source: some SnapshotSource, to rel: String,
-                      progress: (Int) -> Void) throws -> (SourceEntry, String) {
+                      progress: (Int) -> Void) throws -> (SourceEntry, String, Int64) {
         var tries = 0
         while true {
             tries += 1
@@ -182,18 +200,15 @@ public struct SnapshotBuilder: Sendable {
             var hasher = SHA256()
             do {
                 defer { close(fd) }
+                var out = SparseWriter(fd: fd, shown: abs)
                 let real = try source.read(e) { chunk in
                     hasher.update(bufferPointer: chunk)
-                    var off = 0
-                    while off < chunk.count {
-                        let n = Glibc.write(fd, chunk.baseAddress! + off, chunk.count - off)
-                        if n < 0 { if errno == EINTR { continue }; throw StoreError.io(path: abs, errno: errno, what: "cannot write object") }
-                        off += n
-                    }
+                    try out.write(chunk)
                     progress(chunk.count)
                 }
+                let blocks = try out.finish()
                 try Durability.sync(fd: fd, path: abs)
-                return (real, hasher.finalize().hexString)
+                return (real, hasher.finalize().hexString, blocks)
             } catch SourceProblem.changing(let p) where tries < 3 {
                 store.logger.debug("\(p) changed during copy; copying again")
                 continue
@@ -205,8 +220,11 @@ public struct SnapshotBuilder: Sendable {
                                into all: inout [NewEntry]) throws -> String {
         var manifest = CanonicalManifest(snapshot: pending.snapshot, entries: entries.map { e in
             CanonicalManifest.Entry(path: e.path, type: e.type, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos,
-                                    sha256: e.object.flatMap { checksums[$0]?.sha256 } , target: e.symlinkTarget, rdev: e.rdev)
+                                    sha256: e.object.flatMap { checksums[$0]?.sha256 } , target: e.symlinkTarget, rdev: e.rdev,
+                                    uid: e.uid, gid: e.gid, xattrs: e.xattrs)
         })
+        manifest.root = pending.snapshot.root
+        manifest.markHardLinks(objects: entries.map(\.object))
         manifest.notHeld = omitted.isEmpty ? nil : omitted
         let dir = "\(Store.canonicalDirectory)/\(pending.snapshot.id)"
         let files: [(String, Data)] = [

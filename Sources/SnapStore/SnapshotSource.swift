@@ -16,11 +16,35 @@ public struct SourceEntry: Sendable, Hashable {
     public var sha256: String?
     /// A device node's device number.
     public var rdev: UInt64?
+    /// Owner and extended attributes (nil: the source does not know them).
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var xattrs: ExtendedAttributes?
+    /// For a file that is a hard link of one listed earlier (same inode): that one's path. The two share one object.
+    public var hardLinkTo: String?
 
     public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64, symlinkTarget: String? = nil, sha256: String? = nil,
-                rdev: UInt64? = nil) {
+                rdev: UInt64? = nil, uid: UInt32? = nil, gid: UInt32? = nil, xattrs: ExtendedAttributes? = nil) {
         self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
         self.symlinkTarget = symlinkTarget; self.sha256 = sha256; self.rdev = rdev
+        self.uid = uid; self.gid = gid; self.xattrs = xattrs
+    }
+}
+
+/// What a record (a canonical manifest) says an entry's metadata is, over what its copy on disk shows: a tree copied
+/// with a plain `cp` has lost owners, times and attributes that the manifest still has.
+public struct RecordedMetadata: Sendable, Hashable {
+    public var mode: UInt32
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var mtimeNanos: Int64
+    public var xattrs: ExtendedAttributes?
+    /// The entry is a hard link of this earlier one, even where the copy on disk has lost the link.
+    public var hardLinkTo: String?
+
+    public init(mode: UInt32, uid: UInt32?, gid: UInt32?, mtimeNanos: Int64, xattrs: ExtendedAttributes?, hardLinkTo: String? = nil) {
+        self.mode = mode; self.uid = uid; self.gid = gid; self.mtimeNanos = mtimeNanos; self.xattrs = xattrs
+        self.hardLinkTo = hardLinkTo
     }
 }
 
@@ -73,6 +97,10 @@ public struct FileTreeSource: SnapshotSource {
     public let expected: [String: String]
     /// What an earlier snapshot of this tree already did not hold (an exported tree's manifest says so).
     public var inherited: [Omission] = []
+    /// Metadata recorded for the tree (an exported tree's manifest), by path, taken over what the files show.
+    public var recorded: [String: RecordedMetadata] = [:]
+    /// The root directory as recorded, taken over what the directory shows.
+    public var recordedRoot: RootOwnership?
 
     public init(root: URL, expected: [String: String] = [:]) {
         self.root = root.standardizedFileURL
@@ -81,7 +109,7 @@ public struct FileTreeSource: SnapshotSource {
 
     public var description: String { root.path }
     public var allowsReuse: Bool { expected.isEmpty }
-    public func rootOwnership() -> RootOwnership? { RootOwnership.of(directory: root.path) }
+    public func rootOwnership() -> RootOwnership? { recordedRoot ?? RootOwnership.of(directory: root.path) }
 
     public func scan() throws(StoreError) -> [SourceEntry] { try scanReporting().entries }
 
@@ -93,27 +121,38 @@ public struct FileTreeSource: SnapshotSource {
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .badInput("\(root.path) is not a directory") }
         var out = SourceScan(omitted: inherited)
         var linkFailure: (Int32, String)?
+        // The first path seen of each file with more than one name: the others are its hard links.
+        var firstNames: [UInt64: [UInt64: String]] = [:]
         let failure = PathAt.walk(root.path) { p, st, dirFD, name in
             let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+            var e: SourceEntry
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
-                out.entries.append(SourceEntry(path: p, type: .directory, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime))
+                e = SourceEntry(path: p, type: .directory, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime)
             case S_IFREG:
-                out.entries.append(SourceEntry(path: p, type: .file, size: Int64(st.st_size), mode: UInt32(st.st_mode), mtimeNanos: mtime, sha256: expected[p]))
+                e = SourceEntry(path: p, type: .file, size: Int64(st.st_size), mode: UInt32(st.st_mode), mtimeNanos: mtime, sha256: expected[p])
+                if st.st_nlink > 1 {
+                    let dev = UInt64(st.st_dev), ino = UInt64(st.st_ino)
+                    if let first = firstNames[dev]?[ino] { e.hardLinkTo = first } else { firstNames[dev, default: [:]][ino] = p }
+                }
             case S_IFLNK:
                 guard let target = PathAt.readlink(in: dirFD, name) else {
                     if errno != ENOENT && linkFailure == nil { linkFailure = (errno, p) }
                     return
                 }
-                out.entries.append(SourceEntry(path: p, type: .symlink, size: Int64(PathBytes.kernel(target).count), mode: UInt32(st.st_mode),
-                                               mtimeNanos: mtime, symlinkTarget: target))
+                e = SourceEntry(path: p, type: .symlink, size: Int64(PathBytes.kernel(target).count), mode: UInt32(st.st_mode),
+                                mtimeNanos: mtime, symlinkTarget: target)
             case S_IFIFO:
-                out.entries.append(SourceEntry(path: p, type: .fifo, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime))
+                e = SourceEntry(path: p, type: .fifo, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime)
             case S_IFCHR, S_IFBLK:
-                out.entries.append(SourceEntry(path: p, type: .device, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime, rdev: UInt64(st.st_rdev)))
+                e = SourceEntry(path: p, type: .device, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime, rdev: UInt64(st.st_rdev))
             default:
                 out.omitted.append(Omission(path: p, mode: UInt32(st.st_mode)))
+                return
             }
+            e.uid = st.st_uid; e.gid = st.st_gid
+            e.xattrs = ExtendedAttributes.read(in: dirFD, name)
+            out.entries.append(applyRecorded(e))
         }
         if let (e, p) = failure ?? linkFailure {
             throw .io(path: root.path + "/" + PathBytes.printable(p), errno: e, what: "cannot read")
@@ -135,14 +174,30 @@ public struct FileTreeSource: SnapshotSource {
         defer { buffer.deallocate() }
         var total: Int64 = 0
         var hasher = expected.isEmpty ? nil : SHA256()
-        while true {
-            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if n < 0 { if errno == EINTR { continue }; throw SourceProblem.unreadable(path: abs, errno: errno) }
-            if n == 0 { break }
-            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+        // Holes are not read: where SEEK_DATA says the next data starts further on, zeros are handed on without a
+        // read, so a sparse file costs its data, not its length, in reads (the checksum still covers every byte).
+        // Asked only of a file that occupies fewer blocks than its length needs: most have no hole.
+        var seekable = Int64(before.st_blocks) * 512 < Int64(before.st_size)
+        func handOn(_ chunk: UnsafeRawBufferPointer) throws {
             hasher?.update(bufferPointer: chunk)
             try sink(chunk)
-            total += Int64(n)
+            total += Int64(chunk.count)
+        }
+        while true {
+            if seekable {
+                let data = lseek(fd, off_t(total), SparseSeek.data)
+                // ENXIO: nothing but a hole from here to the end.
+                let holeEnd = data >= 0 ? Int64(data) : (errno == ENXIO ? Int64(before.st_size) : -1)
+                if data < 0 && errno != ENXIO { seekable = false }
+                while holeEnd > total {
+                    let n = Int(min(Int64(SparseWriter.zeros.count), holeEnd - total))
+                    try handOn(UnsafeRawBufferPointer(rebasing: SparseWriter.zeros[0..<n]))
+                }
+            }
+            let n = pread(fd, buffer.baseAddress, buffer.count, off_t(total))
+            if n < 0 { if errno == EINTR { continue }; throw SourceProblem.unreadable(path: abs, errno: errno) }
+            if n == 0 { break }
+            try handOn(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
         }
         var after = stat()
         guard fstat(fd, &after) == 0 else { throw SourceProblem.unreadable(path: abs, errno: errno) }
@@ -161,6 +216,20 @@ public struct FileTreeSource: SnapshotSource {
         e.size = total
         e.mode = UInt32(after.st_mode)
         e.mtimeNanos = Int64(after.st_mtim.tv_sec) * 1_000_000_000 + Int64(after.st_mtim.tv_nsec)
+        e.uid = after.st_uid; e.gid = after.st_gid
+        return applyRecorded(e)
+    }
+
+    /// The entry with what `recorded` says of it in place of what its copy on disk showed; the type bits stay the disk's.
+    private func applyRecorded(_ entry: SourceEntry) -> SourceEntry {
+        guard let r = recorded[entry.path] else { return entry }
+        var e = entry
+        e.mode = (e.mode & UInt32(S_IFMT)) | (r.mode & 0o7777)
+        e.mtimeNanos = r.mtimeNanos
+        if let u = r.uid { e.uid = u }
+        if let g = r.gid { e.gid = g }
+        if let x = r.xattrs { e.xattrs = x }
+        if let l = r.hardLinkTo { e.hardLinkTo = l }
         return e
     }
 }
@@ -189,9 +258,15 @@ public struct StoredSnapshotSource: SnapshotSource {
     }
 
     public func scan() throws(StoreError) -> [SourceEntry] {
-        byPath.values.sorted { $0.path < $1.path }.map {
-            SourceEntry(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos,
-                        symlinkTarget: $0.symlinkTarget, sha256: $0.sha256, rdev: $0.rdev)
+        var first: [ObjectID: String] = [:]
+        return byPath.values.sorted { $0.path < $1.path }.map {
+            var e = SourceEntry(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos,
+                                symlinkTarget: $0.symlinkTarget, sha256: $0.sha256, rdev: $0.rdev, uid: $0.uid, gid: $0.gid, xattrs: $0.xattrs)
+            // Two names of one object in one snapshot are hard links of one file.
+            if $0.type == .file, let o = $0.object {
+                if let f = first[o] { e.hardLinkTo = f } else { first[o] = $0.path }
+            }
+            return e
         }
     }
 
@@ -201,13 +276,16 @@ public struct StoredSnapshotSource: SnapshotSource {
         }
         return try FileTreeSource(root: store.root, expected: e.sha256.map { [op: $0] } ?? [:])
             .read(SourceEntry(path: op, type: .file, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, sha256: e.sha256), into: sink)
-            .withPath(entry.path, mode: entry.mode, mtime: entry.mtimeNanos)
+            .withPath(entry.path, as: entry)
     }
 }
 
 extension SourceEntry {
-    func withPath(_ p: String, mode: UInt32, mtime: Int64) -> SourceEntry {
-        var e = self; e.path = p; e.mode = mode; e.mtimeNanos = mtime; return e
+    /// The bytes' entry under the path and with the metadata of `recorded`: what an object's own file shows is the store's.
+    func withPath(_ p: String, as recorded: SourceEntry) -> SourceEntry {
+        var e = self; e.path = p; e.mode = recorded.mode; e.mtimeNanos = recorded.mtimeNanos
+        e.uid = recorded.uid; e.gid = recorded.gid; e.xattrs = recorded.xattrs
+        return e
     }
 }
 

@@ -29,9 +29,16 @@ extension Store {
                     }
                     newNames.insert(parent)
                 }
+                /// An entry's recorded owner, mode and time on its exported copy.
+                func restore(_ e: SnapshotEntry, _ shown: String) throws {
+                    let err = PathAt.restore(files.path, e.path, mode: e.mode, uid: e.uid, gid: e.gid, mtimeNanos: e.mtimeNanos,
+                                             symlink: e.type == .symlink, xattrs: e.xattrs)
+                    if err != 0 { throw StoreError.io(path: shown, errno: err, what: "cannot set owner, mode or time of") }
+                }
                 let total = entries.reduce(Int64(0)) { $0 + ($1.type == .file ? $1.size : 0) }
                 var done: Int64 = 0
                 var dirs: [SnapshotEntry] = []
+                var exported: [ObjectID: String] = [:]
                 for e in entries {
                     let shown = files.path + "/" + PathBytes.printable(e.path)
                     try makeParent(e.path)
@@ -41,23 +48,39 @@ extension Store {
                         dirs.append(e)
                     case .symlink:
                         guard PathAt.symlink(e.symlinkTarget ?? "", files.path, e.path) == 0 else { throw StoreError.io(path: shown, errno: errno, what: "cannot create link") }
+                        try restore(e, shown)
                     case .fifo, .device:
                         guard PathAt.mknod(files.path, e.path, mode: e.mode, rdev: e.rdev ?? 0) == 0 else {
                             throw StoreError.io(path: shown, errno: errno, what: "cannot create \(e.type == .fifo ? "FIFO" : "device node")")
                         }
-                        PathAt.setTimes(files.path, e.path, mode: e.mode, mtimeNanos: e.mtimeNanos, symlink: false)
+                        try restore(e, shown)
                     case .file:
                         guard let op = e.objectPath else { throw StoreError.corrupt("file '\(PathBytes.printable(e.path))' of \(name) has no stored object") }
-                        try Self.copyChecked(from: (root.path, op), sha256: e.sha256, to: (files.path, e.path), mode: e.mode, mtime: e.mtimeNanos, what: e.path)
+                        // A second name of one object is a hard link, as it was in the state.
+                        if let obj = e.object, let first = exported[obj] {
+                            if PathAt.link(files.path, first, e.path) == 0 { continue }
+                            guard errno == ENAMETOOLONG else { throw StoreError.io(path: shown, errno: errno, what: "cannot create hard link") }
+                        }
+                        if let obj = e.object { exported[obj] = e.path }
+                        try Self.copyChecked(from: (root.path, op), sha256: e.sha256, to: (files.path, e.path), mode: e.mode, mtime: e.mtimeNanos,
+                                             owner: (e.uid, e.gid), xattrs: e.xattrs, what: e.path)
                         done += e.size
                         progress?(done, total, e.path)
                     }
                 }
-                for e in dirs.reversed() { PathAt.setTimes(files.path, e.path, mode: e.mode, mtimeNanos: e.mtimeNanos, symlink: false) }
+                // Directories last, deepest first: creating their entries changed their times.
+                for e in dirs.reversed() { try restore(e, files.path + "/" + PathBytes.printable(e.path)) }
+                if let r = s.root {
+                    let e = PathAt.restore(files.path, "", mode: r.mode, uid: r.uid, gid: r.gid,
+                                           mtimeNanos: r.mtimeNanos ?? Int64(s.createdAt * 1e9), symlink: false, xattrs: r.xattrs)
+                    if e != 0 { throw StoreError.io(path: files.path, errno: e, what: "cannot set owner, mode or time of") }
+                }
                 var manifest = CanonicalManifest(snapshot: s, entries: entries.map {
                     .init(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos, sha256: $0.sha256, target: $0.symlinkTarget,
-                          rdev: $0.rdev)
+                          rdev: $0.rdev, uid: $0.uid, gid: $0.gid, xattrs: $0.xattrs)
                 })
+                manifest.root = s.root
+                manifest.markHardLinks(objects: entries.map(\.object))
                 let omitted = try omissions(of: s.id)
                 manifest.notHeld = omitted.isEmpty ? nil : omitted
                 try Durability.writeFile(dir.appendingPathComponent(CanonicalManifest.fileName).path, try manifest.encoded())
@@ -78,6 +101,8 @@ extension Store {
         let filesDir = dir.appendingPathComponent(CanonicalManifest.filesDirectory)
         var source = FileTreeSource(root: filesDir, expected: expected)
         source.inherited = manifest.notHeld ?? []
+        source.recorded = manifest.recorded
+        source.recordedRoot = manifest.root
         let scanned = Set(try source.scan().filter { $0.type == .file }.map(\.path))
         if let missing = expected.keys.sorted().first(where: { !scanned.contains($0) }) {
             throw .badInput("\(dir.path): file '\(PathBytes.printable(missing))' named in the manifest is missing")
@@ -120,20 +145,28 @@ extension Store {
 
     /// Copies `src` (a base directory and a path below it) to `dst`, checking `sha256` as the bytes go.
     static func copyChecked(from src: (base: String, rel: String), sha256: String?, to dst: (base: String, rel: String),
-                            mode: UInt32, mtime: Int64, what: String) throws {
+                            mode: UInt32, mtime: Int64, owner: (uid: UInt32?, gid: UInt32?) = (nil, nil),
+                            xattrs: ExtendedAttributes? = nil, what: String) throws {
         let source = FileTreeSource(root: URL(fileURLWithPath: src.base), expected: sha256.map { [src.rel: $0] } ?? [:])
         let fd = PathAt.open(dst.base, dst.rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         let dstShown = dst.base + "/" + PathBytes.printable(dst.rel)
         guard fd >= 0 else { throw StoreError.io(path: dstShown, errno: errno, what: "cannot create") }
         do {
             defer { close(fd) }
+            var out = SparseWriter(fd: fd, shown: dstShown)
             _ = try source.read(SourceEntry(path: src.rel, type: .file, size: 0, mode: 0, mtimeNanos: 0, sha256: sha256)) { chunk in
-                var off = 0
-                while off < chunk.count {
-                    let n = write(fd, chunk.baseAddress! + off, chunk.count - off)
-                    if n < 0 { if errno == EINTR { continue }; throw StoreError.io(path: dstShown, errno: errno, what: "cannot write") }
-                    off += n
+                try out.write(chunk)
+            }
+            _ = try out.finish()
+            if owner.uid != nil || owner.gid != nil {
+                // Before the mode: a chown clears set-id bits. Only root may give a file away; anyone else keeps it.
+                if fchown(fd, owner.uid ?? UInt32.max, owner.gid ?? UInt32.max) != 0, errno != EPERM {
+                    throw StoreError.io(path: dstShown, errno: errno, what: "cannot set owner of")
                 }
+            }
+            if let x = xattrs, !x.isEmpty {
+                let e = x.apply(fd: fd)
+                if e != 0 { throw StoreError.io(path: dstShown, errno: e, what: "cannot set extended attributes of") }
             }
             setTimes(fd: fd, mode, mtime)
             try Durability.sync(fd: fd, path: dstShown)

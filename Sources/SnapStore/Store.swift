@@ -307,7 +307,7 @@ public final class Store: Sendable {
                            o.path AS opath, o.sha256,
                            CASE WHEN e.object_id IS NULL THEN 1
                                 ELSE (SELECT COUNT(*) FROM entries e2 WHERE e2.object_id = e.object_id AND e2.hidden = 0) END AS links,
-                           e.rdev, e.size_rule, e.required_size
+                           e.rdev, e.size_rule, e.required_size, e.uid, e.gid, e.xattrs, o.blocks
                     FROM entries e LEFT JOIN objects o ON o.id = e.object_id
                     WHERE e.snapshot_id = ? \(includeHidden ? "" : "AND e.hidden = 0")
                     ORDER BY e.path
@@ -325,7 +325,10 @@ public final class Store: Sendable {
                                              sha256: r[9], symlinkTarget: r[6],
                                              links: max(1, r[10] as Int), hidden: (r[7] as Int) != 0,
                                              rdev: (r[11] as Int64?).map { UInt64(bitPattern: $0) },
-                                             sizeRule: SizeRule(rawValue: r[12] as String) ?? .exact, requiredSize: r[13]))
+                                             sizeRule: SizeRule(rawValue: r[12] as String) ?? .exact, requiredSize: r[13],
+                                             uid: (r[14] as Int64?).map { UInt32(truncatingIfNeeded: $0) },
+                                             gid: (r[15] as Int64?).map { UInt32(truncatingIfNeeded: $0) },
+                                             xattrs: (r[16] as Data?).flatMap(ExtendedAttributes.init(blob:)), blocks: r[17]))
                 }
                 return out
             }
