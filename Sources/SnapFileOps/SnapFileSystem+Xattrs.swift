@@ -7,13 +7,17 @@ import Glibc
 
 /// Extended attributes through the mount. Every entry of a snapshot has the attributes its source had (POSIX ACLs
 /// among them, as `system.posix_acl_*`), and nothing else: a copy of a snapshot (`rsync -aX`, `cp -a`, `restic`)
-/// carries nothing SnapFS added. SnapFS's own metadata is the `user.snapfs.*` attributes of a snapshot's directory,
-/// answered by name but not listed, for the same reason (and whole in `.snapfs/snapshots/S.json`). Setting them is
+/// carries nothing SnapFS added. SnapFS's own metadata is the `user.snapfs.*` attributes of a snapshot's directory
+/// (and a file's `user.snapfs.object` and `user.snapfs.sha256`), answered by name but not listed, for the same reason (and whole in `.snapfs/snapshots/S.json`). Setting them is
 /// refused like any write, except `user.snapfs.hold` on a snapshot, which holds it
 /// (`setfattr -n user.snapfs.hold -v REASON S`) and releases it (`setfattr -x user.snapfs.hold S`).
 extension SnapFileSystem {
     /// The attribute that is a snapshot's hold: its value is the reason.
     public static let holdAttribute = "user.snapfs.hold"
+    /// A file's bytes in the store (store-relative), and their SHA-256: answered by name, never listed, so a backup
+    /// tool copying attributes carries neither, while `getfattr -n` still tells an operator where a file lives.
+    public static let objectAttribute = "user.snapfs.object"
+    public static let checksumAttribute = "user.snapfs.sha256"
 
     public func listxattr(_ ino: UInt64) throws(FSError) -> [String] {
         try recordedXattrs(node(ino).flat)?.names ?? []
@@ -36,6 +40,10 @@ extension SnapFileSystem {
             do { report = try store.report(snapName) } catch { throw .store(error) }
             guard let v = SnapshotXattrs.value(name, report) else { throw .noAttribute }
             return Array(v.utf8)
+        case .file(_, let e) where name == Self.objectAttribute && e.objectPath != nil:
+            return PathBytes.kernel(e.objectPath!)
+        case .file(_, let e) where name == Self.checksumAttribute && e.sha256 != nil:
+            return Array(e.sha256!.utf8)
         default:
             guard let v = try recordedXattrs(n)?.value(name) else { throw .noAttribute }
             return v

@@ -163,64 +163,78 @@ extension Store {
     /// be removed stays in the journal and is tried again at every drain, but its failure is logged as an error only
     /// when it is new or different: a store with one stuck entry must not fill the log on every command.
     ///
-    /// The whole drain is one write transaction: one statement reads the journal with whether each path is an
-    /// object again, the files go, and one statement each drops the done rows and records the failures. Holding
-    /// the write lock while unlinking is what makes the single read safe: no writer can take a journalled path back
-    /// as an object (a Flink import adopting it) between that read and the unlink. Readers are not held up (WAL).
+    /// The journal is read once, then drained in batches of `drainBatch` paths, each one write transaction: one
+    /// statement asks which of its paths are objects again, the files go, and one statement each drops the done
+    /// rows and records the failures. Holding the write lock while unlinking is what makes that check safe: no
+    /// writer can take a journalled path back as an object (a Flink import adopting it) between the check and the
+    /// unlink. Batches keep each hold short, so a trigger or another process's command waits seconds, not the
+    /// minutes a million-object delete takes; readers are never held up (WAL). The number of statements is one
+    /// plus three per batch, whatever the number of files in a batch.
     public func drainRemovals() {
         if isReadOnly { return }
         struct SyncFailed: Error { var error: any Error }
         do {
-            try db.write { db in
-                let rows = try Row.fetchAll(db, sql: """
-                    SELECT r.path, r.is_directory, r.failure, EXISTS(SELECT 1 FROM objects o WHERE o.path = r.path) AS in_use
-                    FROM removals r ORDER BY r.is_directory, length(r.path) DESC
-                    """)
-                var done: [String] = []
-                var failed: [String: String] = [:]
-                var emptied = Set<String>()
-                for r in rows {
-                    let rel: String = r["path"]
-                    guard Store.isSafeRelativePath(rel) else { done.append(rel); continue }
-                    emptied.insert(PathBytes.parent(rel) ?? "")
-                    if (r["is_directory"] as Int) != 0 {
-                        Store.removeEmptyDirectories(root.path, rel)
-                    } else {
-                        if (r["in_use"] as Bool) { done.append(rel); continue }
-                        if PathAt.unlink(root.path, rel) != 0 && errno != ENOENT {
-                            let why = String(cString: strerror(errno))
-                            let shown = root.path + "/" + PathBytes.printable(rel)
-                            if (r["failure"] as String?) == why {
-                                logger.debug("still cannot remove \(shown): \(why)")
-                            } else {
-                                logger.error("cannot remove \(shown): \(why); it stays in the removal journal and is retried at every open and gc")
-                                failed[rel] = why
+            let journal = try db.read { db in
+                try Row.fetchAll(db, sql: "SELECT path, is_directory, failure FROM removals ORDER BY is_directory, length(path) DESC")
+                    .map { (path: $0["path"] as String, isDirectory: ($0["is_directory"] as Int) != 0, failure: $0["failure"] as String?) }
+            }
+            var start = 0
+            while start < journal.count {
+                let batch = journal[start..<min(start + Self.drainBatch, journal.count)]
+                start += batch.count
+                try db.write { db in
+                    let inUse = Set(try String.fetchAll(db, sql: """
+                        SELECT o.path FROM objects o WHERE o.path IN (SELECT value FROM json_each(?))
+                        """, arguments: [try Self.jsonArray(batch.filter { !$0.isDirectory }.map(\.path))]))
+                    var done: [String] = []
+                    var failed: [String: String] = [:]
+                    var emptied = Set<String>()
+                    for r in batch {
+                        let rel = r.path
+                        guard Store.isSafeRelativePath(rel) else { done.append(rel); continue }
+                        emptied.insert(PathBytes.parent(rel) ?? "")
+                        if r.isDirectory {
+                            Store.removeEmptyDirectories(root.path, rel)
+                        } else {
+                            if inUse.contains(rel) { done.append(rel); continue }
+                            if PathAt.unlink(root.path, rel) != 0 && errno != ENOENT {
+                                let why = String(cString: strerror(errno))
+                                let shown = root.path + "/" + PathBytes.printable(rel)
+                                if r.failure == why {
+                                    logger.debug("still cannot remove \(shown): \(why)")
+                                } else {
+                                    logger.error("cannot remove \(shown): \(why); it stays in the removal journal and is retried at every open and gc")
+                                    failed[rel] = why
+                                }
+                                continue
                             }
-                            continue
                         }
+                        done.append(rel)
                     }
-                    done.append(rel)
-                }
-                if done.isEmpty && failed.isEmpty { return }
-                // The removals must be on disk before their journal rows go: otherwise a power cut could bring back a
-                // file that nothing records any more. A directory already gone was removed with its parent's entry
-                // flushed here.
-                for d in emptied.sorted(by: { $0.utf8.count > $1.utf8.count }) {
-                    do { try Durability.syncDirectory(root.path, d, missingOK: true) } catch { throw SyncFailed(error: error) }
-                }
-                try db.execute(sql: "DELETE FROM removals WHERE path IN (SELECT value FROM json_each(?))",
-                               arguments: [try Self.jsonArray(done)])
-                if !failed.isEmpty {
-                    try db.execute(sql: """
-                        UPDATE removals SET failure = (SELECT f.value FROM json_each(?1) f WHERE f.key = removals.path)
-                        WHERE path IN (SELECT key FROM json_each(?1))
-                        """, arguments: [try Self.jsonObject(failed)])
+                    if done.isEmpty && failed.isEmpty { return }
+                    // The removals must be on disk before their journal rows go: otherwise a power cut could bring
+                    // back a file that nothing records any more. A directory already gone was removed with its
+                    // parent's entry flushed here.
+                    for d in emptied.sorted(by: { $0.utf8.count > $1.utf8.count }) {
+                        do { try Durability.syncDirectory(root.path, d, missingOK: true) } catch { throw SyncFailed(error: error) }
+                    }
+                    try db.execute(sql: "DELETE FROM removals WHERE path IN (SELECT value FROM json_each(?))",
+                                   arguments: [try Self.jsonArray(done)])
+                    if !failed.isEmpty {
+                        try db.execute(sql: """
+                            UPDATE removals SET failure = (SELECT f.value FROM json_each(?1) f WHERE f.key = removals.path)
+                            WHERE path IN (SELECT key FROM json_each(?1))
+                            """, arguments: [try Self.jsonObject(failed)])
+                    }
                 }
             }
         } catch let e as SyncFailed {
             logger.error("\(e.error); removals stay journalled")
         } catch { logger.error("cannot update removal journal: \(error)") }
     }
+
+    /// Paths drained per write transaction: about four seconds of unlinks and directory flushes on a busy disk.
+    static let drainBatch = 50_000
 
     /// Removes `rel` (below `base`) and its subdirectories bottom-up where they are empty; never a file. Reached
     /// through directory descriptors, so a tree deeper than PATH_MAX goes too.
