@@ -26,8 +26,14 @@ struct FlinkREST: Sendable {
         } else {
             data = nil
         }
+        return try call(method, path, raw: data, contentType: "application/json")
+    }
+
+    /// Sends a request with a body of any type (a jar upload is multipart). An empty 2xx answer (Flink's
+    /// `PATCH /jobs/:id`) is an empty object.
+    func call(_ method: String, _ path: String, raw data: Data?, contentType: String) throws(StoreError) -> [String: Any] {
         let response: HTTPClient.Response
-        do { response = try client.request(method, path, json: data) } catch {
+        do { response = try client.request(method, path, json: data, contentType: contentType) } catch {
             throw .snapshotFailed("Flink REST \(method) \(base)\(path): \(error.description)")
         }
         let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any]
@@ -36,6 +42,7 @@ struct FlinkREST: Sendable {
             let text = errors ?? String(decoding: response.body.prefix(500), as: UTF8.self)
             throw .snapshotFailed("Flink REST \(method) \(path) answered \(response.status): \(Self.firstLine(text))")
         }
+        if object == nil, response.body.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d }) { return [:] }
         guard let object else { throw .snapshotFailed("Flink REST \(method) \(path) did not answer a JSON object") }
         return object
     }
