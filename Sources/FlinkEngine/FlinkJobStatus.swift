@@ -42,7 +42,7 @@ extension FlinkEngine {
         var jobs = store.jobStatus().jobs
         // A job the cluster runs that has no snapshot here yet (one an intent just started): its state alone.
         if case .answered(let answer)? = hooks?.cluster.view() {
-            for (id, info) in answer.jobs where !jobs.contains(where: { $0.job == id }) && !ClusterAnswer.terminalStates.contains(info.state) {
+            for (id, info) in answer.jobs where !jobs.contains(where: { $0.job == id }) {
                 jobs.append(JobRecovery(job: id, state: info.state, protected: false, recoveryPoint: nil, newest: nil,
                                         detail: "the JobManager reports it \(info.state); it has no snapshot in this store yet"))
             }

@@ -84,8 +84,8 @@ public final class FakeJobManager: Sendable {
             }
             if let refused { return (500, #"{"errors":["Internal server error.","<Exception on server side:\n\#(refused)\n\tat org.apache.flink...>"]}"#) }
             let request = Self.json(body)
-            let n = String(next(), radix: 16)
-            let job = String(repeating: "0", count: max(0, 8 - n.count)) + n + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
+            // Random, as Flink's: a job's six-character prefix names it among the store's savepoints.
+            let job = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
             let p = (request["parallelism"] as? NSNumber)?.intValue ?? 1
             runs.withLock {
                 $0.append(Run(jar: parts[1], job: job, parallelism: (request["parallelism"] as? NSNumber)?.intValue, savepointPath: request["savepointPath"] as? String,
