@@ -653,7 +653,9 @@ wait_counts() { # offset minimum → waits until a count ≥ minimum is printed 
   return 1
 }
 jobs_parallelism() { curl -sf "$REST/jobs/$1" | json "max(v['parallelism'] for v in d['vertices'])"; }
-last_intent() { json "d['lastIntent']['$2']" < "$MNT4/.snapfs/jobs/$1/status"; }
+# A job's directory in the mount lasts while the store holds a snapshot of it, and Flink discards the checkpoints
+# of a job stopped with a savepoint: its last intent is read through the command line, which also asks the cluster.
+last_intent() { snapfs job status "$STORE4" "$1" --json | json "d['lastIntent']['$2']"; }
 step_seconds() { json "[s['seconds'] for s in d['steps'] if s['name'].startswith('$2')][0]"; }
 metric4() { curl -sf "http://$API4/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
 
@@ -689,8 +691,10 @@ else
   I2=$I1
 fi
 
-# restart from an older checkpoint of the first job, at parallelism 1.
-OLDER=$(snapfs list "$STORE4" --json | json "sorted([s['name'] for s in d if s['name'].startswith('${I1:0:6}-chk-')], key=lambda n: int(n.rsplit('-', 1)[1]))[0]")
+# restart from an older checkpoint of the rescaled job, at parallelism 1 (the job is cancelled after a savepoint, so
+# Flink keeps its checkpoints).
+wait_checkpoints "$I2" 3
+OLDER=$(snapfs list "$STORE4" --json | json "sorted([s['name'] for s in d if s['name'].startswith('${I2:0:6}-chk-')], key=lambda n: int(n.rsplit('-', 1)[1]))[0]")
 OLDER_DIR=$(snapfs show "$STORE4" "$OLDER" --json | json "d.get('directory') or ''")
 if snapfs job restart "$STORE4" "$I2" --from "$OLDER" --parallelism 1 --json > "$WORK/intents-restart.json"; then
   I3=$(json "d['newJob']" < "$WORK/intents-restart.json")

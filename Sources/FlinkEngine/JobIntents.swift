@@ -123,8 +123,10 @@ public struct JobIntents: Sendable {
             r.record.snapshot = snapshotName
             let details = try? api.jobDetails(job)
             if let details, !ClusterAnswer.terminalStates.contains(details.state) {
-                // Still running: a savepoint first, so that a failed start has a way back.
-                let previous = try takeStopSavepoint(r, job, format: "NATIVE")
+                // Still running: a savepoint first, so that a failed start has a way back; then a cancel, not a
+                // stop, since Flink discards the checkpoints of a job that FINISHED, and the snapshot to start from
+                // may be one of them (RETAIN_ON_CANCELLATION keeps them).
+                let previous = try takeStopSavepoint(r, job, format: "NATIVE", cancelling: true)
                 r.record.snapshot = snapshotName
                 try startOrGoBack(r, job, jar: jar, from: directory, claim: claim, parallelism: parallelism ?? details.parallelism,
                                   fallback: jar, back: previous, previous: details.parallelism)
@@ -188,14 +190,16 @@ public struct JobIntents: Sendable {
 
     /// Stop-with-savepoint, recorded and held. On failure, says where the job was left: Flink keeps a job running
     /// when its stop-with-savepoint fails.
+    /// With `cancelling`, a savepoint is taken and the job then cancelled, instead of stopped with it.
     @discardableResult
-    func takeStopSavepoint(_ r: IntentRun, _ job: String, format: String) throws(StoreError) -> Snapshot {
+    func takeStopSavepoint(_ r: IntentRun, _ job: String, format: String, cancelling: Bool = false) throws(StoreError) -> Snapshot {
         let location: String
         do {
-            location = try r.step("stop with a \(format) savepoint") { () throws(StoreError) in
+            location = try r.step(cancelling ? "take a \(format) savepoint" : "stop with a \(format) savepoint") { () throws(StoreError) in
                 let target = FlinkPaths.flinkLocation(ofLocal: store.root.path + "/" + settings.savepointDirectory, settings: settings)
-                let request = try api.stopWithSavepoint(job, formatType: format, targetDirectory: target)
-                return try poll("stop-with-savepoint", timeout: settings.triggerTimeout) { () throws(StoreError) in
+                let request = cancelling ? try api.triggerSavepoint(job, formatType: format, targetDirectory: target)
+                    : try api.stopWithSavepoint(job, formatType: format, targetDirectory: target)
+                return try poll(cancelling ? "savepoint" : "stop-with-savepoint", timeout: settings.triggerTimeout) { () throws(StoreError) in
                     try api.savepointStatus(job, request: request)
                 }
             }
@@ -220,6 +224,24 @@ public struct JobIntents: Sendable {
         }
         StoreMetrics.tookSnapshot(source: "intent")
         r.record.snapshot = snapshot.name
+        if cancelling {
+            do {
+                try r.step("cancel the job") { () throws(StoreError) in
+                    try api.cancel(job)
+                    let start = Date()
+                    while (try? api.jobDetails(job).state) != "CANCELED" {
+                        if Date().timeIntervalSince(start) > runningTimeout {
+                            throw .snapshotFailed("job \(job) was not CANCELED within \(String(format: "%g", runningTimeout)) s")
+                        }
+                        Thread.sleep(forTimeInterval: pollInterval)
+                    }
+                }
+            } catch {
+                let state = (try? api.jobDetails(job).state) ?? "unknown (the JobManager did not answer)"
+                r.aftermath = "the job is \(state)"
+                throw error
+            }
+        }
         r.wayBack = snapshot
         return snapshot
     }

@@ -242,7 +242,9 @@ final class JobIntentsTests: XCTestCase {
         XCTAssertThrowsError(try intents.restart(x.job, from: "no-such")) { XCTAssertEqual(($0 as? StoreError)?.exitCode, 3) }
         let r = try intents.restart(x.job, from: older.name, parallelism: 1, claimMode: "claim")
         XCTAssertEqual(r.snapshot, older.name)
-        XCTAssertEqual(x.manager.stops.withLock { $0.map(\.format) }, ["NATIVE"], "a way back first")
+        XCTAssertEqual(x.manager.savepoints.withLock { $0.map(\.format) }, ["NATIVE"], "a way back first")
+        XCTAssertTrue(x.manager.stops.withLock { $0.isEmpty }, "cancelled, not stopped: Flink keeps a cancelled job's checkpoints")
+        XCTAssertEqual(x.state(x.job), "CANCELED")
         let run = try XCTUnwrap(x.manager.runs.withLock { $0.last })
         XCTAssertTrue(run.savepointPath?.hasSuffix("/checkpoints/\(x.job)/chk-15") ?? false, "\(run)")
         XCTAssertEqual(run.claimMode, "CLAIM")

@@ -40,8 +40,10 @@ public final class FakeJobManager: Sendable {
     public let runs = Mutex<[Run]>([])
     /// Every stop-with-savepoint asked: job and format.
     public let stops = Mutex<[(job: String, format: String)]>([])
+    /// Every savepoint triggered without stopping: job and format.
+    public let savepoints = Mutex<[(job: String, format: String)]>([])
     private let writeSavepoint: @Sendable (_ job: String, _ format: String) -> String
-    private let pending = Mutex<[String: (job: String, format: String)]>([:])
+    private let pending = Mutex<[String: (job: String, format: String, stops: Bool)]>([:])
     private let counter = Mutex(0)
 
     /// `writeSavepoint(job, format)` writes a savepoint into the store and returns Flink's location for it.
@@ -123,8 +125,16 @@ public final class FakeJobManager: Sendable {
             guard j.state == "RUNNING" else { return (409, #"{"errors":["Job is not RUNNING"]}"#) }
             let format = Self.json(body)["formatType"] as? String ?? "CANONICAL"
             let request = "stop-\(next())"
-            pending.withLock { $0[request] = (parts[1], format) }
+            pending.withLock { $0[request] = (parts[1], format, true) }
             stops.withLock { $0.append((parts[1], format)) }
+            return (202, #"{"request-id":"\#(request)"}"#)
+        case ("POST", 3) where parts[0] == "jobs" && parts[2] == "savepoints":
+            guard let j = table[parts[1]] else { return notFound }
+            guard j.state == "RUNNING" else { return (409, #"{"errors":["Job is not RUNNING"]}"#) }
+            let format = Self.json(body)["formatType"] as? String ?? "CANONICAL"
+            let request = "savepoint-\(next())"
+            pending.withLock { $0[request] = (parts[1], format, false) }
+            savepoints.withLock { $0.append((parts[1], format)) }
             return (202, #"{"request-id":"\#(request)"}"#)
         case ("GET", 4) where parts[0] == "jobs" && parts[2] == "savepoints":
             guard let op = pending.withLock({ $0[parts[3]] }) else { return (404, #"{"errors":["unknown request"]}"#) }
@@ -132,7 +142,7 @@ public final class FakeJobManager: Sendable {
                 return (200, #"{"status":{"id":"COMPLETED"},"operation":{"failure-cause":{"class":"java.util.concurrent.CompletionException","stack-trace":"\#(failure)\n\tat org.apache.flink"}}}"#)
             }
             let location = writeSavepoint(op.job, op.format)
-            cluster.set(op.job, state: "FINISHED")
+            if op.stops { cluster.set(op.job, state: "FINISHED") }
             pending.withLock { $0[parts[3]] = nil }
             return (200, #"{"status":{"id":"COMPLETED"},"operation":{"location":"\#(location)"}}"#)
         case ("GET", 3) where parts[0] == "jobs" && parts[2] == "exceptions":
