@@ -596,7 +596,7 @@ unmount_intents() {
     MOUNT4_PID=""
   fi
 }
-trap 'rc=$?; unmount_intents; (exit $rc); finish' EXIT
+trap 'rc=$?; set +e; unmount_intents; (exit $rc); finish' EXIT
 rm -rf "$STORE4"; mkdir -p "$STORE4/savepoints" "$MNT4"
 # Jobs started through /jars/:id/run take the cluster's configuration: this phase's cluster checkpoints into its store.
 stop_cluster
