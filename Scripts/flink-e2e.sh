@@ -656,7 +656,7 @@ jobs_parallelism() { curl -sf "$REST/jobs/$1" | json "max(v['parallelism'] for v
 # A job's directory in the mount lasts while the store holds a snapshot of it, and Flink discards the checkpoints
 # of a job stopped with a savepoint: its last intent is read through the command line, which also asks the cluster.
 last_intent() { snapfs job status "$STORE4" "$1" --json | json "d['lastIntent']['$2']"; }
-step_seconds() { json "[s['seconds'] for s in d['steps'] if s['name'].startswith('$2')][0]"; }
+step_seconds() { json "[s['seconds'] for s in d['steps'] if s['name'].startswith('$1')][0]"; }
 metric4() { curl -sf "http://$API4/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
 
 I1=$("$FLINK_HOME/bin/flink" run -d -p 1 -c demo.IntentsJob "$WORK/intentsjob.jar" 2>&1 | grep -o 'JobID [0-9a-f]*' | cut -d' ' -f2)
