@@ -47,6 +47,11 @@ extension FlinkEngine {
                                         detail: "the JobManager reports it \(info.state); it has no snapshot in this store yet"))
             }
         }
+        // A job with a recorded intent, by its full id, that neither the store nor the cluster knows any more.
+        if !jobs.contains(where: { $0.job == job }), IntentLog(store: store).last(of: job) != nil {
+            jobs.append(JobRecovery(job: job, state: "UNKNOWN", protected: false, recoveryPoint: nil, newest: nil,
+                                    detail: "neither the JobManager nor a snapshot in this store knows it; its last intent is recorded"))
+        }
         let matches = jobs.filter { $0.job == job }.isEmpty ? jobs.filter { $0.job.hasPrefix(job.lowercased()) } : jobs.filter { $0.job == job }
         guard !job.isEmpty, matches.count == 1, let row = matches.first else {
             let known = jobs.map(\.job).sorted().joined(separator: ", ")

@@ -384,6 +384,9 @@ public struct JobIntents: Sendable {
         var known = Set(store.jobStatus().jobs.map(\.job))
         if let live = try? api.jobsOverview() { known.formUnion(live.keys) }
         if known.contains(name) { return name }
+        // A job SnapFS started or recorded a jar for, by its full id, though neither the store nor the cluster knows
+        // it any more: a failed intent's `restart` on a new cluster, after Flink discarded its checkpoints.
+        if (try? jars.jar(of: name)) != nil || log.last(of: name) != nil { return name }
         let matches = known.filter { !name.isEmpty && $0.hasPrefix(name.lowercased()) }
         guard matches.count == 1, let only = matches.first else {
             throw .badInput(matches.count > 1

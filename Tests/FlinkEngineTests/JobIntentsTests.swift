@@ -93,6 +93,13 @@ final class JobIntentsTests: XCTestCase {
         let again = try intents.rescale(newJob, to: 2)
         XCTAssertEqual(again.parallelism, 2)
         XCTAssertEqual(x.manager.runs.withLock { $0.count }, 2)
+        // A job neither the cluster (a new one) nor the store knows any more is still named by its full id, as a
+        // failed intent's `restart --from` names it.
+        x.manager.cluster.jobs.withLock { $0[newJob] = nil }
+        x.w.askCluster()
+        XCTAssertEqual(try intents.resolveJob(newJob), newJob)
+        XCTAssertEqual(try x.engine.jobStatus(newJob).lastIntent?.newJob, again.newJob)
+        XCTAssertThrowsError(try intents.resolveJob(String(newJob.prefix(6))), "a prefix names only a job the store or cluster knows")
     }
 
     func testRescaleUnderTheAdaptiveSchedulerSetsResourceRequirementsAndNeedsNoJar() throws {
