@@ -199,9 +199,13 @@ public struct JobIntents: Sendable {
                 let target = FlinkPaths.flinkLocation(ofLocal: store.root.path + "/" + settings.savepointDirectory, settings: settings)
                 let request = cancelling ? try api.triggerSavepoint(job, formatType: format, targetDirectory: target)
                     : try api.stopWithSavepoint(job, formatType: format, targetDirectory: target)
-                return try poll(cancelling ? "savepoint" : "stop-with-savepoint", timeout: settings.triggerTimeout) { () throws(StoreError) in
+                let location = try poll(cancelling ? "savepoint" : "stop-with-savepoint", timeout: settings.triggerTimeout) { () throws(StoreError) in
                     try api.savepointStatus(job, request: request)
                 }
+                // Flink reports the savepoint complete a moment before the job leaves RUNNING: wait for that, so
+                // that what follows (a restart, a second intent) sees the job stopped.
+                if !cancelling { try waitEnded(job) }
+                return location
             }
         } catch {
             let state = (try? api.jobDetails(job).state) ?? "unknown (the JobManager did not answer)"
@@ -349,6 +353,29 @@ public struct JobIntents: Sendable {
             if Date().timeIntervalSince(start) > runningTimeout {
                 let seen = last.map { "it is \($0.state) at parallelism \($0.parallelism.map(String.init) ?? "?")" } ?? lastError?.description ?? "no answer"
                 throw .snapshotFailed("job \(job) did not run\(parallelism.map { " at parallelism \($0)" } ?? "") within \(String(format: "%g", runningTimeout)) s (\(seen))")
+            }
+            Thread.sleep(forTimeInterval: pollInterval)
+        }
+    }
+
+    /// Polls until the job is in a terminal state (the JobManager may also have forgotten it).
+    func waitEnded(_ job: String) throws(StoreError) {
+        let start = Date()
+        var failingSince: Date?
+        while true {
+            do {
+                if ClusterAnswer.terminalStates.contains(try api.jobDetails(job).state) { return }
+                failingSince = nil
+            } catch {
+                if error.description.contains("answered 404") { return }
+                let since = failingSince ?? Date()
+                failingSince = since
+                if Date().timeIntervalSince(since) > Self.unansweredLimit {
+                    throw .snapshotFailed("the savepoint is complete but the JobManager stopped answering before job \(job) stopped: \(Self.reason(error))")
+                }
+            }
+            if Date().timeIntervalSince(start) > runningTimeout {
+                throw .snapshotFailed("the savepoint is complete but job \(job) did not stop within \(String(format: "%g", runningTimeout)) s")
             }
             Thread.sleep(forTimeInterval: pollInterval)
         }
