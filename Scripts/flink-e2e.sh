@@ -600,7 +600,7 @@ trap 'rc=$?; set +e; unmount_intents; (exit $rc); finish' EXIT
 rm -rf "$STORE4"; mkdir -p "$STORE4/savepoints" "$MNT4"
 # Jobs started through /jars/:id/run take the cluster's configuration: this phase's cluster checkpoints into its store.
 stop_cluster
-sed -i "s#file://$STORE/#file://$STORE4/#g" "$FLINK_HOME/conf/config.yaml"
+sed -i -e "s#file://$STORE/#file://$STORE4/#g" -e "s/num-retained: 3/num-retained: 10/" "$FLINK_HOME/conf/config.yaml"
 mkdir -p "$WORK/intents-classes"
 cat > "$WORK/IntentsJob.java" <<'JAVA'
 package demo;
@@ -691,10 +691,10 @@ else
   I2=$I1
 fi
 
-# restart from an older checkpoint of the rescaled job, at parallelism 1 (the job is cancelled after a savepoint, so
-# Flink keeps its checkpoints).
-wait_checkpoints "$I2" 3
-OLDER=$(snapfs list "$STORE4" --json | json "sorted([s['name'] for s in d if s['name'].startswith('${I2:0:6}-chk-')], key=lambda n: int(n.rsplit('-', 1)[1]))[0]")
+# restart from an older checkpoint of the rescaled job (its third newest: Flink subsumes the oldest of the 10 it retains
+# while the job runs), at parallelism 1; the job is cancelled after a savepoint, so Flink keeps its checkpoints.
+wait_checkpoints "$I2" 4
+OLDER=$(snapfs list "$STORE4" --json | json "sorted([s['name'] for s in d if s['name'].startswith('${I2:0:6}-chk-')], key=lambda n: int(n.rsplit('-', 1)[1]))[-3]")
 OLDER_DIR=$(snapfs show "$STORE4" "$OLDER" --json | json "d.get('directory') or ''")
 if snapfs job restart "$STORE4" "$I2" --from "$OLDER" --parallelism 1 --json > "$WORK/intents-restart.json"; then
   I3=$(json "d['newJob']" < "$WORK/intents-restart.json")

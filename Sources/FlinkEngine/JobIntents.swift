@@ -202,9 +202,6 @@ public struct JobIntents: Sendable {
                 let location = try poll(cancelling ? "savepoint" : "stop-with-savepoint", timeout: settings.triggerTimeout) { () throws(StoreError) in
                     try api.savepointStatus(job, request: request)
                 }
-                // Flink reports the savepoint complete a moment before the job leaves RUNNING: wait for that, so
-                // that what follows (a restart, a second intent) sees the job stopped.
-                if !cancelling { try waitEnded(job) }
                 return location
             }
         } catch {
@@ -228,6 +225,17 @@ public struct JobIntents: Sendable {
         }
         StoreMetrics.tookSnapshot(source: "intent")
         r.record.snapshot = snapshot.name
+        if !cancelling {
+            // Flink reports the savepoint complete a moment before the job leaves RUNNING: wait for that, so that
+            // what follows (a start, a restart, a second intent) sees the job stopped.
+            do {
+                try r.step("wait until the job has stopped") { () throws(StoreError) in try waitEnded(job) }
+            } catch {
+                r.aftermath = "\(snapshot.name) stays held: `snapfs job restart \(job) --from \(snapshot.name)` starts the job from it"
+                r.keepHold = snapshot.name
+                throw error
+            }
+        }
         if cancelling {
             do {
                 try r.step("cancel the job") { () throws(StoreError) in
