@@ -11,7 +11,7 @@
 #        SNAPFS_E2E_PORT   REST port (default 18181; RPC uses PORT-2000)
 #        SNAPFS_E2E_VIA    mount (default: rm -rf through the mount, trigger files) or cli (snapfs delete/trigger)
 #        SNAPFS_E2E_PHASES all (default), or a comma-separated list of phases: cluster (the whole-cluster phase below),
-#                          repair, convert, relocate (the snapshot-transformation phases at the end)
+#                          repair, convert, relocate (the snapshot-transformation phases), intents (the job intents)
 #        SNAPFS_E2E_RELOCATE 1 (default) or 0: whether `all` includes the relocate phase
 # Then the backups: a HashMap + changelog checkpoint and a RocksDB file-merged checkpoint (of a second store) are
 # copied out of the mount with `tar` and with `rsync`, each copy is put where Flink wrote the store, and real Flink
@@ -854,5 +854,201 @@ check "a real restore from $COPY reaches RUNNING and completes a checkpoint" \
 phase_end
 fi # phase relocate
 [ -z "$PHASE_TIMES" ] || log "phase wall times:$PHASE_TIMES"
+
+# ---- intents: FLIP-47's declarative rescale, restart, stop through the mount, the command line and REST -------
+# A stateful job at parallelism 1 whose keyed counts are printed (TaskManager .out); `echo 2 > .../parallelism` returns
+# once it runs at 2 with its counts continuing; a restart from an older checkpoint at parallelism 1; a NATIVE stop and
+# a CANONICAL stop of the same job, both timed and each followed by a restart from its savepoint; the rescale through
+# REST with curl; /metrics before and after; the cluster killed mid-rescale, and `restart --from` the savepoint the
+# failed intent took recovers the job on a new cluster. (SNAPFS_E2E_PHASES=intents runs this phase alone.)
+if [ "$PHASES" = all ] || [[ ",$PHASES," == *,intents,* ]]; then
+STORE4=$WORK/store-intents
+MNT4=$WORK/mnt-intents
+API4=127.0.0.1:$((PORT + 7))
+MOUNT4_PID=""
+unmount_intents() {
+  if [ -n "$MOUNT4_PID" ]; then
+    fusermount3 -u "$MNT4" 2>/dev/null || fusermount3 -u -z "$MNT4" 2>/dev/null || true
+    wait "$MOUNT4_PID" 2>/dev/null || true
+    MOUNT4_PID=""
+  fi
+}
+trap 'rc=$?; set +e; unmount_intents; (exit $rc); finish' EXIT
+rm -rf "$STORE4"; mkdir -p "$STORE4/savepoints" "$MNT4"
+# Jobs started through /jars/:id/run take the cluster's configuration: this phase's cluster checkpoints into its store.
+stop_cluster
+sed -i -e "s#file://$STORE/#file://$STORE4/#g" -e "s/num-retained: 3/num-retained: 10/" "$FLINK_HOME/conf/config.yaml"
+mkdir -p "$WORK/intents-classes"
+cat > "$WORK/IntentsJob.java" <<'JAVA'
+package demo;
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
+import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
+import org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink;
+import org.apache.flink.util.Collector;
+/** 200 keyed counters, printed every 500 counts, and 200,000 keys of ballast (about 40 MB of state). */
+public class IntentsJob {
+  public static void main(String[] a) throws Exception {
+    StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
+    DataStream<Long> seq = env.fromSequence(0, Long.MAX_VALUE).uid("seq")
+      .map(x -> { if (x % 200 == 0) Thread.sleep(10); return x; }).uid("throttle");
+    seq.keyBy(x -> x % 200).process(new Counter()).uid("counter").print().uid("print");
+    seq.keyBy(x -> x % 200000).process(new Ballast()).uid("ballast").sinkTo(new DiscardingSink<>()).uid("sink");
+    env.execute("snapfs-intents-job");
+  }
+  public static class Counter extends KeyedProcessFunction<Long, Long, String> {
+    transient ValueState<Long> count;
+    @Override public void open(OpenContext c) { count = getRuntimeContext().getState(new ValueStateDescriptor<>("count", Long.class)); }
+    @Override public void processElement(Long v, Context ctx, Collector<String> out) throws Exception {
+      Long c = count.value(); c = c == null ? 1 : c + 1; count.update(c);
+      if (c % 500 == 0) out.collect("key=" + ctx.getCurrentKey() + " count=" + c);
+    }
+  }
+  public static class Ballast extends KeyedProcessFunction<Long, Long, Long> {
+    transient ValueState<String> payload;
+    @Override public void open(OpenContext c) { payload = getRuntimeContext().getState(new ValueStateDescriptor<>("payload", String.class)); }
+    @Override public void processElement(Long v, Context ctx, Collector<Long> out) throws Exception { payload.update(String.format("%0200d", v)); }
+  }
+}
+JAVA
+javac -cp "$FLINK_HOME/lib/*" -d "$WORK/intents-classes" "$WORK/IntentsJob.java"
+jar cf "$WORK/intentsjob.jar" -C "$WORK/intents-classes" .
+start_cluster
+tm_out() { ls -t "$WORK"/log/flink-*taskexecutor*.out | head -1; }
+counts_since() { # byte offset → the counts printed since, one a line
+  tail -c +$(( $1 + 1 )) "$(tm_out)" 2>/dev/null | grep -o 'count=[0-9]*' | cut -d= -f2
+}
+wait_counts() { # offset minimum → waits until a count ≥ minimum is printed after offset
+  for _ in $(seq 1 120); do
+    local m; m=$(counts_since "$1" | sort -n | tail -1)
+    [ "${m:-0}" -ge "$2" ] && return 0
+    sleep 1
+  done
+  return 1
+}
+jobs_parallelism() { curl -sf "$REST/jobs/$1" | json "max(v['parallelism'] for v in d['vertices'])"; }
+# A job's directory in the mount lasts while the store holds a snapshot of it, and Flink discards the checkpoints
+# of a job stopped with a savepoint: its last intent is read through the command line, which also asks the cluster.
+last_intent() { snapfs job status "$STORE4" "$1" --json | json "d['lastIntent']['$2']"; }
+step_seconds() { json "[s['seconds'] for s in d['steps'] if s['name'].startswith('$1')][0]"; }
+metric4() { curl -sf "http://$API4/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
+
+I1=$("$FLINK_HOME/bin/flink" run -d -p 1 -c demo.IntentsJob "$WORK/intentsjob.jar" 2>&1 | grep -o 'JobID [0-9a-f]*' | cut -d' ' -f2)
+[ -n "$I1" ] || die "the intents job did not start"
+log "intents: job $I1 at parallelism 1"
+wait_checkpoints "$I1" 3
+snapfs init "$STORE4" --engine flink --rest "$REST"
+snapfs job jar "$STORE4" "$I1" --jar "$WORK/intentsjob.jar" --entry-class demo.IntentsJob
+"$SNAPFS" mount "$STORE4" "$MNT4" --listen "$API4" --quiet > "$WORK/log/snapfs-mount-intents.log" 2>&1 &
+MOUNT4_PID=$!
+for _ in $(seq 1 100); do [ -e "$MNT4/.snapfs/jobs/$I1/parallelism" ] && break; sleep 0.1; done
+[ "$(cat "$MNT4/.snapfs/jobs/$I1/parallelism")" = 1 ] || fail "parallelism of $I1 does not read 1: $(cat "$MNT4/.snapfs/jobs/$I1/parallelism")"
+M_RESCALES=$(metric4 'snapfs_intents_total{intent="rescale",outcome="succeeded"}'); M_TAKEN=$(metric4 'snapfs_snapshots_taken_total{source="intent"}')
+log "metrics before: rescales succeeded ${M_RESCALES:-0}, snapshots taken by intents ${M_TAKEN:-0}"
+wait_counts 0 1500 || fail "job $I1 printed no count of 1500 within 120 s"
+OFF=$(stat -c %s "$(tm_out)")
+
+# echo 2 > parallelism: returns once the job runs at 2; the counts continue from the state it had.
+T=$(date +%s.%N)
+if echo 2 > "$MNT4/.snapfs/jobs/$I1/parallelism"; then
+  I2=$(last_intent "$I1" newJob)
+  log "rescale through the mount: $I1 -> $I2 in $(python3 -c "print(round($(date +%s.%N) - $T, 2))") s, from $(last_intent "$I1" snapshot)"
+  [ "$(jobs_parallelism "$I2")" = 2 ] || fail "job $I2 runs at $(jobs_parallelism "$I2"), not 2"
+  [ "$(job_state "$I2")" = RUNNING ] || fail "job $I2 is $(job_state "$I2")"
+  wait_counts "$OFF" 1 || fail "job $I2 printed nothing"
+  sleep 6
+  MIN=$(counts_since "$OFF" | sort -n | head -1)
+  if [ "${MIN:-0}" -gt 500 ]; then log "counts continued after the rescale: the lowest printed since is $MIN (a fresh state prints 500 first)";
+  else fail "counts restarted after the rescale: $MIN"; fi
+else
+  fail "echo 2 > parallelism failed: $(cat "$(ls -v "$MNT4"/.snapfs/requests/*.json | tail -1)")"
+  I2=$I1
+fi
+
+# restart from an older checkpoint of the rescaled job (its third newest: Flink subsumes the oldest of the 10 it retains
+# while the job runs), at parallelism 1; the job is cancelled after a savepoint, so Flink keeps its checkpoints.
+wait_checkpoints "$I2" 4
+OLDER=$(snapfs list "$STORE4" --json | json "sorted([s['name'] for s in d if s['name'].startswith('${I2:0:6}-chk-')], key=lambda n: int(n.rsplit('-', 1)[1]))[-3]")
+OLDER_DIR=$(snapfs show "$STORE4" "$OLDER" --json | json "d.get('directory') or ''")
+if snapfs job restart "$STORE4" "$I2" --from "$OLDER" --parallelism 1 --json > "$WORK/intents-restart.json"; then
+  I3=$(json "d['newJob']" < "$WORK/intents-restart.json")
+  RESTORED=""
+  for _ in $(seq 1 30); do
+    RESTORED=$(curl -sf "$REST/jobs/$I3/checkpoints" | json "(d['latest'].get('restored') or {}).get('external_path') or ''" 2>/dev/null || true)
+    [ -n "$RESTORED" ] && break; sleep 1
+  done
+  log "restart --from $OLDER --parallelism 1: job $I3 at $(jobs_parallelism "$I3"), restored from $RESTORED"
+  [ "${RESTORED#file:}" = "$STORE4/$OLDER_DIR" ] || fail "job $I3 restored from '$RESTORED', not $STORE4/$OLDER_DIR"
+  [ "$(jobs_parallelism "$I3")" = 1 ] || fail "job $I3 does not run at 1"
+else fail "snapfs job restart --from $OLDER failed"; I3=$I2; fi
+wait_checkpoints "$I3" 2
+
+# A NATIVE stop and a CANONICAL stop of the same job, each followed by a restart from its savepoint.
+if snapfs job stop "$STORE4" "$I3" --format native --json > "$WORK/intents-stop-native.json"; then
+  NATIVE_S=$(step_seconds "stop with a NATIVE" < "$WORK/intents-stop-native.json"); SP_N=$(json "d['snapshot']" < "$WORK/intents-stop-native.json")
+  snapfs job restart "$STORE4" "$I3" --from "$SP_N" --json > "$WORK/intents-restart-native.json" || fail "restart from the native savepoint $SP_N failed"
+  I4=$(json "d['newJob']" < "$WORK/intents-restart-native.json")
+  wait_checkpoints "$I4" 2
+  if snapfs job stop "$STORE4" "$I4" --format canonical --json > "$WORK/intents-stop-canonical.json"; then
+    CANON_S=$(step_seconds "stop with a CANONICAL" < "$WORK/intents-stop-canonical.json"); SP_C=$(json "d['snapshot']" < "$WORK/intents-stop-canonical.json")
+    snapfs job restart "$STORE4" "$I4" --from "$SP_C" --json > "$WORK/intents-restart-canonical.json" || fail "restart from the canonical savepoint $SP_C failed"
+    I5=$(json "d['newJob']" < "$WORK/intents-restart-canonical.json")
+    NATIVE_B=$(du -sb "$STORE4/$(snapfs show "$STORE4" "$SP_N" --json | json "d['directory']")" | cut -f1)
+    CANON_B=$(du -sb "$STORE4/$(snapfs show "$STORE4" "$SP_C" --json | json "d['directory']")" | cut -f1)
+    log "BENCH stop-with-savepoint: NATIVE ${NATIVE_S} s ($NATIVE_B bytes in its directory), CANONICAL ${CANON_S} s ($CANON_B bytes)"
+    python3 -c "import sys; sys.exit(0 if $NATIVE_S < $CANON_S else 1)" || fail "the native stop ($NATIVE_S s) was not faster than the canonical one ($CANON_S s)"
+  else fail "the canonical stop of $I4 failed"; I5=$I4; fi
+else fail "the native stop of $I3 failed"; I5=$I3; fi
+wait_checkpoints "$I5" 1
+
+# The same rescale through REST, with curl.
+if curl -sf -XPOST "http://$API4/v1/jobs/$I5/rescale" -H 'Content-Type: application/json' -d '{"parallelism":2}' > "$WORK/intents-rest.json"; then
+  I6=$(json "d['newJob']" < "$WORK/intents-rest.json")
+  log "rescale through REST: $I5 -> $I6 at $(jobs_parallelism "$I6") ($(json "d['message']" < "$WORK/intents-rest.json"))"
+  [ "$(jobs_parallelism "$I6")" = 2 ] || fail "job $I6 does not run at 2"
+else fail "POST /v1/jobs/$I5/rescale failed: $(cat "$WORK/intents-rest.json")"; I6=$I5; fi
+M_RESCALES2=$(metric4 'snapfs_intents_total{intent="rescale",outcome="succeeded"}'); M_TAKEN2=$(metric4 'snapfs_snapshots_taken_total{source="intent"}')
+log "metrics after: rescales succeeded ${M_RESCALES2:-0} (before ${M_RESCALES:-0}), snapshots taken by intents ${M_TAKEN2:-0} (before ${M_TAKEN:-0})"
+python3 -c "import sys; sys.exit(0 if float('${M_RESCALES2:-0}') >= float('${M_RESCALES:-0}') + 2 and float('${M_TAKEN2:-0}') > float('${M_TAKEN:-0}') else 1)" \
+  || fail "the metrics did not move"
+curl -sf "http://$API4/metrics" | grep -E '^snapfs_(intents_total|snapshots_taken_total|flink_rest_seconds_count)' | head -20
+
+# The cluster killed mid-rescale: the intent fails with the step and the reason; restart --from its savepoint recovers.
+wait_checkpoints "$I6" 1
+BEFORE_SP=$(ls "$STORE4/savepoints" | wc -l)
+"$SNAPFS" job rescale "$STORE4" "$I6" 1 --json > "$WORK/intents-kill.json" 2> "$WORK/intents-kill.err" &
+RESCALE_PID=$!
+for _ in $(seq 1 600); do
+  NEW=$(ls "$STORE4/savepoints" | wc -l)
+  if [ "$NEW" -gt "$BEFORE_SP" ] && ls "$STORE4"/savepoints/*/_metadata >/dev/null 2>&1 && [ "$(job_state "$I6" 2>/dev/null)" != RUNNING ]; then break; fi
+  sleep 0.05
+done
+log "killing the cluster mid-rescale (kill -9)"
+for f in "$WORK"/log/*.pid; do for pid in $(cat "$f"); do kill -9 "$pid" 2>/dev/null || true; done; rm -f "$f"; done
+CLUSTER_STARTED=0
+if wait "$RESCALE_PID"; then fail "the rescale succeeded although the cluster was killed"; else
+  log "the rescale failed: $(cat "$WORK/intents-kill.err")"
+  grep -q "failed at step" "$WORK/intents-kill.err" || fail "the failure names no step"
+fi
+SP_K=$(snapfs job status "$STORE4" "$I6" --json | json "d['lastIntent'].get('snapshot') or ''")
+[ -n "$SP_K" ] || fail "the failed rescale recorded no snapshot"
+grep -q "restart $I6 --from $SP_K" "$WORK/intents-kill.err" || fail "the failure does not name the restart from $SP_K"
+start_cluster
+if snapfs job restart "$STORE4" "$I6" --from "$SP_K" --json > "$WORK/intents-recover.json"; then
+  I7=$(json "d['newJob']" < "$WORK/intents-recover.json")
+  OFF=$(stat -c %s "$(tm_out)")
+  wait_checkpoints "$I7" 1
+  wait_counts "$OFF" 1 || fail "job $I7 printed nothing"
+  MIN=$(counts_since "$OFF" | sort -n | head -1)
+  log "recovered on a new cluster from $SP_K: job $I7 is $(job_state "$I7"), lowest count printed $MIN"
+  [ "${MIN:-0}" -gt 500 ] || fail "the recovered job's counts restarted: $MIN"
+  cancel_job "$I7"
+else fail "restart --from $SP_K after the killed rescale failed"; fi
+unmount_intents
+stop_cluster
+fi # PHASES = all or intents
 
 [ "$FAILURES" = 0 ] && log "E2E PASSED" || { log "E2E FAILED ($FAILURES)"; exit 1; }

@@ -19,6 +19,8 @@ public struct FlinkJobStatus: Codable, Sendable, Hashable {
     public var newest: String?
     /// How the recovery point was decided.
     public var detail: String
+    /// The last rescale, restart, stop or upgrade asked of the job (or that started it), when there was one.
+    public var lastIntent: IntentRecord? = nil
 }
 
 extension FlinkEngine {
@@ -37,7 +39,19 @@ extension FlinkEngine {
 
     /// The status from the store's rules alone (the cluster monitor's latest answer): no request to the JobManager.
     func jobStatusWithoutParallelism(_ job: String) throws(StoreError) -> FlinkJobStatus {
-        let jobs = store.jobStatus().jobs
+        var jobs = store.jobStatus().jobs
+        // A job the cluster runs that has no snapshot here yet (one an intent just started): its state alone.
+        if case .answered(let answer)? = hooks?.cluster.view() {
+            for (id, info) in answer.jobs where !jobs.contains(where: { $0.job == id }) {
+                jobs.append(JobRecovery(job: id, state: info.state, protected: false, recoveryPoint: nil, newest: nil,
+                                        detail: "the JobManager reports it \(info.state); it has no snapshot in this store yet"))
+            }
+        }
+        // A job with a recorded intent, by its full id, that neither the store nor the cluster knows any more.
+        if !jobs.contains(where: { $0.job == job }), IntentLog(store: store).last(of: job) != nil {
+            jobs.append(JobRecovery(job: job, state: "UNKNOWN", protected: false, recoveryPoint: nil, newest: nil,
+                                    detail: "neither the JobManager nor a snapshot in this store knows it; its last intent is recorded"))
+        }
         let matches = jobs.filter { $0.job == job }.isEmpty ? jobs.filter { $0.job.hasPrefix(job.lowercased()) } : jobs.filter { $0.job == job }
         guard !job.isEmpty, matches.count == 1, let row = matches.first else {
             let known = jobs.map(\.job).sorted().joined(separator: ", ")
@@ -46,7 +60,8 @@ extension FlinkEngine {
                 : "no job '\(job)' in this store" + (known.isEmpty ? " (it holds no job's snapshots)" : "; its jobs: \(known)"))
         }
         return FlinkJobStatus(job: row.job, state: row.state, parallelism: nil, parallelismUnknown: nil,
-                              recoveryPoint: row.recoveryPoint, protected: row.protected, newest: row.newest, detail: row.detail)
+                              recoveryPoint: row.recoveryPoint, protected: row.protected, newest: row.newest, detail: row.detail,
+                              lastIntent: IntentLog(store: store).last(of: row.job))
     }
 }
 

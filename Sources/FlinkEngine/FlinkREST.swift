@@ -26,18 +26,32 @@ struct FlinkREST: Sendable {
         } else {
             data = nil
         }
+        return try call(method, path, raw: data, contentType: "application/json")
+    }
+
+    /// Sends a request with a body of any type (a jar upload is multipart). An empty 2xx answer (Flink's
+    /// `PATCH /jobs/:id`) is an empty object.
+    func call(_ method: String, _ path: String, raw data: Data?, contentType: String) throws(StoreError) -> [String: Any] {
         let response: HTTPClient.Response
-        do { response = try client.request(method, path, json: data) } catch {
+        do { response = try client.request(method, path, json: data, contentType: contentType) } catch {
             throw .snapshotFailed("Flink REST \(method) \(base)\(path): \(error.description)")
         }
         let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any]
         guard (200..<300).contains(response.status) else {
             let errors = (object?["errors"] as? [Any])?.map { "\($0)" }.joined(separator: "; ")
             let text = errors ?? String(decoding: response.body.prefix(500), as: UTF8.self)
-            throw .snapshotFailed("Flink REST \(method) \(path) answered \(response.status): \(Self.firstLine(text))")
+            throw .snapshotFailed("Flink REST \(method) \(path) answered \(response.status): \(Self.firstLine(text))\(Self.rootCause(text).map { " | root cause: \($0)" } ?? "")")
         }
+        if object == nil, response.body.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d }) { return [:] }
         guard let object else { throw .snapshotFailed("Flink REST \(method) \(path) did not answer a JSON object") }
         return object
+    }
+
+    /// The last `Caused by:` of a Java stack trace: where Flink wraps the reason (a missing checkpoint) in generic
+    /// exceptions ("Could not execute application"), the one that says what went wrong.
+    static func rootCause(_ text: String) -> String? {
+        guard let line = text.split(separator: "\n").last(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("Caused by:") }) else { return nil }
+        return line.trimmingCharacters(in: .whitespaces).dropFirst("Caused by:".count).trimmingCharacters(in: .whitespaces)
     }
 
     /// Flink's errors carry whole Java stack traces; the first lines say what happened.

@@ -47,24 +47,24 @@ struct HTTPClient: Sendable {
     /// HTTP answer, `error` when none came). Recorded only where a metrics backend is bootstrapped.
     static let latencyMetric = "snapfs_flink_rest_seconds"
 
-    func request(_ method: String, _ path: String, json: Data? = nil) throws(Failure) -> Response {
+    func request(_ method: String, _ path: String, json: Data? = nil, contentType: String = "application/json") throws(Failure) -> Response {
         let start = DispatchTime.now().uptimeNanoseconds
         var outcome = "error"
         defer {
             Timer(label: Self.latencyMetric, dimensions: [("method", method), ("outcome", outcome)])
                 .recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
         }
-        let response = try exchange(method, path, json: json)
+        let response = try exchange(method, path, json: json, contentType: contentType)
         outcome = "ok"
         return response
     }
 
-    private func exchange(_ method: String, _ path: String, json: Data?) throws(Failure) -> Response {
+    private func exchange(_ method: String, _ path: String, json: Data?, contentType: String) throws(Failure) -> Response {
         let fd = try connect()
         defer { close(fd) }
         var head = "\(method) \(basePath)\(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\nAccept: application/json\r\n"
         if let json {
-            head += "Content-Type: application/json\r\nContent-Length: \(json.count)\r\n"
+            head += "Content-Type: \(contentType)\r\nContent-Length: \(json.count)\r\n"
         } else if method != "GET" {
             head += "Content-Length: 0\r\n"
         }

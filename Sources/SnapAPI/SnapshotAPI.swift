@@ -98,6 +98,54 @@ struct SnapshotAPI: APIProtocol {
         }
     }
 
+    func rescaleJob(_ input: Operations.rescaleJob.Input) async throws -> Operations.rescaleJob.Output {
+        let b: Components.Schemas.RescaleRequest
+        switch input.body { case .json(let v): b = v }
+        switch await intent(input.path.job, .rescale(parallelism: b.parallelism, jar: b.jar, entryClass: b.entryClass)) {
+        case .success(let r): return .ok(.init(body: .json(r)))
+        case .failure(let e): let a = APIError(e); return .default(statusCode: a.status, Self.errorBody(a))
+        }
+    }
+
+    func restartJob(_ input: Operations.restartJob.Input) async throws -> Operations.restartJob.Output {
+        let b: Components.Schemas.RestartRequest
+        switch input.body { case .json(let v): b = v }
+        switch await intent(input.path.job, .restart(from: b.from, parallelism: b.parallelism, claimMode: b.claimMode?.rawValue,
+                                                     jar: b.jar, entryClass: b.entryClass)) {
+        case .success(let r): return .ok(.init(body: .json(r)))
+        case .failure(let e): let a = APIError(e); return .default(statusCode: a.status, Self.errorBody(a))
+        }
+    }
+
+    func stopJob(_ input: Operations.stopJob.Input) async throws -> Operations.stopJob.Output {
+        var format: String?
+        if case .json(let b)? = input.body { format = b.format?.rawValue }
+        switch await intent(input.path.job, .stop(format: format)) {
+        case .success(let r): return .ok(.init(body: .json(r)))
+        case .failure(let e): let a = APIError(e); return .default(statusCode: a.status, Self.errorBody(a))
+        }
+    }
+
+    func upgradeJob(_ input: Operations.upgradeJob.Input) async throws -> Operations.upgradeJob.Output {
+        let b: Components.Schemas.UpgradeRequest
+        switch input.body { case .json(let v): b = v }
+        switch await intent(input.path.job, .upgrade(jar: b.jar, entryClass: b.entryClass, parallelism: b.parallelism)) {
+        case .success(let r): return .ok(.init(body: .json(r)))
+        case .failure(let e): let a = APIError(e); return .default(statusCode: a.status, Self.errorBody(a))
+        }
+    }
+
+    /// Runs an intent through the engine, as the command line does, and reads its record as the document's type.
+    private func intent(_ job: String, _ request: StoreAccess.JobIntentRequest) async -> Result<Components.Schemas.IntentRecord, StoreError> {
+        let provider = access.jobIntent, engine = store.engineName
+        return await Blocking.run { () throws(StoreError) -> Components.Schemas.IntentRecord in
+            guard let provider else { throw .notPermitted("this store's engine (\(engine)) runs no jobs: job intents apply to Flink stores") }
+            do { return try JSONDecoder().decode(Components.Schemas.IntentRecord.self, from: try provider(job, request)) }
+            catch let e as StoreError { throw e }
+            catch { throw .corrupt("cannot express the intent's record as the API's IntentRecord: \(error)") }
+        }
+    }
+
     func verifyStore(_ input: Operations.verifyStore.Input) async throws -> Operations.verifyStore.Output {
         let verify = access.verify, checksums = input.query.checksums ?? true
         let outcome = await Blocking.run { () throws(StoreError) -> Components.Schemas.VerifyResult in

@@ -12,13 +12,26 @@ public struct StoreAccess: Sendable {
     /// `snapfs job status --json` for an engine that runs jobs (Flink): the JSON document of the job named by id
     /// or prefix. nil for engines without jobs.
     public let jobStatus: (@Sendable (_ job: String) throws(StoreError) -> Data)?
+    /// `snapfs job rescale|restart|stop|upgrade --json` for an engine that runs jobs: the JSON record of what the
+    /// intent did. nil for engines without jobs.
+    public let jobIntent: (@Sendable (_ job: String, _ intent: JobIntentRequest) throws(StoreError) -> Data)?
 
     public init(store: Store, engine: any SnapshotEngine, verify: @escaping @Sendable (_ checksums: Bool) throws(StoreError) -> Verification,
-                jobStatus: (@Sendable (_ job: String) throws(StoreError) -> Data)? = nil) {
+                jobStatus: (@Sendable (_ job: String) throws(StoreError) -> Data)? = nil,
+                jobIntent: (@Sendable (_ job: String, _ intent: JobIntentRequest) throws(StoreError) -> Data)? = nil) {
         self.store = store
         self.engine = engine
         self.verify = verify
         self.jobStatus = jobStatus
+        self.jobIntent = jobIntent
+    }
+
+    /// An intent as the API receives it, for the engine that carries it out.
+    public enum JobIntentRequest: Sendable, Hashable {
+        case rescale(parallelism: Int, jar: String?, entryClass: String?)
+        case restart(from: String, parallelism: Int?, claimMode: String?, jar: String?, entryClass: String?)
+        case stop(format: String?)
+        case upgrade(jar: String, entryClass: String?, parallelism: Int?)
     }
 
     /// A verification's outcome in the terms every engine shares, with the engine's full report beside it.

@@ -85,6 +85,8 @@ enum ControlContent {
             case .jobStatus(let job):
                 guard let status = fs.jobStatus else { throw FSError.notFound }
                 return try status(job)
+            case .jobControl(let job, let f):
+                return try fs.jobControlContent(job, f)
             }
         } catch let e as FSError {
             throw e

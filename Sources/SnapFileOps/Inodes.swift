@@ -60,6 +60,16 @@ public enum InodeNumber {
     /// `.snapfs/jobs/<job>/`: not `by-job/<job>/`, which has a number of its own.
     public static func controlJob(_ job: String) -> UInt64 { hash("control-job:\(job)") }
     public static func jobStatus(_ job: String) -> UInt64 { hash("job-status:\(job)") }
+    /// `.snapfs/jobs/<job>/parallelism`, `restart`, `stop`, `upgrade`.
+    public static func jobControl(_ job: String, _ file: JobControlFile) -> UInt64 { hash("job-control:\(job):\(file.rawValue)") }
+}
+
+/// The writable files of `.snapfs/jobs/<job>/`: writing one line asks for the intent of that name.
+public enum JobControlFile: String, Sendable, Hashable, CaseIterable {
+    case parallelism, restart, stop, upgrade
+
+    /// The intent a write asks for.
+    var intent: String { self == .parallelism ? "rescale" : rawValue }
 }
 
 /// The directories of the control tree.
@@ -77,6 +87,8 @@ public enum ControlFile: Sendable, Hashable {
     case report(String)
     /// `jobs/<job>/status`.
     case jobStatus(String)
+    /// `jobs/<job>/parallelism`, `restart`, `stop`, `upgrade`: read to see, write one line to act.
+    case jobControl(String, JobControlFile)
 }
 
 /// What an inode number stands for. Kinds of node differ in what every operation means (SPEC §4), and the
@@ -130,6 +142,7 @@ public enum Node: Sendable, Hashable {
             case .request(let s): return InodeNumber.request(s)
             case .report(let n): return InodeNumber.report(n)
             case .jobStatus(let j): return InodeNumber.jobStatus(j)
+            case .jobControl(let j, let f): return InodeNumber.jobControl(j, f)
             }
         case .trigger(let f): return InodeNumber.trigger(f)
         case .snapshot(let id): return InodeNumber.snapshotRoot(id)

@@ -17,6 +17,12 @@ extension SnapFileSystem {
             // `echo x >` does not.
             if req.times && req.size == nil { try takeSnapshot(f, label: nil) }
             return try attr(n)
+        case .controlFile(.jobControl(let job, let f)):
+            // The truncation of `echo … >` asks nothing; every other change is refused.
+            guard req.mode == nil, req.uid == nil, req.gid == nil, req.size == nil || req.size == 0 else {
+                throw controlRefusal("setattr of .snapfs/jobs/\(job)/\(f.rawValue)")
+            }
+            return try attr(n)
         case .root, .latest, .controlDir, .controlFile:
             throw controlRefusal("setattr")
         case .jobs, .job, .jobLatest:

@@ -33,7 +33,10 @@ extension SnapFileSystem {
         case .controlDir(.jobs):
             return jobNames().contains(name) ? .controlDir(.job(name)) : nil
         case .controlDir(.job(let job)):
-            return name == "status" && jobNames().contains(job) ? .controlFile(.jobStatus(job)) : nil
+            guard jobNames().contains(job) else { return nil }
+            if name == "status" { return .controlFile(.jobStatus(job)) }
+            guard jobIntents != nil, let f = JobControlFile(rawValue: name) else { return nil }
+            return .controlFile(.jobControl(job, f))
         case .controlDir(.trigger):
             return TriggerFormat(rawValue: name).map { .trigger($0) }
         case .controlDir(.requests):
@@ -196,7 +199,11 @@ extension SnapFileSystem {
         case .controlDir(.jobs):
             for j in jobNames() { add(j, .controlDir(.job(j)), 0o040000) }
         case .controlDir(.job(let job)):
-            add("status", .controlFile(.jobStatus(job)), 0o100000)        case .controlDir(.trigger):
+            add("status", .controlFile(.jobStatus(job)), 0o100000)
+            if jobIntents != nil {
+                for f in JobControlFile.allCases { add(f.rawValue, .controlFile(.jobControl(job, f)), 0o100000) }
+            }
+        case .controlDir(.trigger):
             for f in TriggerFormat.allCases { add(f.rawValue, .trigger(f), 0o100000) }
         case .controlDir(.requests):
             for seq in try requestSeqs() { add("\(seq).json", .controlFile(.request(seq)), 0o100000) }

@@ -17,6 +17,8 @@ extension SnapFileSystem {
         case .file(let id, let e):
             if writing || flags & O_TRUNC != 0 { throw readOnly("write to \(e.path)", id) }
             return OpenReply(directIO: false, keepCache: true)
+        case .controlFile(.jobControl):
+            return OpenReply(directIO: true, keepCache: false)
         case .controlFile:
             if writing { throw .notPermitted("control files are read-only") }
             return OpenReply(directIO: true, keepCache: false)

@@ -51,6 +51,8 @@ extension SnapFileSystem {
             return data.count
         case .file(let id, let e):
             throw readOnly("write to \(e.path)", id)
+        case .controlFile(.jobControl(let job, let f)):
+            return try writeJobControl(job, f, offset: offset, data: data)
         case .controlFile:
             throw controlRefusal("write to a control file")
         case .root, .snapshot, .directory, .controlDir, .jobs, .job, .jobView:

@@ -25,6 +25,8 @@ public final class SnapFileSystem: Sendable {
     let kernelNotifier = Mutex<(@Sendable ([UInt64]) -> Void)?>(nil)
     /// Set by the daemon for engines that run jobs: see `setJobStatus`.
     let jobStatusProvider = Mutex<(@Sendable (String) throws(StoreError) -> [UInt8])?>(nil)
+    /// Set by the daemon for engines whose jobs take intents: see `setJobIntents`.
+    let jobIntentHandlers = Mutex<JobIntentHandlers?>(nil)
     /// The time shown for the mount's own entries (`latest`, `.snapfs`), which have none of their own.
     let mountedAtNanos: Int64
     /// Shown for snapshots that recorded no root of their own (taken before that was recorded, or by an engine
@@ -90,6 +92,13 @@ public final class SnapFileSystem: Sendable {
     public func setJobStatus(_ provider: @escaping @Sendable (String) throws(StoreError) -> [UInt8]) {
         jobStatusProvider.withLock { $0 = provider }
     }
+
+    /// Installs what the writable files of `.snapfs/jobs/<job>/` do (see `JobIntentHandlers`).
+    public func setJobIntents(_ handlers: JobIntentHandlers) {
+        jobIntentHandlers.withLock { $0 = handlers }
+    }
+
+    var jobIntents: JobIntentHandlers? { jobIntentHandlers.withLock { $0 } }
 
     /// The engine's job status, when it has jobs.
     var jobStatus: (@Sendable (String) throws(StoreError) -> [UInt8])? { jobStatusProvider.withLock { $0 } }
@@ -427,7 +436,9 @@ public final class SnapFileSystem: Sendable {
         case .controlFile(let f):
             let v = try generated(f, ino)
             let size = v.bytes.count
-            return Attr(ino: ino, mode: 0o100444, nlink: 1, size: Int64(size), blocks: Int64((size + 511) / 512),
+            let mode: UInt32
+            if case .jobControl = f { mode = 0o100644 } else { mode = 0o100444 }
+            return Attr(ino: ino, mode: mode, nlink: 1, size: Int64(size), blocks: Int64((size + 511) / 512),
                         mtimeNanos: v.changedAt, uid: options.uid, gid: options.gid)
         case .trigger:
             return Attr(ino: ino, mode: 0o100600, nlink: 1, size: 0, blocks: 0, mtimeNanos: mountedAtNanos, uid: options.uid, gid: options.gid)

@@ -5,8 +5,8 @@ import CoreMetrics
 /// documented in the README; every interface that reaches the store (CLI, mount, REST) is counted the same way,
 /// because the counting happens here and not in the interfaces.
 public enum StoreMetrics {
-    /// `snapfs_snapshots_taken_total{source}`: snapshots taken on request (`source`: cli, mount, rest) or by the
-    /// checkpoint scheduler (`scheduler`).
+    /// `snapfs_snapshots_taken_total{source}`: snapshots taken on request (`source`: cli, mount, rest), by the
+    /// checkpoint scheduler (`scheduler`), or by a job intent's stop-with-savepoint (`intent`).
     public static let snapshotsTaken = "snapfs_snapshots_taken_total"
     /// `snapfs_snapshots_deleted_total{reason}`: snapshots deleted through the checked path (`reason`: user or retention).
     public static let snapshotsDeleted = "snapfs_snapshots_deleted_total"
@@ -16,7 +16,7 @@ public enum StoreMetrics {
     /// `source` as `requestSnapshot` takes it; the mount's several sources (trigger files, mkdir) count as `mount`, so
     /// the label keeps a handful of values.
     public static func tookSnapshot(source: String) {
-        let known = ["cli", "rest", "scheduler"].contains(source) ? source : "mount"
+        let known = ["cli", "rest", "scheduler", "intent"].contains(source) ? source : "mount"
         Counter(label: snapshotsTaken, dimensions: [("source", known)]).increment()
     }
 
@@ -30,7 +30,7 @@ public enum StoreMetrics {
 
     /// Creates the counters at zero, so a scrape before anything happened already lists them.
     public static func register() {
-        for s in ["cli", "mount", "rest", "scheduler"] { Counter(label: snapshotsTaken, dimensions: [("source", s)]).increment(by: 0) }
+        for s in ["cli", "mount", "rest", "scheduler", "intent"] { Counter(label: snapshotsTaken, dimensions: [("source", s)]).increment(by: 0) }
         for r in ["user", "retention"] { Counter(label: snapshotsDeleted, dimensions: [("reason", r)]).increment(by: 0) }
         Counter(label: bytesFreed).increment(by: 0)
     }

@@ -67,6 +67,20 @@ struct MountCommand: ParsableCommand {
                 guard let data = try? enc.encode(status) else { throw .corrupt("cannot encode the status of job \(job)") }
                 return Array(data) + [0x0a]
             }
+            // `.snapfs/jobs/<job>/parallelism`, `restart`, `stop`, `upgrade`: the intents of `snapfs job`, run in the
+            // request that asks for them (only that writer waits).
+            if flink.settings.restURL != nil, !opened.isReadOnly {
+                fs.setJobIntents(JobIntentHandlers(
+                    parallelism: { (job: String) throws(StoreError) -> Int in
+                        let st = try flink.jobStatus(job)
+                        guard let p = st.parallelism else { throw .snapshotFailed("the parallelism of job \(st.job) is unknown: \(st.parallelismUnknown ?? "-")") }
+                        return p
+                    },
+                    perform: { (job: String, intent: String, line: String) throws(StoreError) -> (snapshot: String?, message: String) in
+                        let r = try IntentLine.perform(intent, job: job, line: line, with: try JobIntents(engine: flink))
+                        return (r.snapshot, r.message)
+                    }))
+            }
         }
         let fuse = FUSEMount(fs: fs, mountpoint: mnt, allowOther: allowOther, skipOpens: !sendOpens)
         let scheduler = opened.isReadOnly ? nil : makeScheduler(store: opened, engine: engine, interval: checkpointInterval, retain: retain)

@@ -33,10 +33,14 @@ struct APIOptions: ParsableArguments {
         guard let (address, token) = settings else { return nil }
         let registry = APIServer.bootstrapMetrics()
         var jobStatus: (@Sendable (String) throws(StoreError) -> Data)?
+        var jobIntent: (@Sendable (String, StoreAccess.JobIntentRequest) throws(StoreError) -> Data)?
         if let flink = engine as? FlinkEngine {
             jobStatus = { (job: String) throws(StoreError) -> Data in try Self.encode(try flink.jobStatus(job)) }
+            jobIntent = { (job: String, request: StoreAccess.JobIntentRequest) throws(StoreError) -> Data in
+                try Self.encode(try JobIntentCall.run(request, job: job, engine: flink))
+            }
         }
-        let access = StoreAccess(store: store, engine: engine, verify: Self.verifier(for: store), jobStatus: jobStatus)
+        let access = StoreAccess(store: store, engine: engine, verify: Self.verifier(for: store), jobStatus: jobStatus, jobIntent: jobIntent)
         let server = try CLI.run { () throws(StoreError) in
             try APIServer.start(access: access, listen: address, token: token, registry: registry, logger: logger)
         }

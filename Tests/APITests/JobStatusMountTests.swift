@@ -51,7 +51,8 @@ final class JobStatusMountTests: XCTestCase {
             Thread.sleep(forTimeInterval: 0.1)
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mnt + "/.snapfs/jobs").sorted(), jobs)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mnt + "/.snapfs/jobs/\(running)"), ["status"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mnt + "/.snapfs/jobs/\(running)").sorted(),
+                       ["parallelism", "restart", "status", "stop", "upgrade"])
         XCTAssertEqual(document["state"] as? String, "RUNNING", "\(document)")
         XCTAssertEqual(document["parallelism"] as? Int, 3)
         XCTAssertEqual(document["protected"] as? Bool, true)
