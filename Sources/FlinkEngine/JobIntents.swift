@@ -41,6 +41,11 @@ public struct JobIntents: Sendable {
     /// Jobs with an intent in flight in this process: a second one on the same job is refused (EBUSY).
     private static let inFlight = Mutex<Set<String>>([])
 
+    /// The store-wide lock an intent on `job` holds while it runs (`Store.tryExclusiveLock`).
+    public static func lockName(for job: String) -> String {
+        "intent-" + job.utf8.map { String(format: "%02x", $0) }.joined()
+    }
+
     public init(engine: FlinkEngine, runningTimeout: Double = 180, pollInterval: Double = 0.5,
                 logger: Logger = Logger(label: "snapfs.flink.intents")) throws(StoreError) {
         guard let rest = engine.settings.restURL else {
@@ -440,6 +445,12 @@ public struct JobIntents: Sendable {
         let claimed = Self.inFlight.withLock { $0.insert(job).inserted }
         guard claimed else { throw .busy(snapshot: job, reason: "another intent is running on job \(job); wait for it") }
         defer { _ = Self.inFlight.withLock { $0.remove(job) } }
+        // The same rule among processes: the daemon (a control file, REST) and the command line must not both
+        // stop or start one job.
+        guard let exclusive = try store.tryExclusiveLock(Self.lockName(for: job)) else {
+            throw .busy(snapshot: job, reason: "another snapfs process is running an intent on job \(job); wait for it")
+        }
+        defer { withExtendedLifetime(exclusive) {} }
         let r = IntentRun(record: IntentRecord(intent: name, job: job, arguments: arguments, outcome: "running", method: nil, failedStep: nil,
                                                message: "\(name) \(arguments) running", snapshot: nil, newJob: nil, parallelism: nil,
                                                steps: [], startedAt: Date().timeIntervalSince1970, finishedAt: nil),

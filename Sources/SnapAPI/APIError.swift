@@ -4,25 +4,24 @@ import SnapStore
 
 /// The one place a store error becomes an HTTP answer: the status, and a JSON body with the store's own message and
 /// the errno the mount reports for the same refusal, so a script can act on `errno` whichever interface it uses.
-/// Every refusal is counted in `snapfs_refusals_total{errno}`.
+/// Every refusal is counted in `snapfs_refusals_total{errno}`, as the mount's are.
 struct APIError: Sendable {
     let status: Int
     let body: Components.Schemas._Error
 
-    static let refusalsMetric = "snapfs_refusals_total"
 
     init(_ error: StoreError) {
         status = Self.status(for: error)
         let name = Self.errnoName(error.errno)
         body = .init(error: error.description, errno: name)
-        Counter(label: Self.refusalsMetric, dimensions: [("errno", name)]).increment()
+        StoreMetrics.refused(errno: error.errno)
     }
 
     /// A request the server could not read (a malformed body or parameter): 400, EINVAL.
     init(badRequest message: String) {
         status = 400
         body = .init(error: message, errno: "EINVAL")
-        Counter(label: Self.refusalsMetric, dimensions: [("errno", "EINVAL")]).increment()
+        StoreMetrics.refused(errno: EINVAL)
     }
 
     /// 409 for what may work later or once something else changes (busy, held, recovery point, already exists);
@@ -41,27 +40,5 @@ struct APIError: Sendable {
         }
     }
 
-    static func errnoName(_ e: Int32) -> String {
-        switch e {
-        case ENOENT: return "ENOENT"
-        case EEXIST: return "EEXIST"
-        case EINVAL: return "EINVAL"
-        case EBUSY: return "EBUSY"
-        case EPERM: return "EPERM"
-        case EACCES: return "EACCES"
-        case EIO: return "EIO"
-        case ENOSPC: return "ENOSPC"
-        case EDQUOT: return "EDQUOT"
-        case EROFS: return "EROFS"
-        case ENOMEM: return "ENOMEM"
-        default: return "E\(e)"
-        }
-    }
-
-    /// Creates the refusal counters at zero for the errnos the store reports, so a first scrape lists them.
-    static func registerMetrics() {
-        for e in [ENOENT, EEXIST, EINVAL, EBUSY, EPERM, EIO, ENOSPC, EROFS] {
-            Counter(label: refusalsMetric, dimensions: [("errno", errnoName(e))]).increment(by: 0)
-        }
-    }
+    static func errnoName(_ e: Int32) -> String { StoreMetrics.errnoSymbol(e) }
 }

@@ -79,7 +79,6 @@ public final class APIServer: Sendable {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         StoreMetrics.register()
-        APIError.registerMetrics()
         return registry
     }
 
@@ -164,7 +163,7 @@ struct TokenMiddleware<Context: RequestContext>: RouterMiddleware {
         guard let token, request.uri.path != "/healthz" else { return try await next(request, context) }
         let given = request.headers[.authorization] ?? ""
         guard Self.matches(given, "Bearer " + token) else {
-            Counter(label: APIError.refusalsMetric, dimensions: [("errno", "EACCES")]).increment()
+            StoreMetrics.refused(errno: EACCES)
             return Self.json(.unauthorized, error: given.isEmpty ? "this server needs Authorization: Bearer <token>" : "wrong token",
                              errno: "EACCES", extra: [.wwwAuthenticate: "Bearer"])
         }

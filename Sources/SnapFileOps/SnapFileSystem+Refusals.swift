@@ -10,11 +10,13 @@ extension SnapFileSystem {
     /// How long identical refusals are counted rather than each written to the event log.
     static let refusalWindow: TimeInterval = 5
 
-    /// Every refusal goes to the event log and the daemon's log (SPEC §4: never silent). Refusals that differ in
+    /// Every refusal goes to the event log and the daemon's log (SPEC §4: never silent), and is counted in
+    /// `snapfs_refusals_total{errno}` (each one, repeats included). Refusals that differ in
     /// anything (snapshot, errno, operation, path, reason) are separate events; only an identical one repeated
     /// within a few seconds is counted, and `flushRefusals` then writes how many times it came again.
     func refuse(_ error: FSError, snapshot: String?, _ what: String) -> FSError {
         let detail = "\(what) refused: \(error)"
+        StoreMetrics.refused(errno: error.errno)
         let key = "\(snapshot ?? "-")|\(error.errno)|\(detail)"
         let t = now()
         let (record, overdue) = state.withLock { s -> (Bool, RefusalRun?) in

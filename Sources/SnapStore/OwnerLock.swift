@@ -79,3 +79,42 @@ public final class DaemonLock: Sendable {
 
     deinit { close(fd) }
 }
+
+/// Work that must not run twice at once among every process using the store (two intents on one job, one from the
+/// daemon and one from the command line): an exclusive lock on `run/<name>.lock`. The kernel drops it when its
+/// holder exits or dies, so a crash never leaves it behind; the file itself stays, since unlinking a lock file
+/// another process is about to take would let two hold it.
+public final class ExclusiveLock: Sendable {
+    private let fd: Int32
+
+    fileprivate init(fd: Int32) { self.fd = fd }
+
+    deinit {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}
+
+extension Store {
+    /// Takes the lock called `name` (a word: letters, digits, `-`, `.`), or returns nil while anyone else holds it,
+    /// in this process or another.
+    public func tryExclusiveLock(_ name: String) throws(StoreError) -> ExclusiveLock? {
+        guard !name.isEmpty, name.utf8.count <= 200,
+              name.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) && $0.isASCII || $0 == "-" || $0 == "." }),
+              !name.hasPrefix(".") else {
+            throw .badInput("a lock name must be letters, digits, '-' and '.', not \(name)")
+        }
+        if isReadOnly { throw .readOnly("the store at \(root.path) is read-only: nothing that changes it can run") }
+        try? FileManager.default.createDirectory(at: runDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let path = runDir.appendingPathComponent(name + ".lock").path
+        let fd = Glibc.open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .io(path: path, errno: errno, what: "cannot open lock") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let e = errno
+            close(fd)
+            if e == EWOULDBLOCK { return nil }
+            throw .io(path: path, errno: e, what: "cannot lock")
+        }
+        return ExclusiveLock(fd: fd)
+    }
+}

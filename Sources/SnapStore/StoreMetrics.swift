@@ -1,4 +1,7 @@
 import CoreMetrics
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What the store counts, through swift-metrics: nothing is recorded anywhere until a process bootstraps a metrics
 /// backend (`snapfs serve` and `snapfs mount --listen` bootstrap Prometheus and serve it at `/metrics`). The names are
@@ -12,6 +15,22 @@ public enum StoreMetrics {
     public static let snapshotsDeleted = "snapfs_snapshots_deleted_total"
     /// `snapfs_bytes_freed_total`: bytes of objects a delete removed because no other snapshot referenced them.
     public static let bytesFreed = "snapfs_bytes_freed_total"
+
+    /// `snapfs_refusals_total{errno}`: operations refused, by the errno the caller saw, whichever interface refused
+    /// them (the mount's file operations and the REST API; the command line's are its exit codes).
+    public static let refusals = "snapfs_refusals_total"
+
+    public static func refused(errno: Int32) {
+        Counter(label: refusals, dimensions: [("errno", errnoSymbol(errno))]).increment()
+    }
+
+    /// The errno's symbol, as the metric's label and the REST body's `errno` give it.
+    public static func errnoSymbol(_ e: Int32) -> String {
+        let names: [Int32: String] = [ENOENT: "ENOENT", EEXIST: "EEXIST", EINVAL: "EINVAL", EBUSY: "EBUSY", EPERM: "EPERM",
+                                      EACCES: "EACCES", EIO: "EIO", ENOSPC: "ENOSPC", EDQUOT: "EDQUOT", EROFS: "EROFS",
+                                      ENOMEM: "ENOMEM", ENOTEMPTY: "ENOTEMPTY", EXDEV: "EXDEV", ENOTDIR: "ENOTDIR", EISDIR: "EISDIR"]
+        return names[e] ?? "E\(e)"
+    }
 
     /// `source` as `requestSnapshot` takes it; the mount's several sources (trigger files, mkdir) count as `mount`, so
     /// the label keeps a handful of values.
@@ -33,5 +52,8 @@ public enum StoreMetrics {
         for s in ["cli", "mount", "rest", "scheduler", "intent"] { Counter(label: snapshotsTaken, dimensions: [("source", s)]).increment(by: 0) }
         for r in ["user", "retention"] { Counter(label: snapshotsDeleted, dimensions: [("reason", r)]).increment(by: 0) }
         Counter(label: bytesFreed).increment(by: 0)
+        for e in [ENOENT, EEXIST, EINVAL, EBUSY, EPERM, EIO, ENOSPC, EROFS] {
+            Counter(label: refusals, dimensions: [("errno", errnoSymbol(e))]).increment(by: 0)
+        }
     }
 }

@@ -86,6 +86,18 @@ func snapfs(_ args: String...) throws -> (status: Int32, out: String, err: Strin
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
+/// Runs a program (a user's `touch`, `rm`) to completion; its exit status.
+func runProgram(_ program: String, _ args: [String]) throws -> Int32 {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: program)
+    p.arguments = args
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    return p.terminationStatus
+}
+
 /// The value of one Prometheus sample, e.g. `snapfs_snapshots_taken_total{source="rest"}`; nil when absent.
 func metric(_ text: String, _ sample: String) -> Double? {
     for line in text.split(separator: "\n") where line.hasPrefix(sample + " ") {

@@ -251,5 +251,15 @@ final class MountWithRESTTests: XCTestCase {
         let metrics = try curl("GET", daemon.base + "/metrics").body
         XCTAssertEqual(metric(metrics, #"snapfs_snapshots_taken_total{source="mount"}"#), 2, metrics)
         XCTAssertEqual(metric(metrics, #"snapfs_snapshots_deleted_total{reason="user"}"#), 1, metrics)
+        XCTAssertEqual(metric(metrics, #"snapfs_refusals_total{errno="EROFS"}"#), 0, metrics)
+
+        // Refusals through the mount are counted as the REST API's are: a write into a snapshot (EROFS) and an
+        // `rm -rf` of the local job's recovery point (EBUSY).
+        XCTAssertNotEqual(try runProgram("/usr/bin/touch", [mnt + "/newer/new-file"]), 0, "a write into a snapshot is refused")
+        XCTAssertNotEqual(try runProgram("/bin/rm", ["-rf", mnt + "/newer"]), 0, "the recovery point stays")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: mnt + "/newer/a.txt"))
+        let refused = try curl("GET", daemon.base + "/metrics").body
+        XCTAssertGreaterThanOrEqual(metric(refused, #"snapfs_refusals_total{errno="EROFS"}"#) ?? 0, 1, refused)
+        XCTAssertGreaterThanOrEqual(metric(refused, #"snapfs_refusals_total{errno="EBUSY"}"#) ?? 0, 1, refused)
     }
 }

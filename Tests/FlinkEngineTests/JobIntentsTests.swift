@@ -240,6 +240,24 @@ final class JobIntentsTests: XCTestCase {
         }
     }
 
+    func testAnIntentOnAJobAnotherProcessIsChangingIsRefusedAndLeavesTheJobAlone() throws {
+        let x = try IntentWorkspace()
+        // Another opener of the store (a daemon beside this command line) is running an intent on the job.
+        let other = try FlinkEngine.openStore(at: x.w.root)
+        var held: ExclusiveLock? = try XCTUnwrap(try other.tryExclusiveLock(JobIntents.lockName(for: x.job)))
+        XCTAssertNotNil(held)
+        XCTAssertThrowsError(try x.intents().stop(x.job, format: "native")) { e in
+            guard case .busy? = e as? StoreError else { return XCTFail("\(e)") }
+            XCTAssertTrue("\(e)".contains("another snapfs process is running an intent on job \(x.job)"), "\(e)")
+        }
+        XCTAssertEqual(x.manager.stops.withLock { $0.count }, 0, "Flink was asked nothing")
+        XCTAssertEqual(x.state(x.job), "RUNNING")
+        // Once the other is done (or dies: the kernel drops the lock), the intent runs.
+        held = nil
+        _ = try x.intents().stop(x.job, format: "native")
+        XCTAssertEqual(x.state(x.job), "FINISHED")
+    }
+
     func testRestartFromAnOlderCheckpointStopsTheRunningJobFirstAndPassesClaimModeAndParallelism() throws {
         let x = try IntentWorkspace(parallelism: 2)
         let intents = try x.intents()
