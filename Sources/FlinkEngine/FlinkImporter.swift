@@ -150,13 +150,31 @@ public struct FlinkImporter: Sendable {
     /// snapshot is renamed to the label the user asked for.
     @discardableResult
     public func recordDirectory(_ directory: String, name: String?) throws(StoreError) -> Snapshot {
-        if let existing = try store.snapshots(includingWriting: false).first(where: { $0.directory == directory }) {
-            guard let name, existing.name != name else { return existing }
-            try store.rename(existing.name, to: name)
-            return try store.snapshot(named: name)
-        }
+        if let existing = try recorded(directory, name: name) { return existing }
         let (metadata, size, mtime) = try readMetadata(directory)
-        return try record(directory: directory, metadata: metadata, metadataSize: size, mtime: mtime, name: name, jobs: jobDirectories(scan()))
+        do {
+            return try record(directory: directory, metadata: metadata, metadataSize: size, mtime: mtime, name: name, jobs: jobDirectories(scan()))
+        } catch .alreadyExists {
+            // Another importer (the daemon's watcher, woken by the new directory) is recording it: the same
+            // snapshot, so this is not a failure once that one has committed it.
+            let deadline = Date().addingTimeInterval(Self.concurrentRecordWait)
+            repeat {
+                if let existing = try recorded(directory, name: name) { return existing }
+                Thread.sleep(forTimeInterval: 0.05)
+            } while Date() < deadline
+            throw .alreadyExists(name ?? directory)
+        }
+    }
+
+    /// How long `recordDirectory` waits for another importer that is recording the same directory.
+    static let concurrentRecordWait: TimeInterval = 30
+
+    /// The snapshot already recorded for `directory`, renamed to `name` if one is asked for.
+    private func recorded(_ directory: String, name: String?) throws(StoreError) -> Snapshot? {
+        guard let existing = try store.snapshots(includingWriting: false).first(where: { $0.directory == directory }) else { return nil }
+        guard let name, existing.name != name else { return existing }
+        try store.rename(existing.name, to: name)
+        return try store.snapshot(named: name)
     }
 
     // MARK: - Scanning

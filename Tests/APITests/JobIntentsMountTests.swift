@@ -39,7 +39,9 @@ final class JobIntentsMountTests: XCTestCase {
         let manager = FakeJobManager(cluster: cluster) { job, _ in
             // As Flink writes a savepoint: a real one of the fixtures, copied under the job's prefix.
             let name = "savepoint-\(job.prefix(6))-\(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(12))"
-            try? FileManager.default.copyItem(atPath: store + "/savepoints/savepoint-921f15-e02738e55fb2", toPath: store + "/savepoints/" + name)
+            // Complete before it appears under its name, as Flink's `_metadata` is written last.
+            try? FileManager.default.copyItem(atPath: store + "/savepoints/savepoint-921f15-e02738e55fb2", toPath: store + "/savepoints/." + name)
+            _ = rename(store + "/savepoints/." + name, store + "/savepoints/" + name)
             return "file:/srv/flink-store/savepoints/\(name)"
         }
         manager.parallelism.withLock { $0[first] = 1; $0[second] = 1 }

@@ -24,7 +24,9 @@ final class IntentWorkspace {
             guard let base = root.withLock({ $0 }) else { return "file:/nowhere" }
             // A real savepoint of the fixtures, in the format asked for.
             let source = format == "NATIVE" ? "savepoints/savepoint-921f15-e02738e55fb2" : "savepoints/savepoint-921f15-e22a4d450b0c"
-            try? FileManager.default.copyItem(at: base.appendingPathComponent(source), to: base.appendingPathComponent("savepoints/\(name)"))
+            // Complete before it appears under its name, as Flink's `_metadata` is written last.
+            try? FileManager.default.copyItem(at: base.appendingPathComponent(source), to: base.appendingPathComponent("savepoints/.\(name)"))
+            _ = rename(base.appendingPathComponent("savepoints/.\(name)").path, base.appendingPathComponent("savepoints/\(name)").path)
             return "\(FlinkFixtures.writtenAt)/savepoints/\(name)"
         }
         manager.parallelism.withLock { $0[job] = parallelism }
