@@ -889,14 +889,14 @@ import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink;
 import org.apache.flink.util.Collector;
-/** 200 keyed counters, printed every 500 counts, and 200,000 keys of ballast (about 40 MB of state). */
+/** 200 keyed counters, printed every 500 counts, and up to 1,000,000 keys of ballast (about 200 MB of state once filled). */
 public class IntentsJob {
   public static void main(String[] a) throws Exception {
     StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
     DataStream<Long> seq = env.fromSequence(0, Long.MAX_VALUE).uid("seq")
       .map(x -> { if (x % 200 == 0) Thread.sleep(10); return x; }).uid("throttle");
     seq.keyBy(x -> x % 200).process(new Counter()).uid("counter").print().uid("print");
-    seq.keyBy(x -> x % 200000).process(new Ballast()).uid("ballast").sinkTo(new DiscardingSink<>()).uid("sink");
+    seq.keyBy(x -> x % 1000000).process(new Ballast()).uid("ballast").sinkTo(new DiscardingSink<>()).uid("sink");
     env.execute("snapfs-intents-job");
   }
   public static class Counter extends KeyedProcessFunction<Long, Long, String> {
