@@ -421,12 +421,15 @@ func fuseConnections(of mountpoints: [String]) -> [UInt32] {
     }
 }
 
-/// Aborts FUSE connections, mounting fusectl first if it is not: every request waiting on them fails at once.
+/// Aborts FUSE connections, mounting fusectl first if it is not (and unmounting it after): every request waiting on
+/// them fails at once.
 func abortFUSEConnections(_ connections: [UInt32]) {
     let dir = "/sys/fs/fuse/connections"
+    var mounted = false
     if (try? FileManager.default.contentsOfDirectory(atPath: dir))?.isEmpty ?? true {
-        _ = runTool("/bin/mount", ["-t", "fusectl", "none", dir])
+        mounted = runTool("/bin/mount", ["-t", "fusectl", "none", dir]).status == 0
     }
+    defer { if mounted { _ = runTool("/bin/umount", [dir]) } }
     for c in connections {
         let path = "\(dir)/\(c)/abort"
         guard FileManager.default.fileExists(atPath: path) else { continue }
