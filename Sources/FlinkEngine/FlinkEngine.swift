@@ -133,19 +133,8 @@ public final class FlinkEngine: SnapshotEngine {
     /// Polls until Flink reports the operation done, failed, or the store's trigger timeout passes.
     private func poll<T: Sendable>(_ what: String, progress: ProgressHandler?,
                                    _ status: () throws(StoreError) -> FlinkREST.Outcome<T>) throws(StoreError) -> T {
-        let start = Date()
-        while true {
-            switch try status() {
-            case .completed(let value): return value
-            case .failed(let why): throw .snapshotFailed("Flink failed the \(what): \(why)")
-            case .inProgress: break
-            }
-            let elapsed = Date().timeIntervalSince(start)
-            if elapsed > settings.triggerTimeout {
-                throw .snapshotFailed("the \(what) did not complete within \(Int(settings.triggerTimeout)) s (Flink may still finish it; it would then appear on the next refresh)")
-            }
-            progress?(Int64(elapsed), Int64(settings.triggerTimeout), "waiting for Flink: \(what)")
-            Thread.sleep(forTimeInterval: pollInterval)
-        }
+        try FlinkREST.awaitOutcome(what, timeout: settings.triggerTimeout, interval: pollInterval,
+                                   lateNote: "Flink may still finish it; it would then appear on the next refresh",
+                                   progress: progress, status)
     }
 }

@@ -17,6 +17,29 @@ struct FlinkREST: Sendable {
         case failed(String)
     }
 
+    /// Asks `status` every `interval` seconds until Flink completes or fails `what`, or `timeout` passes. Flink
+    /// answers an asynchronous operation (savepoint, checkpoint, stop) only by being asked again; one loop, so the
+    /// engine's triggers and the intents time out and fail with the same words. `lateNote` says what happens if
+    /// Flink finishes after SnapFS gave up.
+    static func awaitOutcome<T: Sendable>(_ what: String, timeout: Double, interval: Double, lateNote: String = "",
+                                          progress: ProgressHandler? = nil,
+                                          _ status: () throws(StoreError) -> Outcome<T>) throws(StoreError) -> T {
+        let start = Date()
+        while true {
+            switch try status() {
+            case .completed(let value): return value
+            case .failed(let why): throw .snapshotFailed("Flink failed the \(what): \(why)")
+            case .inProgress: break
+            }
+            let elapsed = Date().timeIntervalSince(start)
+            if elapsed > timeout {
+                throw .snapshotFailed("the \(what) did not complete within \(Int(timeout)) s" + (lateNote.isEmpty ? "" : " (\(lateNote))"))
+            }
+            progress?(Int64(elapsed), Int64(timeout), "waiting for Flink: \(what)")
+            Thread.sleep(forTimeInterval: interval)
+        }
+    }
+
     /// Sends a request and decodes a JSON object; Flink's `{"errors": […]}` answers become the error text.
     func call(_ method: String, _ path: String, body: [String: Any]? = nil) throws(StoreError) -> [String: Any] {
         let data: Data?

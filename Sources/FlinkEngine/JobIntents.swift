@@ -404,18 +404,7 @@ public struct JobIntents: Sendable {
     }
 
     func poll<T: Sendable>(_ what: String, timeout: Double, _ status: () throws(StoreError) -> FlinkREST.Outcome<T>) throws(StoreError) -> T {
-        let start = Date()
-        while true {
-            switch try status() {
-            case .completed(let value): return value
-            case .failed(let why): throw .snapshotFailed("Flink failed the \(what): \(why)")
-            case .inProgress: break
-            }
-            if Date().timeIntervalSince(start) > timeout {
-                throw .snapshotFailed("the \(what) did not complete within \(Int(timeout)) s")
-            }
-            Thread.sleep(forTimeInterval: pollInterval)
-        }
+        try FlinkREST.awaitOutcome(what, timeout: timeout, interval: pollInterval, status)
     }
 
     /// A job named by its full id or an unambiguous prefix: among the store's jobs and, when the JobManager
@@ -481,7 +470,7 @@ public struct JobIntents: Sendable {
                 // Refused before or without touching the job: the store's own error, with the step named.
                 throw Self.rewrap(error, message)
             default:
-                throw .snapshotFailed(message)
+                throw .operationFailed(message)
             }
         }
         r.releaseHolds()

@@ -35,7 +35,7 @@ struct APIError: Sendable {
         case .busy, .locked: return 409
         case .notPermitted, .readOnly: return 403
         case .corrupt: return 500
-        case .snapshotFailed: return 502
+        case .snapshotFailed, .operationFailed: return 502
         case .io(_, let e, _): return e == ENOSPC || e == EDQUOT ? 507 : 500
         }
     }

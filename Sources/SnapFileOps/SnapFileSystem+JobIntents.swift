@@ -69,7 +69,7 @@ extension SnapFileSystem {
             store.updateRequest(request.seq, state: .failed, error: error.description)
             logger.error("intent failed", metadata: ["job": .string(job), "intent": .string(intent), "error": .string(error.description)])
             switch error {
-            case .snapshotFailed: throw .io(error.description)
+            case .snapshotFailed, .operationFailed: throw .io(error.description)
             default: throw .store(error)
             }
         }

@@ -18,6 +18,9 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case corrupt(String)
     /// An engine could not produce a snapshot; the store is left as it was.
     case snapshotFailed(String)
+    /// An engine operation other than taking a snapshot failed (a job's rescale, stop or restart): the message
+    /// says which step and why, so it is not prefixed the way a failed snapshot is.
+    case operationFailed(String)
     /// Something outside the store failed: disk full, permission denied.
     case io(path: String, errno: Int32, what: String)
     /// Another daemon serves this store already, or another process holds the catalog locked.
@@ -35,6 +38,7 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .notPermitted(let s): return s
         case .corrupt(let s): return "store damaged: \(s)"
         case .snapshotFailed(let s): return "snapshot failed: \(s)"
+        case .operationFailed(let s): return s
         case .io(let p, let e, let w): return p.isEmpty ? "\(w): \(String(cString: strerror(e)))" : "\(w) \(p): \(String(cString: strerror(e)))"
         case .locked(let s): return s
         case .readOnly(let s): return s
@@ -50,7 +54,7 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .busy: return EBUSY
         case .notPermitted: return EPERM
         case .corrupt: return EIO
-        case .snapshotFailed: return EIO
+        case .snapshotFailed, .operationFailed: return EIO
         case .io(_, let e, _): return e == ENOSPC || e == EDQUOT ? e : EIO
         case .locked: return EBUSY
         case .readOnly: return EROFS
@@ -66,7 +70,7 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .busy, .locked: return 5
         case .notPermitted, .readOnly: return 6
         case .corrupt: return 7
-        case .snapshotFailed, .io: return 8
+        case .snapshotFailed, .operationFailed, .io: return 8
         }
     }
 

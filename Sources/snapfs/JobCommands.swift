@@ -33,8 +33,7 @@ struct JobOptions: ParsableArguments {
             let intents = try JobIntents(engine: engine)
             record = try body(intents)
         } catch {
-            // An intent's failure is not a snapshot's: its message already says which step failed.
-            if case .snapshotFailed(let why) = error { FileHandle.standardError.write(Data("snapfs: \(why)\n".utf8)) } else { CLI.fail(error) }
+            CLI.fail(error)
             throw ExitCode(error.exitCode)
         }
         if json { CLI.printJSON(record); return }

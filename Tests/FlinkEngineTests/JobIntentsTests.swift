@@ -125,7 +125,8 @@ final class JobIntentsTests: XCTestCase {
         XCTAssertThrowsError(try x.intents(runningTimeout: 0.5).rescale(x.job, to: 8)) { e in
             let why = (e as? StoreError)?.description ?? "\(e)"
             XCTAssertEqual((e as? StoreError)?.exitCode, 8)
-            XCTAssertTrue(why.contains("failed at step 'wait until the job runs at parallelism 8'"), why)
+            XCTAssertTrue(why.hasPrefix("rescale of job \(x.job) failed at step 'wait until the job runs at parallelism 8'"),
+                          "a failed intent is not reported as a failed snapshot: \(why)")
             XCTAssertTrue(why.contains("keeps running"), why)
         }
         XCTAssertEqual(x.state(x.job), "RUNNING")
