@@ -916,13 +916,13 @@ public class Pieces {
 JAVA
 javac -cp "$FLINK_HOME/lib/*" -d "$WORK/pieces-classes" "$WORK/Pieces.java"
 pieces() { java -cp "$WORK/pieces-classes:$FLINK_HOME/lib/*" Pieces "$1" 2>"$XF/pieces.err"; }
-# original copy → 0 when each handle of the copy is a whole file reading exactly the bytes the original's handle read
-same_pieces() {
-  local a b; a=$(pieces "$1" | cut -f2-) || { log "Pieces failed on $1: $(tail -1 "$XF/pieces.err")"; return 1; }
-  b=$(pieces "$2") || { log "Pieces failed on $2: $(tail -1 "$XF/pieces.err")"; return 1; }
-  local segs; segs=$(pieces "$1" | grep -c '^SegmentFileStateHandle' || true)
-  log "Flink reads $(echo "$a" | wc -l) handles of $1 ($segs segments) and $(echo "$b" | wc -l) of $2 ($(echo "$b" | grep -vc '^RelativeFileStateHandle' || true) not relative)"
-  [ -n "$a" ] && [ "$segs" -gt 0 ] && [ "$a" = "$(echo "$b" | cut -f2-)" ] && [ -z "$(echo "$b" | grep -v '^RelativeFileStateHandle')" ]
+# pieces-of-original copy-dir → 0 when the copy's handles are all relative and read, in order, exactly the bytes the
+# original's handles read (at least one of which was a segment)
+pieces_match() {
+  local b; b=$(pieces "$2") || { log "Pieces failed on $2: $(tail -1 "$XF/pieces.err")"; return 1; }
+  local segs; segs=$(grep -c '^SegmentFileStateHandle' "$1" || true)
+  log "Flink reads $(wc -l < "$1") handles of the original ($segs of them segments), $(echo "$b" | grep -c . || true) of $2 ($(echo "$b" | grep -c '^RelativeFileStateHandle' || true) relative)"
+  [ "$segs" -gt 0 ] && [ "$(cut -f2- "$1")" = "$(echo "$b" | cut -f2-)" ] && [ -z "$(echo "$b" | grep -v '^RelativeFileStateHandle')" ]
 }
 MA=$(store_job "$SM" "${MERGING[@]}"); [ -n "$MA" ] || die "merging: job A did not start"
 log "merging: job A = $MA (RocksDB, incremental checkpoints, file merging across checkpoint boundaries)"
@@ -961,8 +961,8 @@ log "merging: Refs2 on the moved copy: $(head -1 "$XF/refs-merging-moved.txt" | 
 check "Refs2 finds every file of the moved copy" [ "$(head -1 "$XF/refs-merging-moved.txt" | grep -o 'restorable=[a-zA-Z]*')" = restorable=yes ]
 check "Flink reads every file of the moved copy inside it, and no segment" \
   bash -c "$(declare -f all_inside); all_inside '$XF/refs-merging-moved.txt' '$MCOPY' && ! grep -q 'segments=' '$XF/refs-merging-moved.txt'"
-check "each handle of the moved copy reads exactly the bytes the original's read (Flink's own classes)" \
-  bash -c "[ \"\$(cut -f2- '$XF/pieces-$M_MV.txt')\" = \"\$(java -cp '$WORK/pieces-classes:$FLINK_HOME/lib/*' Pieces '$MCOPY' 2>/dev/null | cut -f2-)\" ] && [ -s '$XF/pieces-$M_MV.txt' ]"
+check "each handle of the moved copy is relative and reads exactly the bytes the original's read (Flink's own classes)" \
+  pieces_match "$XF/pieces-$M_MV.txt" "$MCOPY"
 check "the moved copy holds fewer bytes than the physical files it was cut from" \
   python3 - "$XF/refs-$M_MV.txt" "$MCOPY" <<'PY'
 import os, sys
@@ -979,8 +979,8 @@ check "the converted snapshot is a directory under the savepoint directory" [ -f
 check "the file set of the converted snapshot is Flink's" same_files "$SM" merged-converted
 check "Flink reads every file of the converted snapshot inside its directory, and no segment" \
   bash -c "$(declare -f all_inside); all_inside '$XF/refs-merged-converted.txt' '$SM/$MCV_DIR' && ! grep -q 'segments=' '$XF/refs-merged-converted.txt'"
-check "each handle of the converted snapshot reads exactly the bytes the original's read (Flink's own classes)" \
-  bash -c "[ \"\$(cut -f2- '$XF/pieces-$M_CONV.txt')\" = \"\$(java -cp '$WORK/pieces-classes:$FLINK_HOME/lib/*' Pieces '$SM/$MCV_DIR' 2>/dev/null | cut -f2-)\" ] && [ -s '$XF/pieces-$M_CONV.txt' ]"
+check "each handle of the converted snapshot is relative and reads exactly the bytes the original's read (Flink's own classes)" \
+  pieces_match "$XF/pieces-$M_CONV.txt" "$SM/$MCV_DIR"
 check "the converted snapshot shares no file with any other (each entry held once)" \
   [ "$("$SNAPFS" show "$SM" merged-converted --files --json | json "max(e.get('links', 1) for e in d['entries'] if e['type'] == 'file')")" = 1 ]
 OTHERS=$("$SNAPFS" list "$SM" --json | json "' '.join(s['name'] for s in d if s['name'] != 'merged-converted')")
@@ -990,7 +990,7 @@ check "no file of $MA's checkpoint directory (segments' physical files included)
 check "the store lists only the converted snapshot" [ "$("$SNAPFS" list "$SM" --json | json "' '.join(s['name'] for s in d)")" = merged-converted ]
 check "snapfs verify says RESTORABLE for the converted snapshot" [ "$(verdict_of "$SM" merged-converted)" = RESTORABLE ]
 check "Refs2 finds every file of the converted snapshot after the deletes" [ "$(refs_verdict "$SM/$MCV_DIR")" = yes ]
-check "the original $M_MV no longer restores from the store: its physical files are gone" \
+check "the original $M_MV's handles no longer read from the store: its physical files are gone" \
   bash -c "! java -cp '$WORK/pieces-classes:$FLINK_HOME/lib/*' Pieces '$XF/orig-$M_MV' >/dev/null 2>&1"
 check "a real NO_CLAIM restore from the converted snapshot reaches RUNNING and completes a checkpoint" \
   restores_and_checkpoints "merging convert (NO_CLAIM)" "$SM/$MCV_DIR" -cm no_claim "${MERGING[@]}" -D "state.checkpoints.dir=file://$XF/restored-merging-convert/checkpoints"
