@@ -13,7 +13,8 @@ public struct SnapshotView: Sendable, Equatable {
     public var detail: String?
     /// The entries shown, at their paths inside the snapshot's directory. A file reads its stored object
     /// (`objectPath`, one of the snapshot's own), or just the `size` bytes of it from `objectOffset` when that is
-    /// set, or, with no object, the bytes `generated` holds under its path, whose length its `size` already is. Nil: the snapshot's own entries, as the catalog has them.
+    /// set, or, with no object, the bytes `generated` holds under its path, whose length its `size` already is.
+    /// Nil: the snapshot's own entries, as the catalog has them.
     public var entries: [SnapshotEntry]?
     /// Content made for the view rather than stored, by path; never changes for a given snapshot and entry set.
     public var generated: [String: [UInt8]]
