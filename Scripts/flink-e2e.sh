@@ -397,7 +397,7 @@ mv "$STORE2" "$STORE2.orig"
 restore_copy() { # copy-directory snapshot-name job-settings…
   local copy=$1 name=$2; shift 2
   rm -rf "$STORE2"; cp -a "$copy" "$STORE2"
-  # The copy is Flink's relocatable layout (_metadata at its top) or, for file merging, the store-relative one.
+  # The copy is Flink's relocatable layout (_metadata at its top; file-merging segments as files of their own).
   local dir; dir=$(cd "$STORE2" && dirname "$(find . -name _metadata | head -1)"); dir=${dir#.}; dir=${dir#/}
   local from=$STORE2${dir:+/$dir}
   local J; J=$(run_job -s "file://$from" -cm claim -D "state.checkpoints.dir=file://$WORK/restored/checkpoints" "$@")
