@@ -11,7 +11,8 @@
 #        SNAPFS_E2E_PORT   REST port (default 18181; RPC uses PORT-2000)
 #        SNAPFS_E2E_VIA    mount (default: rm -rf through the mount, trigger files) or cli (snapfs delete/trigger)
 #        SNAPFS_E2E_PHASES all (default), or a comma-separated list of phases: cluster (the whole-cluster phase below),
-#                          repair, convert, relocate (the snapshot-transformation phases), intents (the job intents)
+#                          repair, convert, relocate, merging (the snapshot-transformation phases), intents (the job
+#                          intents)
 #        SNAPFS_E2E_RELOCATE 1 (default) or 0: whether `all` includes the relocate phase
 # Then the backups: a HashMap + changelog checkpoint and a RocksDB file-merged checkpoint (of a second store) are
 # copied out of the mount with `tar` and with `rsync`, each copy is put where Flink wrote the store, and real Flink
@@ -396,7 +397,7 @@ mv "$STORE2" "$STORE2.orig"
 restore_copy() { # copy-directory snapshot-name job-settings…
   local copy=$1 name=$2; shift 2
   rm -rf "$STORE2"; cp -a "$copy" "$STORE2"
-  # The copy is Flink's relocatable layout (_metadata at its top) or, for file merging, the store-relative one.
+  # The copy is Flink's relocatable layout (_metadata at its top; file-merging segments as files of their own).
   local dir; dir=$(cd "$STORE2" && dirname "$(find . -name _metadata | head -1)"); dir=${dir#.}; dir=${dir#/}
   local from=$STORE2${dir:+/$dir}
   local J; J=$(run_job -s "file://$from" -cm claim -D "state.checkpoints.dir=file://$WORK/restored/checkpoints" "$@")
@@ -853,6 +854,152 @@ check "a real restore from $COPY reaches RUNNING and completes a checkpoint" \
   restores_and_checkpoints "relocate" "$COPY" -D "state.checkpoints.dir=file://$XF/restored-relocate/checkpoints"
 phase_end
 fi # phase relocate
+
+# ---- phase merging: file-merging checkpoints made self-contained and moved out of the mount ---------------------
+# A RocksDB incremental job with file merging across checkpoint boundaries: its checkpoints name segments (offset,
+# length) of physical files shared by many checkpoints, by absolute path only. `convert --to self-contained` and the
+# mount's relocatable view make each segment a file of its own, named by a relative handle. Every handle of each
+# copy is read with Flink's own classes (Pieces.java: the bytes `openInputStream` gives, in the order the
+# deserializer yields the handles) and compared with what the original's handle reads.
+if xform_wanted merging; then
+phase_begin merging
+ensure_cluster
+SM=$(xform_store merging)
+MNTM=$WORK/mnt-merging
+ARCHIVEM=$WORK/archive-merging
+rm -rf "$ARCHIVEM"; mkdir -p "$MNTM" "$ARCHIVEM"
+MERGING=(-D execution.checkpointing.file-merging.enabled=true -D execution.checkpointing.file-merging.across-checkpoint-boundary=true)
+mkdir -p "$WORK/pieces-classes"
+cat > "$WORK/Pieces.java" <<'JAVA'
+import org.apache.flink.runtime.checkpoint.Checkpoints;
+import org.apache.flink.runtime.checkpoint.OperatorState;
+import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
+import org.apache.flink.runtime.checkpoint.metadata.CheckpointMetadata;
+import org.apache.flink.runtime.state.*;
+import org.apache.flink.runtime.state.filemerging.*;
+import org.apache.flink.runtime.state.filesystem.FileStateHandle;
+import java.io.*;
+import java.security.MessageDigest;
+import java.util.HexFormat;
+/** Per snapshot directory: one line per file-backed stream handle, in the deserializer's order: its class, length and
+ *  the SHA-256 of the bytes Flink's own openInputStream gives for it (a segment: its range of the physical file).
+ *  Flink's empty file-merging operator handles name no bytes and are skipped (a self-contained copy drops them). */
+public class Pieces {
+  static void stream(StreamStateHandle h) throws Exception {
+    if (h == null || h instanceof EmptySegmentFileStateHandle || h instanceof DirectoryStreamStateHandle) return;
+    if (!(h instanceof FileStateHandle) && !(h instanceof SegmentFileStateHandle)) return;
+    // readFully, not readNBytes: a segment's stream may return 0 bytes from a read before its end.
+    byte[] b = new byte[(int) h.getStateSize()];
+    try (DataInputStream in = new DataInputStream(h.openInputStream())) { in.readFully(b); }
+    System.out.println(h.getClass().getSimpleName() + "\t" + b.length + "\t" + HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(b)));
+  }
+  static void keyed(KeyedStateHandle k) throws Exception {
+    if (k instanceof IncrementalRemoteKeyedStateHandle i) {
+      stream(i.getMetaDataStateHandle());
+      for (var e : i.getSharedState()) stream(e.getHandle());
+      for (var e : i.getPrivateState()) stream(e.getHandle());
+    } else if (k instanceof KeyGroupsStateHandle g) stream(g.getDelegateStateHandle());
+  }
+  public static void main(String[] args) throws Exception {
+    try (DataInputStream in = new DataInputStream(new BufferedInputStream(new FileInputStream(args[0] + "/_metadata")))) {
+      CheckpointMetadata md = Checkpoints.loadCheckpointMetadata(in, Pieces.class.getClassLoader(), args[0]);
+      for (OperatorState os : md.getOperatorStates())
+        for (OperatorSubtaskState ss : os.getStates()) {
+          for (KeyedStateHandle k : ss.getManagedKeyedState()) keyed(k);
+          for (KeyedStateHandle k : ss.getRawKeyedState()) keyed(k);
+          for (OperatorStateHandle o : ss.getManagedOperatorState()) stream(o.getDelegateStateHandle());
+          for (OperatorStateHandle o : ss.getRawOperatorState()) stream(o.getDelegateStateHandle());
+        }
+    }
+  }
+}
+JAVA
+javac -cp "$FLINK_HOME/lib/*" -d "$WORK/pieces-classes" "$WORK/Pieces.java"
+pieces() { java -cp "$WORK/pieces-classes:$FLINK_HOME/lib/*" Pieces "$1" 2>"$XF/pieces.err"; }
+# pieces-of-original copy-dir → 0 when the copy's handles are all relative and read, in order, exactly the bytes the
+# original's handles read (at least one of which was a segment)
+pieces_match() {
+  local b; b=$(pieces "$2") || { log "Pieces failed on $2: $(tail -1 "$XF/pieces.err")"; return 1; }
+  local segs; segs=$(grep -c '^SegmentFileStateHandle' "$1" || true)
+  log "Flink reads $(wc -l < "$1") handles of the original ($segs of them segments), $(echo "$b" | grep -c . || true) of $2 ($(echo "$b" | grep -c '^RelativeFileStateHandle' || true) relative)"
+  [ "$segs" -gt 0 ] && [ "$(cut -f2- "$1")" = "$(echo "$b" | cut -f2-)" ] && [ -z "$(echo "$b" | grep -v '^RelativeFileStateHandle')" ]
+}
+MA=$(store_job "$SM" "${MERGING[@]}"); [ -n "$MA" ] || die "merging: job A did not start"
+log "merging: job A = $MA (RocksDB, incremental checkpoints, file merging across checkpoint boundaries)"
+wait_checkpoints "$MA" 5
+cancel_job "$MA"
+"$SNAPFS" init "$SM" --engine flink --rest "$REST" >/dev/null
+M_ALL=$(checkpoints_of_job "$SM" "$MA")
+M_CONV=$(echo "$M_ALL" | cut -d' ' -f1)
+M_MV=$(echo "$M_ALL" | tr ' ' '\n' | tail -1)
+M_CONV_DIR=$(snapshot_dir "$SM" "$M_CONV"); M_MV_DIR=$(snapshot_dir "$SM" "$M_MV")
+log "merging: retained $M_ALL; converting $M_CONV, moving $M_MV out of the mount"
+check "the file set of $M_CONV is Flink's" same_files "$SM" "$M_CONV"
+check "$M_CONV names file-merging segments (Refs2)" grep -q 'segments=' "$XF/refs-$M_CONV.txt"
+check "the file set of $M_MV is Flink's" same_files "$SM" "$M_MV"
+check "$M_MV names file-merging segments (Refs2)" grep -q 'segments=' "$XF/refs-$M_MV.txt"
+# Kept to compare with the copies: what each original handle reads, while the store still has every byte.
+pieces "$SM/$M_CONV_DIR" > "$XF/pieces-$M_CONV.txt"; pieces "$SM/$M_MV_DIR" > "$XF/pieces-$M_MV.txt"
+mkdir -p "$XF/orig-$M_MV"; cp "$SM/$M_MV_DIR/_metadata" "$XF/orig-$M_MV/_metadata"
+
+# (b) mv MNT/<file-merging checkpoint> out of the mount.
+"$SNAPFS" mount "$SM" "$MNTM" --clear-stale --quiet > "$WORK/log/snapfs-mount-merging.log" 2>&1 &
+MOUNTM_PID=$!
+for _ in $(seq 1 100); do [ -e "$MNTM/.snapfs/status" ] && break; sleep 0.1; done
+[ -e "$MNTM/.snapfs/status" ] || die "merging: the store did not mount (log: $WORK/log/snapfs-mount-merging.log)"
+check "the mount shows $M_MV in the relocatable layout" \
+  [ "$(json "d.get('mountView', {}).get('layout', '')" < "$MNTM/.snapfs/snapshots/$M_MV.json")" = relocatable ]
+log "merging: mountView of $M_MV: $(json "d.get('mountView', {}).get('detail', '')" < "$MNTM/.snapfs/snapshots/$M_MV.json")"
+log "merging: mv $MNTM/$M_MV $ARCHIVEM/"
+check "mv of $M_MV out of the mount" mv "$MNTM/$M_MV" "$ARCHIVEM/"
+check "$M_MV left the store's catalog" [ -z "$("$SNAPFS" list "$SM" --json | json "' '.join(s['name'] for s in d if s['name'] == '$M_MV')")" ]
+fusermount3 -u "$MNTM" || fusermount3 -u -z "$MNTM" || true
+wait "$MOUNTM_PID" 2>/dev/null || true
+MCOPY=$ARCHIVEM/$M_MV
+refs "$MCOPY" > "$XF/refs-merging-moved.txt"
+log "merging: Refs2 on the moved copy: $(head -1 "$XF/refs-merging-moved.txt" | sed -e 's/ operators=.* restorable=/ restorable=/')"
+check "Refs2 finds every file of the moved copy" [ "$(head -1 "$XF/refs-merging-moved.txt" | grep -o 'restorable=[a-zA-Z]*')" = restorable=yes ]
+check "Flink reads every file of the moved copy inside it, and no segment" \
+  bash -c "$(declare -f all_inside); all_inside '$XF/refs-merging-moved.txt' '$MCOPY' && ! grep -q 'segments=' '$XF/refs-merging-moved.txt'"
+check "each handle of the moved copy is relative and reads exactly the bytes the original's read (Flink's own classes)" \
+  pieces_match "$XF/pieces-$M_MV.txt" "$MCOPY"
+check "the moved copy holds fewer bytes than the physical files it was cut from" \
+  python3 - "$XF/refs-$M_MV.txt" "$MCOPY" <<'PY'
+import os, sys
+phys = sum(os.path.getsize(l.split('\t')[0][5:]) for l in open(sys.argv[1]).read().splitlines()[1:] if '\tsegments=' in l)
+copy = sum(os.path.getsize(os.path.join(sys.argv[2], f)) for f in os.listdir(sys.argv[2]) if f != '_metadata')
+print('physical files %d bytes, copy %d bytes' % (phys, copy)); sys.exit(0 if 0 < copy < phys else 1)
+PY
+
+# (a) convert the oldest retained checkpoint, then delete every other snapshot of the job through snapfs.
+"$SNAPFS" convert "$SM" "$M_CONV" --to self-contained --label merged-converted || fail "merging: snapfs convert of $M_CONV failed"
+MCV_DIR=$(snapshot_dir "$SM" merged-converted)
+log "merging: merged-converted -> $MCV_DIR"
+check "the converted snapshot is a directory under the savepoint directory" [ -f "$SM/$MCV_DIR/_metadata" -a "${MCV_DIR#savepoints/}" != "$MCV_DIR" ]
+check "the file set of the converted snapshot is Flink's" same_files "$SM" merged-converted
+check "Flink reads every file of the converted snapshot inside its directory, and no segment" \
+  bash -c "$(declare -f all_inside); all_inside '$XF/refs-merged-converted.txt' '$SM/$MCV_DIR' && ! grep -q 'segments=' '$XF/refs-merged-converted.txt'"
+check "each handle of the converted snapshot is relative and reads exactly the bytes the original's read (Flink's own classes)" \
+  pieces_match "$XF/pieces-$M_CONV.txt" "$SM/$MCV_DIR"
+check "the converted snapshot shares no file with any other (each entry held once)" \
+  [ "$("$SNAPFS" show "$SM" merged-converted --files --json | json "max(e.get('links', 1) for e in d['entries'] if e['type'] == 'file')")" = 1 ]
+OTHERS=$("$SNAPFS" list "$SM" --json | json "' '.join(s['name'] for s in d if s['name'] != 'merged-converted')")
+log "merging: delete every other snapshot of the job through snapfs: $OTHERS"
+check "snapfs delete of every other snapshot of $MA" quiet "$SNAPFS" delete "$SM" $OTHERS
+check "no file of $MA's checkpoint directory (segments' physical files included) remains" [ -z "$(find "$SM/checkpoints/$MA" -type f 2>/dev/null)" ]
+check "the store lists only the converted snapshot" [ "$("$SNAPFS" list "$SM" --json | json "' '.join(s['name'] for s in d)")" = merged-converted ]
+check "snapfs verify says RESTORABLE for the converted snapshot" [ "$(verdict_of "$SM" merged-converted)" = RESTORABLE ]
+check "Refs2 finds every file of the converted snapshot after the deletes" [ "$(refs_verdict "$SM/$MCV_DIR")" = yes ]
+check "the original $M_MV's handles no longer read from the store: its physical files are gone" \
+  bash -c "! java -cp '$WORK/pieces-classes:$FLINK_HOME/lib/*' Pieces '$XF/orig-$M_MV' >/dev/null 2>&1"
+check "a real NO_CLAIM restore from the converted snapshot reaches RUNNING and completes a checkpoint" \
+  restores_and_checkpoints "merging convert (NO_CLAIM)" "$SM/$MCV_DIR" -cm no_claim "${MERGING[@]}" -D "state.checkpoints.dir=file://$XF/restored-merging-convert/checkpoints"
+check "a real CLAIM restore from the converted snapshot reaches RUNNING and completes a checkpoint" \
+  restores_and_checkpoints "merging convert (CLAIM)" "$SM/$MCV_DIR" -cm claim "${MERGING[@]}" -D "state.checkpoints.dir=file://$XF/restored-merging-convert-claim/checkpoints"
+check "a real restore from the moved copy $MCOPY (the store's segment files gone) reaches RUNNING and completes a checkpoint" \
+  restores_and_checkpoints "merging relocate" "$MCOPY" "${MERGING[@]}" -D "state.checkpoints.dir=file://$XF/restored-merging-relocate/checkpoints"
+phase_end
+fi # phase merging
 [ -z "$PHASE_TIMES" ] || log "phase wall times:$PHASE_TIMES"
 
 # ---- intents: FLIP-47's declarative rescale, restart, stop through the mount, the command line and REST -------

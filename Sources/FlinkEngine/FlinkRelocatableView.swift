@@ -15,9 +15,12 @@ import Glibc
 /// `flink run -s COPY` restores from, and `flink run -s MOUNT/S` restores from the mount itself. The store's own
 /// paths stay in the catalog (`snapfs show --files`) and on each file as `user.snapfs.object`.
 ///
-/// A snapshot Flink cannot name relatively keeps the store-relative view, and its report says why: file-merging
-/// segments (Flink names a segment's physical file by absolute path only), files outside the store, a `_metadata`
-/// that no longer reads.
+/// A file-merging snapshot is shown so too: each segment it reads (Flink names a segment's physical file by absolute
+/// path only) is a file of its own, `S/<physical file>-<start>-<length>`, whose bytes are read as that range of the
+/// stored physical file, and `_metadata` names it by a relative file handle, as `convert` writes it.
+///
+/// A snapshot Flink cannot name relatively keeps the store-relative view, and its report says why: files outside the
+/// store, a `_metadata` that no longer reads.
 public struct FlinkRelocatableView: SnapshotPresenter {
     let store: Store
     let settings: FlinkStoreSettings
@@ -54,8 +57,19 @@ public struct FlinkRelocatableView: SnapshotPresenter {
                 return .stored("shown at the store's paths, not relocatable: it names \(copy.source), which is not one of the store's files")
             }
             entry.path = copy.relativePath
+            if let offset = copy.offset {
+                // A file-merging segment: a file of its own, the segment's bytes of the stored physical file.
+                entry.objectOffset = offset
+                entry.size = copy.size
+                entry.requiredSize = copy.size
+                entry.sizeRule = .exact
+                entry.links = 1
+                entry.blocks = nil
+                entry.sha256 = nil
+            }
             shown.append(entry)
         }
+        let segments = plan.copies.filter { $0.offset != nil }.count
         let original = files[directory + "/_metadata"]
         shown.append(SnapshotEntry(
             path: "_metadata", type: .file, size: Int64(plan.metadata.count), mode: original?.mode ?? (UInt32(S_IFREG) | 0o644),
@@ -63,7 +77,9 @@ public struct FlinkRelocatableView: SnapshotPresenter {
         return SnapshotView(
             layout: Self.layout,
             detail: "Flink's relocatable savepoint layout: _metadata (version \(metadata.version)) names each of the "
-                + "\(named.count) files beside it relative to this directory, so a copy restores from wherever it is "
+                + "\(named.count) files beside it relative to this directory"
+                + (segments > 0 ? " (\(segments) of them file-merging segments, each its own file)" : "")
+                + ", so a copy restores from wherever it is "
                 + "(flink run -s COPY); the store's paths: snapfs show NAME --files, or user.snapfs.object on each file",
             entries: shown, generated: ["_metadata": plan.metadata])
     }

@@ -6,7 +6,8 @@ import SnapStore
 extension FlinkEngine {
     /// `convert NAME --to self-contained`: copies every file a Flink snapshot needs into one new savepoint
     /// directory under the store's savepoint directory, and writes its `_metadata` with every handle relative
-    /// to that directory (Flink's relocatable savepoint layout). The result is a user-induced snapshot that
+    /// to that directory (Flink's relocatable savepoint layout). A file-merging snapshot's segments are copied as
+    /// files of their own, each holding just its segment's bytes, not the physical files they are part of. The result is a user-induced snapshot that
     /// shares no file with any other, so deleting every other snapshot of the job leaves it restorable.
     ///
     /// The copy is written under a hidden name (which the importer does not scan) and renamed into place only
@@ -35,8 +36,8 @@ extension FlinkEngine {
                     guard copy.source.hasPrefix("/"), let size = (try? fm.attributesOfItem(atPath: copy.source))?[.size] as? Int64 else {
                         throw StoreError.badInput("\(name) is not restorable: \(copy.source) is missing")
                     }
-                    guard copy.kind.isExact ? size == copy.size : size >= copy.size else {
-                        throw StoreError.badInput("\(name) is not restorable: \(copy.source) is \(size) bytes, the snapshot needs \(copy.kind.isExact ? "" : "at least ")\(copy.size)")
+                    guard copy.accepts(sourceLength: size) else {
+                        throw StoreError.badInput("\(name) is not restorable: \(copy.source) is \(size) bytes, the snapshot needs \(copy.offset == nil && copy.kind.isExact ? "" : "at least ")\(copy.requiredSourceLength)")
                     }
                 }
                 let job = String((source.job ?? "000000").prefix(6))
@@ -48,7 +49,7 @@ extension FlinkEngine {
                 do {
                     try fm.createDirectory(atPath: hidden, withIntermediateDirectories: true)
                     for copy in plan.copies where written.insert(copy.relativePath).inserted {
-                        try fm.copyItem(atPath: copy.source, toPath: hidden + "/" + copy.relativePath)
+                        try copy.write(to: hidden + "/" + copy.relativePath)
                     }
                     guard fm.createFile(atPath: hidden + "/_metadata", contents: Data(plan.metadata)) else {
                         throw StoreError.io(path: hidden + "/_metadata", errno: EIO, what: "cannot write")

@@ -12,6 +12,22 @@ public enum HandleLocation: Hashable, Sendable {
     public static func localFile(_ path: String) -> HandleLocation { .absolute("file:" + path) }
 }
 
+/// One file-merging segment: a byte range of a physical file, the file resolved as `resolvedFilePath` resolves it.
+/// Two handles naming the same range are the same segment.
+public struct SegmentKey: Hashable, Sendable, Comparable {
+    public let path: String
+    public let start: Int64
+    public let size: Int64
+
+    public init(path: String, start: Int64, size: Int64) {
+        self.path = path; self.start = start; self.size = size
+    }
+
+    public static func < (a: SegmentKey, b: SegmentKey) -> Bool {
+        (a.path, a.start, a.size) < (b.path, b.start, b.size)
+    }
+}
+
 /// Why a rewrite was refused.
 public struct HandleRewriteError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The file (as resolved) whose new location cannot be written.
@@ -41,16 +57,22 @@ public struct HandleRewrite: Sendable, Equatable {
     ///   - mapping: resolved path (exactly as `referencedFiles(metadataDirectory:pathMap:)` and
     ///     `StateHandle.resolvedFilePath` give it) → new location. Relative locations are relative to the
     ///     directory the rewritten `_metadata` will be written to.
+    ///   - segments: file-merging segments that now are files of their own, holding exactly the segment's bytes →
+    ///     where that file is. Such a segment handle becomes a file or relative handle of the segment's size.
     ///
     /// File and relative handles (wherever they nest: keyed, operator, channel, changelog parts) take the new
-    /// location's kind and keep their size. Segment handles of file merging can only be absolute, since Flink
-    /// has no relative segment. Inline state is not a file and never changes; neither do file merging's
-    /// managed directory names. Pure: reads no file and writes none.
+    /// location's kind and keep their size. A segment handle named in `segments` becomes a file handle; one named
+    /// only by its physical file in `mapping` stays a segment and can only be absolute, since Flink has no
+    /// relative segment. A file-merging operator handle (type 17) whose delegate is no longer a segment becomes a
+    /// plain one (type 4), dropping the managed directories it kept alive; with `unmerge`, one with no state at
+    /// all (Flink's empty file-merging handle: the empty segment, no named state) is dropped, since it names
+    /// nothing but those directories. Inline state is not a file and never changes. Pure: reads no file and
+    /// writes none.
     public static func rewrite(
         _ metadata: CheckpointMetadata, metadataDirectory: String, pathMap: PathMap = .identity,
-        mapping: [String: HandleLocation]
+        mapping: [String: HandleLocation], segments: [SegmentKey: HandleLocation] = [:], unmerge: Bool = false
     ) throws(HandleRewriteError) -> HandleRewrite {
-        var rewriter = Rewriter(directory: metadataDirectory, pathMap: pathMap, mapping: mapping)
+        var rewriter = Rewriter(directory: metadataDirectory, pathMap: pathMap, mapping: mapping, segments: segments)
         var result = metadata
         for o in result.operators.indices {
             if let coordinator = result.operators[o].coordinatorState {
@@ -60,6 +82,10 @@ public struct HandleRewrite: Sendable, Equatable {
                 var subtask = result.operators[o].subtasks[s]
                 subtask.managedOperatorState = try rewriter.optional(subtask.managedOperatorState)
                 subtask.rawOperatorState = try rewriter.optional(subtask.rawOperatorState)
+                if unmerge {
+                    subtask.managedOperatorState = Self.withoutEmptyMerged(subtask.managedOperatorState)
+                    subtask.rawOperatorState = Self.withoutEmptyMerged(subtask.rawOperatorState)
+                }
                 subtask.managedKeyedState = try rewriter.optional(subtask.managedKeyedState)
                 subtask.rawKeyedState = try rewriter.optional(subtask.rawKeyedState)
                 for c in subtask.inputChannelState.indices {
@@ -79,10 +105,21 @@ public struct HandleRewrite: Sendable, Equatable {
     /// `rewrite`, then the `_metadata` bytes of the result, in the version the snapshot was read.
     public static func rewrittenMetadata(
         _ metadata: CheckpointMetadata, metadataDirectory: String, pathMap: PathMap = .identity,
-        mapping: [String: HandleLocation]
+        mapping: [String: HandleLocation], segments: [SegmentKey: HandleLocation] = [:], unmerge: Bool = false
     ) throws -> (bytes: [UInt8], rewrite: HandleRewrite) {
-        let rewrite = try rewrite(metadata, metadataDirectory: metadataDirectory, pathMap: pathMap, mapping: mapping)
+        let rewrite = try rewrite(
+            metadata, metadataDirectory: metadataDirectory, pathMap: pathMap, mapping: mapping, segments: segments,
+            unmerge: unmerge)
         return (try MetadataWriter.encode(rewrite.metadata), rewrite)
+    }
+
+    /// Nil for Flink's empty file-merging operator handle (`EmptyFileMergingOperatorStreamStateHandle`: no named
+    /// state, the empty segment): restoring it reads nothing, and what it names (the managed directories) is not
+    /// part of a copy. Any other handle as it is.
+    static func withoutEmptyMerged(_ handle: StateHandle?) -> StateHandle? {
+        guard case .operatorState(let state)? = handle, state.fileMerging != nil, state.states.isEmpty,
+              case .emptyFileSegment? = state.delegate else { return handle }
+        return nil
     }
 
     /// A relative location Flink resolves inside the snapshot directory: `new Path(dir, relative)` would read
@@ -106,14 +143,26 @@ private struct Rewriter {
     let directory: String
     let pathMap: PathMap
     let mapping: [String: HandleLocation]
+    let segments: [SegmentKey: HandleLocation]
     var rewritten = 0
     var unmapped = Set<String>()
     var used = Set<String>()
 
-    init(directory: String, pathMap: PathMap, mapping: [String: HandleLocation]) {
+    init(directory: String, pathMap: PathMap, mapping: [String: HandleLocation], segments: [SegmentKey: HandleLocation]) {
         self.directory = directory
         self.pathMap = pathMap
         self.mapping = mapping
+        self.segments = segments
+    }
+
+    /// A file handle of `size` at `location`.
+    private func fileHandle(_ location: HandleLocation, size: Int64, for path: String) throws(HandleRewriteError) -> StateHandle {
+        switch location {
+        case .absolute(let uri): return .file(path: uri, size: size)
+        case .relative(let relative):
+            try HandleRewrite.checkRelative(relative, for: path)
+            return .relativeFile(relativePath: relative, size: size)
+        }
     }
 
     /// The new location of a file-backed handle, recording what was and was not mapped.
@@ -132,13 +181,13 @@ private struct Rewriter {
         case .file(_, let size), .relativeFile(_, let size):
             guard case let (path, location?)? = target(of: handle) else { return handle }
             rewritten += 1
-            switch location {
-            case .absolute(let uri): return .file(path: uri, size: size)
-            case .relative(let relative):
-                try HandleRewrite.checkRelative(relative, for: path)
-                return .relativeFile(relativePath: relative, size: size)
-            }
+            return try fileHandle(location, size: size, for: path)
         case .fileSegment(var segment):
+            if let path = handle.resolvedFilePath(metadataDirectory: directory, pathMap: pathMap),
+               let location = segments[SegmentKey(path: path, start: segment.startPosition, size: segment.size)] {
+                rewritten += 1
+                return try fileHandle(location, size: segment.size, for: path)
+            }
             guard case let (path, location?)? = target(of: handle) else { return handle }
             guard case .absolute(let uri) = location else {
                 throw HandleRewriteError(
@@ -172,6 +221,12 @@ private struct Rewriter {
             return .changelogFiles(files)
         case .operatorState(var state):
             state.delegate = try optional(state.delegate)
+            switch state.delegate {
+            case .fileSegment?, .emptyFileSegment?: break
+            default:
+                // Type 17 must delegate to a segment: over a file of its own it is a plain operator handle (type 4).
+                state.fileMerging = nil
+            }
             return .operatorState(state)
         case .channel(var channel):
             channel.delegate = try optional(channel.delegate)

@@ -42,9 +42,12 @@ public enum InodeNumber {
     /// A stored file: its object, and the metadata its entry recorded. Snapshots that share an object with the same
     /// owner, mode and attributes share one inode; one chowned or chmodded between them (an unchanged file that a
     /// native-incremental snapshot reuses) is an inode of its own, since the kernel keeps one set of attributes per
-    /// inode. Entries recorded without an owner keep the number they always had.
+    /// inode. Entries recorded without an owner keep the number they always had. A view's file made of part of an
+    /// object (`objectOffset`) is numbered by that part.
     public static func file(_ e: SnapshotEntry) -> UInt64? {
         guard let p = e.objectPath else { return nil }
+        // A part of an object is a file of its own, with a length of its own.
+        if let offset = e.objectOffset { return hash("object:\(p)@\(offset)+\(e.size)") }
         guard e.uid != nil || e.gid != nil || e.xattrs != nil else { return object(p) }
         let attrs = e.xattrs.map { $0.blob.base64EncodedString() } ?? ""
         return hash("object:\(p):\(e.mode & 0o7777):\(e.uid ?? 0):\(e.gid ?? 0):\(attrs)")

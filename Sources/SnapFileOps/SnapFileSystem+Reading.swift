@@ -35,7 +35,8 @@ extension SnapFileSystem {
     /// its pages straight into the reply instead of copying them through this process. Nil for every other node.
     public func withObjectDescriptor<R>(_ ino: UInt64, _ body: (Int32) throws(FSError) -> R) throws(FSError) -> R? {
         // A generated file (no stored object) is read from memory, by `read`.
-        guard case .file(_, let e) = try node(ino), let rel = e.objectPath else { return nil }
+        // So is a part of an object (`objectOffset`), whose offsets `read` translates.
+        guard case .file(_, let e) = try node(ino), let rel = e.objectPath, e.objectOffset == nil else { return nil }
         return try objects.withDescriptor(rel, body)
     }
 
@@ -47,6 +48,11 @@ extension SnapFileSystem {
         guard offset >= 0 else { throw .invalid("negative offset") }
         guard case .file(_, let e) = try node(ino).flat, e.type == .file, let rel = e.objectPath else {
             throw .invalid("SEEK_DATA and SEEK_HOLE are answered for snapshot files")
+        }
+        if e.objectOffset != nil {
+            // A part of an object is shown all data: its holes would be the object's, at other offsets.
+            guard offset < e.size else { throw .noMoreData }
+            return whence == SparseSeek.data ? offset : e.size
         }
         return try objects.withDescriptor(rel) { fd throws(FSError) -> Int64 in
             let r = lseek(fd, off_t(offset), whence)
@@ -68,10 +74,14 @@ extension SnapFileSystem {
                 guard let bytes = views.generated(id, e.path) else { throw .io("\(e.path) has no stored object") }
                 return Self.copy(bytes, from: offset, into: buffer)
             }
+            // A part of an object (`objectOffset`): the `size` bytes from there, read at the object's offsets.
+            let start = e.objectOffset ?? 0
+            var wanted = buffer.count
+            if e.objectOffset != nil { wanted = offset >= e.size ? 0 : Int(min(Int64(wanted), e.size - offset)) }
             return try objects.withDescriptor(rel) { fd throws(FSError) -> Int in
                 var done = 0
-                while done < buffer.count {
-                    let r = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+                while done < wanted {
+                    let r = pread(fd, buffer.baseAddress! + done, wanted - done, off_t(start + offset) + off_t(done))
                     if r < 0 {
                         if errno == EINTR { continue }
                         throw .io("cannot read a stored object: \(String(cString: strerror(errno)))")

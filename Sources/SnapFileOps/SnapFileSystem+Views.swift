@@ -60,7 +60,8 @@ extension SnapFileSystem {
     static func generatedInode(_ id: SnapshotID, _ path: String) -> UInt64 { InodeNumber.hash("file:\(id):\(path)") }
 
     /// The entries shown for snapshot `id`: its view's when it has one, with each stored file's link count and
-    /// length as the catalog has them now (they move as snapshots come and go); else the catalog's own.
+    /// length as the catalog has them now (they move as snapshots come and go); else the catalog's own. A view's
+    /// file made of part of a stored file (`objectOffset`) is read as that byte range, at the length the view says.
     func shownEntries(_ id: SnapshotID) throws(FSError) -> [SnapshotEntry] {
         var fresh: [SnapshotEntry]?
         func catalog() throws(FSError) -> [SnapshotEntry] {
@@ -73,7 +74,8 @@ extension SnapFileSystem {
         var now: [String: SnapshotEntry] = [:]
         for e in try catalog() { if let p = e.objectPath { now[p] = e } }
         return shown.map { e in
-            guard let p = e.objectPath, let current = now[p] else { return e }
+            // A part of an object keeps the length and link count the view gave it.
+            guard let p = e.objectPath, e.objectOffset == nil, let current = now[p] else { return e }
             var updated = e
             updated.links = current.links
             updated.size = current.size

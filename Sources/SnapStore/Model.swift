@@ -140,6 +140,10 @@ public struct SnapshotEntry: Codable, Sendable, Hashable {
     /// The 512-byte blocks the stored object occupies (`st_blocks`): fewer than its length needs when it has holes.
     /// Nil when not recorded.
     public var blocks: Int64?
+    /// For a file a view makes of part of a stored object (a Flink file-merging segment shown as a file of its own):
+    /// where its bytes start in the object; the file is the `size` bytes from there. Nil: the whole object. Never
+    /// stored in the catalog.
+    public var objectOffset: Int64?
 
     public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64,
                 object: ObjectID? = nil, objectPath: String? = nil, sha256: String? = nil,

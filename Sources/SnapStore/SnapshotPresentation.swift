@@ -12,8 +12,9 @@ public struct SnapshotView: Sendable, Equatable {
     /// Why the snapshot is shown so, in words: what a user reading the report needs to know.
     public var detail: String?
     /// The entries shown, at their paths inside the snapshot's directory. A file reads its stored object
-    /// (`objectPath`, one of the snapshot's own) or, with none, the bytes `generated` holds under its path, whose
-    /// length its `size` already is. Nil: the snapshot's own entries, as the catalog has them.
+    /// (`objectPath`, one of the snapshot's own), or just the `size` bytes of it from `objectOffset` when that is
+    /// set, or, with no object, the bytes `generated` holds under its path, whose length its `size` already is.
+    /// Nil: the snapshot's own entries, as the catalog has them.
     public var entries: [SnapshotEntry]?
     /// Content made for the view rather than stored, by path; never changes for a given snapshot and entry set.
     public var generated: [String: [UInt8]]

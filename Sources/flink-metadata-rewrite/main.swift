@@ -54,15 +54,15 @@ for copy in plan.copies {
     guard let size = (try? fm.attributesOfItem(atPath: copy.source))?[.size] as? Int64 else {
         fail("\(copy.source) is missing (named by \(source)/_metadata)")
     }
-    guard copy.kind.isExact ? size == copy.size : size >= copy.size else {
-        fail("\(copy.source) is \(size) bytes; the snapshot needs \(copy.kind.isExact ? "exactly" : "at least") \(copy.size)")
+    guard copy.accepts(sourceLength: size) else {
+        fail("\(copy.source) is \(size) bytes; the snapshot needs \(copy.offset == nil && copy.kind.isExact ? "exactly" : "at least") \(copy.requiredSourceLength)")
     }
 }
 do {
     try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
     var copied = Set<String>()
     for copy in plan.copies where copied.insert(copy.relativePath).inserted {
-        try fm.copyItem(atPath: copy.source, toPath: target + "/" + copy.relativePath)
+        try copy.write(to: target + "/" + copy.relativePath)
         try FileHandle(forUpdating: URL(fileURLWithPath: target + "/" + copy.relativePath)).synchronize()
     }
     let metadataPath = target + "/_metadata"

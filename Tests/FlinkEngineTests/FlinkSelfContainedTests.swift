@@ -87,4 +87,71 @@ final class FlinkSelfContainedTests: XCTestCase {
             XCTAssertEqual(error as? StoreError, .alreadyExists("c4f302-chk-12"))
         }
     }
+
+    /// A file-merging checkpoint (job B of the file-merging store, RocksDB incremental, restored NO_CLAIM), converted:
+    /// each segment it reads is copied as a file of its own holding just the segment's bytes, named relatively; the
+    /// physical files are not copied whole. Deleting every other snapshot of the job (which removes the physical
+    /// files) leaves it restorable.
+    func testFileMergingCheckpointIsConvertedSegmentBySegment() throws {
+        let layout = "file-merging", job = "d4ef5f01c907c9533e0623182631e03c"
+        let jobs = ["62bab94d0cbb0907cb0e9d0a60fd3a88", job, "a881b109166fc603d7c993bde8d95f25", "076e33796b8497c5a80fb11daa1da7df"]
+        let fake = try FakeCluster(writtenAt: LayoutFixtures.writtenAt(layout),
+                                   jobs: Dictionary(uniqueKeysWithValues: jobs.map { ($0, FakeCluster.Job(state: "CANCELED")) })).serve()
+        defer { fake.stop() }
+        let root = try LayoutFixtures.copy(layout)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let settings = FlinkStoreSettings(restURL: fake.url, jobID: nil, pathMap: [(from: LayoutFixtures.writtenAt(layout), to: root.path)])
+        let store = try Store.create(at: root, engine: FlinkStoreSettings.engineName, settings: settings.metaRows, adopting: true,
+                                     rules: [FlinkRules()])
+        _ = try FlinkEngine.forStore(store)
+        try FlinkImporter(store: store, settings: settings).refresh()
+        (store.hooks as? FlinkHooks)?.cluster.poll()
+        let engine = FlinkEngine(store: store, settings: settings)
+        let source = try XCTUnwrap(try store.snapshots().filter { $0.job == job && $0.kind == .checkpoint }
+            .min { Int($0.externalID ?? "") ?? 0 < Int($1.externalID ?? "") ?? 0 })
+        let sourceDirectory = root.path + "/" + (try XCTUnwrap(source.directory))
+        let pathMap = PathMap(settings.pathMap)
+        let original = try MetadataReader.read(Data(contentsOf: URL(fileURLWithPath: sourceDirectory + "/_metadata")))
+        var segments: [FileSegmentHandle] = []
+        original.visitHandles { if case .fileSegment(let s) = $0 { segments.append(s) } }
+        XCTAssertGreaterThan(segments.count, 5, "\(source.name) reads file-merging segments")
+
+        let converted = try engine.convertToSelfContained(source.name, label: "b-self-contained")
+        XCTAssertEqual(converted.kind, .user)
+        let directory = try XCTUnwrap(converted.directory)
+        XCTAssertTrue(directory.hasPrefix(settings.savepointDirectory + "/savepoint-d4ef5f-"), directory)
+        let files = try store.entries(of: converted.id, includeHidden: true).filter { $0.type == .file }
+        for entry in files {
+            XCTAssertTrue(entry.path.hasPrefix(directory + "/"), entry.path)
+            XCTAssertEqual(entry.links, 1, entry.path)
+        }
+        // Handle by handle: relative, reading exactly what the original handle read.
+        let copy = try MetadataReader.read(Data(contentsOf: root.appendingPathComponent(directory + "/_metadata")))
+        XCTAssertEqual(copy.version, original.version)
+        var before: [StateHandle] = [], after: [StateHandle] = []
+        original.visitHandles { if $0.isFileBacked { before.append($0) } }
+        copy.visitHandles { if $0.isFileBacked { after.append($0) } }
+        XCTAssertEqual(before.count, after.count)
+        var copiedBytes = Set<String>()
+        for (old, new) in zip(before, after) {
+            guard case .relativeFile(let relative, let size) = new else { XCTFail("not relative: \(new)"); continue }
+            let bytes = try Data(contentsOf: root.appendingPathComponent(directory + "/" + relative))
+            XCTAssertEqual(Int64(bytes.count), size, relative)
+            let whole = try Data(contentsOf: URL(fileURLWithPath: try XCTUnwrap(old.resolvedFilePath(metadataDirectory: sourceDirectory, pathMap: pathMap))))
+            if case .fileSegment(let s) = old {
+                XCTAssertEqual(bytes, whole.subdata(in: Int(s.startPosition)..<Int(s.startPosition + s.size)), relative)
+            } else {
+                XCTAssertEqual(bytes, whole, relative)
+            }
+            copiedBytes.insert(relative)
+        }
+        XCTAssertEqual(files.count, copiedBytes.count + 1, "one file per segment or file, and _metadata")
+
+        for s in try store.snapshots() where s.job == job && s.name != converted.name { try store.delete(s.name) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sourceDirectory), "the source checkpoint is gone")
+        let report = try FlinkVerifier(store: store, settings: settings).verify()
+        let result = try XCTUnwrap(report.snapshots.first { $0.name == converted.name })
+        XCTAssertTrue(result.restorable, "\(result.problems)")
+    }
 }
+

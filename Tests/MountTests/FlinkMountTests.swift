@@ -3,11 +3,12 @@ import Foundation
 import SnapStore
 import XCTest
 
-/// A Flink store through the mount: files longer than Flink's handles say (changelog files, file-merging physical
-/// files) reach a backup whole.
+/// A Flink store through the mount: changelog files (longer than Flink's handles say) reach a backup whole, and a
+/// file-merging checkpoint's segments each as a file of its own.
 final class FlinkMountTests: MountTestCase {
     /// `tar` of every snapshot through the mount extracts byte-identical to the store's own files, changelog files
-    /// (one byte longer than their handles) and shared physical files (longer than any snapshot's segments) included.
+    /// (one byte longer than their handles) included; a segment of a shared physical file (longer than any snapshot's
+    /// segments) extracts as exactly its range of the physical file.
     func testTarOfEverySnapshotIsByteIdenticalToTheStore() throws {
         try FileManager.default.removeItem(at: w.storeDir)
         try FileManager.default.createDirectory(at: w.storeDir, withIntermediateDirectories: true)
@@ -16,14 +17,21 @@ final class FlinkMountTests: MountTestCase {
         XCTAssertTrue(created.ok, created.summary)
         try w.mount()
 
-        // The changelog job's snapshots are shown as Flink's relocatable layout (every file beside `_metadata`); the
-        // file-merging job's keep the store's paths (Flink names segments by absolute path only).
+        // Every snapshot is shown as Flink's relocatable layout (every file beside `_metadata`); a file-merging
+        // checkpoint's segments each as `<physical file>-<start>-<length>`.
         let dstl = "0a0a0a-chk-1/dstl-1"
         let st = try FileManager.default.attributesOfItem(atPath: w.m + "/" + dstl)
         XCTAssertEqual(st[.size] as? Int, 101, "a changelog file is served at its own length, not its handle's (100)")
+        let physical = "checkpoints/\(SyntheticFlinkStore.mergingJob)/shared/physical-1"
+        let segments = ["0b0b0b-chk-1": ("physical-1-0-50", 0..<50), "0b0b0b-chk-2": ("physical-1-50-70", 50..<120)]
+        for (name, (file, range)) in segments {
+            let size = try FileManager.default.attributesOfItem(atPath: w.m + "/" + name + "/" + file)[.size] as? Int
+            XCTAssertEqual(size, range.count, "\(name)/\(file): the segment's length at the first stat")
+        }
 
         let names = w.rootNames().filter { $0 != "latest" && $0 != "by-job" }
         XCTAssertEqual(names, ["0a0a0a-chk-1", "0a0a0a-chk-2", "0b0b0b-chk-1", "0b0b0b-chk-2"])
+        let whole = try Data(contentsOf: URL(fileURLWithPath: w.s + "/" + physical))
         for name in names {
             let out = w.root.appendingPathComponent("restored/\(name)").path
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -31,36 +39,38 @@ final class FlinkMountTests: MountTestCase {
             XCTAssertTrue(tar.ok, tar.summary)
             let restored = treeDigest(out).filter { !$0.value.hasPrefix("dir") }
             let directory = truth[["0a0a0a-chk-1", "0a0a0a-chk-2", "0b0b0b-chk-1", "0b0b0b-chk-2"].firstIndex(of: name)!].directory
-            let needed = truth.first { $0.directory == directory }!.files.map(\.path)
-            let relocatable = name.hasPrefix("0a0a0a")
-            // Relocatable: each file under its own name (these have no two of one name), `_metadata` rewritten.
-            let shownAt = Dictionary(uniqueKeysWithValues: needed.map { (relocatable ? String($0.split(separator: "/").last!) : $0, $0) })
-            XCTAssertEqual(Set(restored.keys), Set(shownAt.keys).union([relocatable ? "_metadata" : directory + "/_metadata"]), name)
-            for (shown, path) in shownAt.sorted(by: { $0.key < $1.key }) + (relocatable ? [] : [(directory + "/_metadata", directory + "/_metadata")]) {
-                let original = w.s + "/" + path
-                let size = (try FileManager.default.attributesOfItem(atPath: original)[.size] as? Int) ?? -1
-                XCTAssertEqual(restored[shown], "\(size):" + (Store.sha256(ofFile: original) ?? "?"), "\(name)/\(path)")
+            if let (file, range) = segments[name] {
+                XCTAssertEqual(Set(restored.keys), [file, "_metadata"], name)
+                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/" + file)), whole.subdata(in: range), "\(name)/\(file)")
+            } else {
+                // Each file under its own name (these have no two of one name).
+                let needed = truth.first { $0.directory == directory }!.files.map(\.path)
+                let shownAt = Dictionary(uniqueKeysWithValues: needed.map { (String($0.split(separator: "/").last!), $0) })
+                XCTAssertEqual(Set(restored.keys), Set(shownAt.keys).union(["_metadata"]), name)
+                for (shown, path) in shownAt.sorted(by: { $0.key < $1.key }) {
+                    let original = w.s + "/" + path
+                    let size = (try FileManager.default.attributesOfItem(atPath: original)[.size] as? Int) ?? -1
+                    XCTAssertEqual(restored[shown], "\(size):" + (Store.sha256(ofFile: original) ?? "?"), "\(name)/\(path)")
+                }
             }
-            if relocatable {
-                XCTAssertNotEqual(restored["_metadata"], nil, name)
-                XCTAssertFalse(Store.sha256(ofFile: out + "/_metadata") == Store.sha256(ofFile: w.s + "/" + directory + "/_metadata"),
-                               "\(name): _metadata names its files relative to the snapshot's directory")
-            }
+            XCTAssertFalse(Store.sha256(ofFile: out + "/_metadata") == Store.sha256(ofFile: w.s + "/" + directory + "/_metadata"),
+                           "\(name): _metadata names its files relative to the snapshot's directory")
         }
 
-        // A later checkpoint appends segments to the shared physical file: the mount serves the new length and
-        // bytes within a second, though the kernel had the file's pages cached.
-        let physical = "checkpoints/\(SyntheticFlinkStore.mergingJob)/shared/physical-1"
-        let through = w.m + "/0b0b0b-chk-1/" + physical
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: through)), try Data(contentsOf: URL(fileURLWithPath: w.s + "/" + physical)))
+        // A later checkpoint appends segments to the shared physical file: a segment shown as a file of its own keeps
+        // its length and bytes, though the file it is read from grew.
+        let through = w.m + "/0b0b0b-chk-1/physical-1-0-50"
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: through)), whole.prefix(50))
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: w.s + "/" + physical))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data((0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 31) }))
         try handle.close()
         usleep(1_500_000)
-        let grown = try Data(contentsOf: URL(fileURLWithPath: through))
-        XCTAssertEqual(grown.count, 5200)
-        XCTAssertEqual(grown, try Data(contentsOf: URL(fileURLWithPath: w.s + "/" + physical)))
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: through)[.size] as? Int, 50)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: through)), whole.prefix(50))
+        // Read from inside the segment: the kernel asks at offsets within it, the mount reads at the physical file's.
+        let tail = Command.sh("dd if=\(shellQuote(w.m + "/0b0b0b-chk-2/physical-1-50-70")) bs=1 skip=60 2>/dev/null | od -An -tu1")
+        XCTAssertEqual(tail.out.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { UInt8($0) }, Array(whole.subdata(in: 110..<120)))
     }
 }
 
@@ -68,7 +78,7 @@ final class FlinkMountTests: MountTestCase {
 final class FlinkLayoutMountTests: MountTestCase {
     /// `tar` of every restorable snapshot through the mount extracts byte-identical to the store's own files: the
     /// files Flink's deserializer named, under the names the relocatable `_metadata` gives them (their store paths
-    /// in `user.snapfs.object`), or at their store paths for a file-merging checkpoint.
+    /// in `user.snapfs.object`); a file-merging checkpoint's segments each under a name of its own.
     func testTarOfEverySnapshotOfEveryLayoutIsByteIdentical() throws {
         for layout in LayoutFixtures.layouts {
             let truth = try LayoutFixtures.truth(layout)
@@ -90,22 +100,23 @@ final class FlinkLayoutMountTests: MountTestCase {
                 let tar = Command.sh("tar -C \(shellQuote(w.m + "/" + s.name)) -cf - . | tar -C \(shellQuote(out)) -xf -")
                 XCTAssertTrue(tar.ok, "\(layout) \(s.name): \(tar.summary)")
                 let restored = treeDigest(out).filter { $0.value != "dir" }
-                // Where each file shown is in the store: its own path (store-relative view: file-merging checkpoints,
-                // whose segments Flink names by absolute path only), or `user.snapfs.object` (relocatable view).
+                // Where each file shown is in the store: `user.snapfs.object` (every snapshot is shown in the
+                // relocatable view; a file-merging checkpoint's segments each as a file of its own).
                 var storePath: [String: String] = [:]
                 for shown in restored.keys where shown != "_metadata" {
                     storePath[shown] = storePathOf(w.m + "/" + s.name + "/" + shown) ?? "?"
                 }
-                let relocatable = restored["_metadata"] != nil
-                XCTAssertEqual(relocatable, !(layout == "file-merging" && s.kind == .checkpoint), "\(layout) \(s.name)")
-                if relocatable {
-                    XCTAssertEqual(Set(storePath.values), Set(t.files.map(\.path)), "\(layout) \(s.name)")
-                    XCTAssertEqual(storePath.count, Set(t.files.map(\.path)).count, "\(layout) \(s.name): one name per file")
+                XCTAssertNotNil(restored["_metadata"], "\(layout) \(s.name)")
+                XCTAssertEqual(Set(storePath.values), Set(t.files.map(\.path)), "\(layout) \(s.name)")
+                let merged = t.files.contains { $0.rule == .atLeast } && layout == "file-merging"
+                if merged {
+                    // Segments: several files per physical file, each holding its range (checked byte for byte in
+                    // FlinkRelocatableMountTests); none as long as Flink says the physical file must be.
+                    XCTAssertGreaterThanOrEqual(storePath.count, Set(t.files.map(\.path)).count, "\(layout) \(s.name)")
                 } else {
-                    XCTAssertEqual(Set(restored.keys), Set(t.files.map(\.path) + [t.directory + "/_metadata"]), "\(layout) \(s.name)")
-                    for (shown, stored) in storePath { XCTAssertEqual(shown, stored, "\(layout) \(s.name)") }
+                    XCTAssertEqual(storePath.count, Set(t.files.map(\.path)).count, "\(layout) \(s.name): one name per file")
                 }
-                for (shown, path) in storePath {
+                for (shown, path) in storePath where !merged {
                     let original = w.s + "/" + path
                     let size = (try? FileManager.default.attributesOfItem(atPath: original)[.size] as? Int) ?? -1
                     XCTAssertEqual(restored[shown], "\(size):" + (Store.sha256(ofFile: original) ?? "?"), "\(layout) \(s.name)/\(path)")

@@ -53,6 +53,8 @@ final class FlinkRelocatableMountTests: MountTestCase {
         XCTAssertEqual(copiedHandles.count, originalHandles.count, what, file: file, line: line)
         XCTAssertFalse(copiedHandles.isEmpty, "\(what): a snapshot with files", file: file, line: line)
         var storedAs: [String: String] = [:]
+        // Physical files read through segments: the furthest end the segments reach.
+        var segmentEnds: [String: Int64] = [:]
         for (c, o) in zip(copiedHandles, originalHandles) {
             guard case .relativeFile = c else {
                 XCTFail("\(what): a handle is not relative: \(c)", file: file, line: line)
@@ -66,7 +68,17 @@ final class FlinkRelocatableMountTests: MountTestCase {
             }
             XCTAssertEqual(storedAs[name] ?? stored, stored, "\(what): one name for two files", file: file, line: line)
             storedAs[name] = stored
-            XCTAssertEqual(sha(inCopy), sha(inStore), "\(what): \(name) holds the bytes of \(stored)", file: file, line: line)
+            if case .fileSegment(let segment) = o {
+                // A segment: a file of its own holding exactly that range of the physical file.
+                let whole = try Data(contentsOf: URL(fileURLWithPath: inStore))
+                let range = Int(segment.startPosition)..<Int(segment.startPosition + segment.size)
+                XCTAssertTrue(range.upperBound <= whole.count, "\(what): \(stored) holds the segment", file: file, line: line)
+                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: inCopy)), whole.subdata(in: range.clamped(to: 0..<whole.count)),
+                               "\(what): \(name) holds bytes \(range) of \(stored)", file: file, line: line)
+                segmentEnds[stored] = max(segmentEnds[stored] ?? 0, segment.startPosition + segment.size)
+            } else {
+                XCTAssertEqual(sha(inCopy), sha(inStore), "\(what): \(name) holds the bytes of \(stored)", file: file, line: line)
+            }
         }
         // Each file the copied `_metadata` names is inside the copy with the length Flink's rule asks.
         for ref in copied.referencedFiles(metadataDirectory: copy, pathMap: .identity) {
@@ -79,6 +91,12 @@ final class FlinkRelocatableMountTests: MountTestCase {
         XCTAssertEqual(Set(storedAs.values), Set(truth.map(\.path)), "\(what): the truth's files", file: file, line: line)
         let nameOf = Dictionary(storedAs.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         for t in truth {
+            if let end = segmentEnds[t.path] {
+                // Read through segments: they reach exactly as far as Flink's deserializer says the physical file must.
+                XCTAssertFalse(t.exact, "\(what): \(t.path) is a physical file", file: file, line: line)
+                XCTAssertEqual(end, t.size, "\(what): the furthest segment end of \(t.path)", file: file, line: line)
+                continue
+            }
             guard let name = nameOf[t.path] else { continue }
             let n = length(copy + "/" + name)
             XCTAssertTrue(t.exact ? n == t.size : n >= t.size, "\(what): \(t.path) as \(name) is \(n) bytes, Flink needs \(t.size)",
@@ -226,9 +244,9 @@ final class FlinkRelocatableMountTests: MountTestCase {
         }
     }
 
-    /// Every layout Flink 2.3 writes: `cp -a` of every restorable snapshot is relocatable, except file-merging
-    /// checkpoints (Flink names segments by absolute path only), which keep the store's paths and say so; `mv` out of
-    /// an older checkpoint of each layout copies and deletes, and the rest of the store stays as restorable as it was.
+    /// Every layout Flink 2.3 writes: `cp -a` of every restorable snapshot is relocatable (file-merging checkpoints
+    /// too, each segment a file of its own); `mv` out of an older checkpoint of each layout copies and deletes, and the
+    /// rest of the store stays as restorable as it was.
     func testCpAndMvOutOfEveryLayout() throws {
         for layout in LayoutFixtures.layouts {
             let truth = try LayoutFixtures.truth(layout)
@@ -243,7 +261,7 @@ final class FlinkRelocatableMountTests: MountTestCase {
             let snapshots = try store.snapshots()
             let copies = w.root.appendingPathComponent("copies-\(layout)").path
             try FileManager.default.createDirectory(atPath: copies, withIntermediateDirectories: true)
-            var relocatable = 0, storeRelative = 0
+            var relocatable = 0
             func needed(_ t: LayoutFixtures.Snapshot) -> Set<Needed> {
                 Set(t.files.map { Needed(path: $0.path, size: $0.required, exact: $0.rule == .exact) })
             }
@@ -251,22 +269,12 @@ final class FlinkRelocatableMountTests: MountTestCase {
                 guard let t = truth.first(where: { $0.directory == s.directory }), t.restorable else { continue }
                 let cp = Command.sh("cp -a \(shellQuote(w.m + "/" + s.name)) \(shellQuote(copies))/")
                 XCTAssertTrue(cp.ok, "\(layout) \(s.name): \(cp.summary)")
-                let merged = t.files.contains { $0.rule == .atLeast } && layout == "file-merging"
                 let shown = try self.layout(s.name)
-                if merged {
-                    // The store's paths, as before: a copy restores only where the store was.
-                    XCTAssertEqual(shown.layout, "store-relative", "\(layout) \(s.name)")
-                    XCTAssertTrue(shown.detail.contains("file-merging"), shown.detail)
-                    XCTAssertEqual(files(copies + "/" + s.name), Set(t.files.map(\.path) + [t.directory + "/_metadata"]), "\(layout) \(s.name)")
-                    storeRelative += 1
-                } else {
-                    XCTAssertEqual(shown.layout, "relocatable", "\(layout) \(s.name): \(shown.detail)")
-                    try checkRelocatable(copies + "/" + s.name, directory: t.directory, pathMap: pathMap, truth: needed(t), "\(layout) \(s.name)")
-                    relocatable += 1
-                }
+                XCTAssertEqual(shown.layout, "relocatable", "\(layout) \(s.name): \(shown.detail)")
+                try checkRelocatable(copies + "/" + s.name, directory: t.directory, pathMap: pathMap, truth: needed(t), "\(layout) \(s.name)")
+                relocatable += 1
             }
             XCTAssertGreaterThan(relocatable, 0, layout)
-            XCTAssertEqual(storeRelative > 0, layout == "file-merging", layout)
 
             // mv out of a restorable checkpoint that is not its job's newest (with no JobManager, the newest is the
             // job's protected recovery point).
@@ -284,7 +292,9 @@ final class FlinkRelocatableMountTests: MountTestCase {
             XCTAssertTrue(mv.ok, "\(layout) \(oldest.name): \(mv.summary)")
             // The tree checked above (its store files are gone now, those only it needed).
             XCTAssertEqual(treeDigest(archive + "/" + oldest.name), treeDigest(copies + "/" + oldest.name), "mv \(layout) \(oldest.name)")
-            XCTAssertEqual(files(archive + "/" + oldest.name).count, Set(t.files.map(\.path)).count + 1, "mv \(layout) \(oldest.name)")
+            if !t.files.contains(where: { $0.rule == .atLeast && layout == "file-merging" }) {
+                XCTAssertEqual(files(archive + "/" + oldest.name).count, Set(t.files.map(\.path)).count + 1, "mv \(layout) \(oldest.name)")
+            }
             XCTAssertThrowsError(try store.snapshot(named: oldest.name))
             var after = try verified()
             XCTAssertNil(after.removeValue(forKey: oldest.name))
@@ -292,5 +302,75 @@ final class FlinkRelocatableMountTests: MountTestCase {
             expected[oldest.name] = nil
             XCTAssertEqual(after, expected, "\(layout): every other snapshot as restorable as before")
         }
+    }
+
+    /// The file-merging store: each checkpoint's segments are files of their own in the mount. Their `stat` lengths are
+    /// the segments' before any of them is read; `cp -a`, `tar` and `mv` out of the mount give copies whose `_metadata`
+    /// holds relative handles only, each file inside the copy holding exactly its segment's bytes; the files are the
+    /// physical files Flink's deserializer named, the segments reaching exactly as far as it says.
+    func testFileMergingCheckpointsAreRelocatable() throws {
+        let layout = "file-merging"
+        let truth = try LayoutFixtures.truth(layout)
+        try FileManager.default.removeItem(at: w.storeDir)
+        try FileManager.default.moveItem(at: try LayoutFixtures.copy(layout, under: w.root), to: w.storeDir)
+        let created = w.snapfs(["init", w.s, "--engine", "flink", "--path-map", "\(LayoutFixtures.writtenAt(layout))=\(w.s)"])
+        XCTAssertTrue(created.ok, created.summary)
+        let pathMap = PathMap([(from: LayoutFixtures.writtenAt(layout), to: w.s)])
+        try w.mount()
+        let store = try w.openStore()
+        let snapshots = try store.snapshots()
+        let copies = w.root.appendingPathComponent("cp").path, tars = w.root.appendingPathComponent("tar").path
+        for d in [copies, tars] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+        var merged: [Snapshot] = []
+        var segmentFiles = 0
+        for s in snapshots {
+            guard let t = truth.first(where: { $0.directory == s.directory }), t.restorable,
+                  t.files.contains(where: { $0.rule == .atLeast }) else { continue }
+            merged.append(s)
+            let dir = w.m + "/" + s.name
+            // Only _metadata read so far: every file it names has its handle's length at the first stat.
+            let shownMetadata = try MetadataReader.read(try Data(contentsOf: URL(fileURLWithPath: dir + "/_metadata")))
+            var handles = 0
+            shownMetadata.visitHandles { handle in
+                guard case .relativeFile(let relative, let size) = handle else { return }
+                handles += 1
+                XCTAssertEqual(length(dir + "/" + relative), size, "\(s.name)/\(relative) before any read")
+            }
+            XCTAssertGreaterThan(handles, 0, s.name)
+            let shown = try self.layout(s.name)
+            XCTAssertEqual(shown.layout, "relocatable", "\(s.name): \(shown.detail)")
+            XCTAssertTrue(shown.detail.contains("file-merging segments"), shown.detail)
+            // The store's physical file stays named on each segment's file.
+            let name = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir).first { $0 != "_metadata" })
+            XCTAssertTrue(storePathOf(dir + "/" + name)?.hasPrefix("checkpoints/") == true, name)
+
+            let cp = Command.sh("cp -a \(shellQuote(dir)) \(shellQuote(copies))/")
+            XCTAssertTrue(cp.ok, "\(s.name): \(cp.summary)")
+            let needed = Set(t.files.map { Needed(path: $0.path, size: $0.required, exact: $0.rule == .exact) })
+            try checkRelocatable(copies + "/" + s.name, directory: t.directory, pathMap: pathMap, truth: needed, "cp -a \(s.name)")
+            let tar = Command.sh("mkdir -p \(shellQuote(tars + "/" + s.name)) && tar -C \(shellQuote(dir)) -cf - . | tar -C \(shellQuote(tars + "/" + s.name)) -xf -")
+            XCTAssertTrue(tar.ok, "\(s.name): \(tar.summary)")
+            try checkRelocatable(tars + "/" + s.name, directory: t.directory, pathMap: pathMap, truth: needed, "tar \(s.name)")
+            segmentFiles += files(copies + "/" + s.name).count - 1
+        }
+        XCTAssertGreaterThanOrEqual(merged.count, 5, "the store's restorable file-merging checkpoints")
+
+        // mv out of a file-merging checkpoint that is not its job's newest: copied, then deleted through the checked path.
+        let ordered = merged.filter { $0.kind == .checkpoint }.sorted { Int($0.externalID ?? "") ?? 0 < Int($1.externalID ?? "") ?? 0 }
+        let newest = Set(Dictionary(grouping: ordered, by: { $0.job ?? "" }).values.compactMap { $0.last?.name })
+        let moving = try XCTUnwrap(ordered.first { !newest.contains($0.name) })
+        let before = try verified()
+        let archive = w.root.appendingPathComponent("archive").path
+        try FileManager.default.createDirectory(atPath: archive, withIntermediateDirectories: true)
+        let mv = Command.sh("mv \(shellQuote(w.m + "/" + moving.name)) \(shellQuote(archive))/")
+        XCTAssertTrue(mv.ok, "\(moving.name): \(mv.summary)")
+        XCTAssertEqual(treeDigest(archive + "/" + moving.name), treeDigest(copies + "/" + moving.name), "mv \(moving.name)")
+        XCTAssertThrowsError(try store.snapshot(named: moving.name))
+        var after = try verified()
+        XCTAssertNil(after.removeValue(forKey: moving.name))
+        var expected = before
+        expected[moving.name] = nil
+        XCTAssertEqual(after, expected, "every other snapshot as restorable as before")
+        print("file-merging mount: \(merged.count) checkpoints relocatable, \(segmentFiles) segment files copied by cp -a; mv \(moving.name) out")
     }
 }
