@@ -317,6 +317,42 @@ final class S3FlinkStoreCLITests: XCTestCase {
         }
     }
 
+    /// `gc` removes what no snapshot needs (an orphan in `shared/`, the files of a `chk-N` that never got its
+    /// `_metadata`) once old enough, and nothing else; `prune` deletes through the checked path and keeps every
+    /// remaining snapshot as restorable as it was.
+    func testGCAndPruneOnS3() async throws {
+        try await onEachServer { server, s3, bucket in
+            let location = try S3Location(bucket: bucket, prefix: "store-1")
+            try await upload(store: 1, to: location, with: s3)
+            let catalog = scratch.appendingPathComponent("s3-\(server.kind.rawValue)")
+            XCTAssertEqual(try initS3(location, server: server, catalog: catalog).status, 0)
+            let job = "checkpoints/4b913385afc25f46a0551aee1c033ec6"
+            let orphans = ["\(job)/shared/orphan-sst", "\(job)/chk-99/aborted-state"]
+            for o in orphans { try await s3.put(bucket: bucket, key: location.key(o), data: Data(repeating: 7, count: 1234)) }
+            let before = try verify(catalog.path, server: server)
+            XCTAssertEqual(Set(before.report["unreferenced"] as? [String] ?? []), Set(orphans), "\(server.kind)")
+
+            let young = try XCTUnwrap(try json(try ok(["gc", catalog.path, "--json"], server: server)) as? [String: Any])
+            XCTAssertEqual((young["removedFiles"] as? [String])?.count, 0, "\(server.kind): younger than the grace")
+            let gc = try XCTUnwrap(try json(try ok(["gc", catalog.path, "--grace", "0", "--json"], server: server)) as? [String: Any])
+            XCTAssertEqual(Set(gc["removedFiles"] as? [String] ?? []), Set(orphans), "\(server.kind)")
+            for o in orphans {
+                let gone = try await s3.head(bucket: bucket, key: location.key(o))
+                XCTAssertNil(gone, "\(server.kind): \(o)")
+            }
+            let after = try verify(catalog.path, server: server)
+            XCTAssertEqual(after.restorable, before.restorable, "\(server.kind): gc kept every snapshot")
+            XCTAssertEqual((after.report["unreferenced"] as? [String])?.count, 0)
+
+            let pruned = try snapfs(["prune", catalog.path, "--keep-last", "2"], server: server)
+            XCTAssertEqual(pruned.status, 0, "\(server.kind): \(pruned.err)")
+            let remaining = try verify(catalog.path, server: server)
+            XCTAssertLessThan(remaining.restorable.count, before.restorable.count, "\(server.kind): prune deleted some")
+            for (name, ok) in remaining.restorable { XCTAssertEqual(ok, before.restorable[name], "\(server.kind): \(name) after prune") }
+            XCTAssertEqual(remaining.report["pendingRemovals"] as? Int, 0)
+        }
+    }
+
     // MARK: - Helpers
 
     func listNames(_ catalog: URL, server: S3TestServer) throws -> [String] {
