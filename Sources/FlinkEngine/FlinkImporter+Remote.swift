@@ -7,8 +7,10 @@ import SnapStore
 /// directory, and forgets a recorded snapshot only when its `_metadata` is missing from the listing and a HEAD
 /// confirms it gone. An incremental pass lists only what can be new:
 /// - per job directory with recorded checkpoints, the keys after its newest one: `prefix = <job>/chk-`,
-///   `StartAfter = <job>/chk-N/~` (new `chk-M` of as many digits sort after it), plus one listing of
-///   `<job>/chk-1…` past `chk-10…0/` for the first id with one digit more (`chk-1000` sorts before `chk-999`);
+///   `StartAfter = <job>/chk-N/~` (new `chk-M` of as many digits sort after it), plus a probe for the first id
+///   with one digit more (`<job>/chk-1000/` after `chk-999`, which sorts before it) and, when it is there, one
+///   listing of `<job>/chk-1…` past `chk-100/`. (Were that first id's directory removed before a pass saw it, the
+///   ones after it wait for the next full pass.)
 /// - the directories holding job directories and savepoints, one level deep (`Delimiter=/`), for new jobs and new
 ///   savepoints; a new one is asked for its `_metadata` (HEAD) or, for a job, listed.
 /// An incremental pass forgets nothing: Flink's subsumed checkpoints are forgotten by the next full pass, at least
@@ -99,7 +101,11 @@ extension FlinkImporter {
                 let dir = String(path.dropLast("/_metadata".count))
                 if PathBytes.parent(dir) == job, !known.contains(dir) { found.insert(dir) }
             }
+            // The first id with one digit more (`chk-1000` after `chk-999`) sorts before the newest: probe for it
+            // (one small listing), and only when it is there list every such id.
             let digits = String(newest).count
+            let first = "chk-1" + String(repeating: "0", count: digits)
+            guard !(try store.files.list(job, namePrefix: first + "/", recursive: true, startAfter: nil).files.isEmpty) else { continue }
             let crossing = try store.files.list(job, namePrefix: "chk-1", recursive: false,
                                                 startAfter: "\(job)/chk-1\(String(repeating: "0", count: max(0, digits - 1)))/")
             for dir in crossing.directories where !known.contains(dir) {

@@ -109,4 +109,45 @@ extension Store {
         }
         return report
     }
+
+    // MARK: move
+
+    /// A snapshot directory's move on an object store, which cannot rename: every file is copied server-side to the
+    /// new directory, the catalog is switched to it in one transaction that also journals the old copies for
+    /// removal, and the journal is drained (DeleteObjects, checked as any delete). The move was journalled before
+    /// the first copy, so a crash is finished or rolled back by the next open (`recoverRemoteMove`).
+    func moveRemote(_ move: PendingMove) throws(StoreError) {
+        do {
+            let source = try files.list(move.from, recursive: true)
+            for path in source.files.keys.sorted() {
+                try files.copy(path, to: move.to + "/" + path.dropFirst(move.from.count + 1))
+            }
+            try finishMove(move, removing: source.files.keys.sorted())
+        } catch {
+            logger.error("move of \(move.oldName) interrupted: \(error); the next open finishes or rolls it back")
+            throw error
+        }
+        drainRemovals()
+    }
+
+    /// Finishes a move whose every file reached the new directory with its size, else rolls it back (the copies
+    /// made so far journalled for removal; the old directory untouched).
+    func recoverRemoteMove(_ move: PendingMove) throws(StoreError) {
+        let source = try files.list(move.from, recursive: true).files
+        let target = try files.list(move.to, recursive: true).files
+        let copied = !source.isEmpty && source.allSatisfy { path, st in target[move.to + "/" + path.dropFirst(move.from.count + 1)]?.size == st.size }
+        if copied || (source.isEmpty && !target.isEmpty) {
+            try finishMove(move, removing: source.keys.sorted())
+            logger.notice("finished an interrupted move", metadata: ["snapshot": .string(move.newName)])
+        } else {
+            do {
+                try db.write { db in
+                    try db.execute(sql: "DELETE FROM meta WHERE key = ?", arguments: [Self.pendingMoveKey])
+                    let now = Date().timeIntervalSince1970
+                    for p in target.keys { try db.execute(sql: "INSERT OR REPLACE INTO removals(path, is_directory, queued_at) VALUES (?, 0, ?)", arguments: [p, now]) }
+                    try insertEvent(db, "rollback", move.oldName, "move to '\(move.newName)' interrupted before every file was copied; rolled back")
+                }
+            } catch { throw .wrap(error, "cannot roll back the move of \(move.oldName)") }
+        }
+    }
 }

@@ -107,6 +107,8 @@ public protocol StoreFiles: Sendable {
     /// removed with why; throws when the place refused the whole request (no permission, unreachable), so nothing
     /// is taken as done.
     func remove(_ relatives: [String]) throws(StoreError) -> [String: String]
+    /// Copies one file to another path of the store (an object store copies server-side: it cannot rename).
+    func copy(_ from: String, to: String) throws(StoreError)
     /// What this handle's accesses have cost so far.
     var cost: StoreFilesCost { get }
 }
@@ -192,6 +194,15 @@ public struct LocalStoreFiles: StoreFiles {
             out.directories = out.directories.filter { $0 > startAfter }
         }
         return out
+    }
+
+    public func copy(_ from: String, to: String) throws(StoreError) {
+        do {
+            if let parent = PathBytes.parent(to) {
+                try FileManager.default.createDirectory(atPath: absolute(parent), withIntermediateDirectories: true)
+            }
+            try FileManager.default.copyItem(atPath: absolute(from), toPath: absolute(to))
+        } catch { throw .io(path: absolute(to), errno: EIO, what: "cannot copy \(absolute(from)) to") }
     }
 
     public func remove(_ relatives: [String]) throws(StoreError) -> [String: String] {

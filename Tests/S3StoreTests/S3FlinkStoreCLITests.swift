@@ -137,9 +137,11 @@ final class S3FlinkStoreCLITests: XCTestCase {
         return (list.sorted(), try verify(copy.path, server: server).restorable)
     }
 
-    func initS3(_ location: S3Location, server: S3TestServer, catalog: URL, endpoint: String? = nil, extra: [String] = []) throws -> Run {
+    /// `init s3://…` with the fixtures' paths mapped onto the bucket, as `s3://` or (`mapScheme`) `s3a://` URIs.
+    func initS3(_ location: S3Location, server: S3TestServer, catalog: URL, endpoint: String? = nil, mapScheme: String = "s3",
+                extra: [String] = []) throws -> Run {
         try snapfs(["init", location.description, "--engine", "flink", "--endpoint", endpoint ?? server.endpoint.url.absoluteString, "--path-style",
-                    "--region", S3TestServer.region, "--cache", catalog.path, "--path-map", "\(FlinkFixtures.writtenAt)=\(location.description)"] + extra,
+                    "--region", S3TestServer.region, "--cache", catalog.path, "--path-map", "\(FlinkFixtures.writtenAt)=\(mapScheme)\(location.description.dropFirst(2))"] + extra,
                    server: server)
     }
 
@@ -154,7 +156,8 @@ final class S3FlinkStoreCLITests: XCTestCase {
                 let location = try S3Location(bucket: bucket, prefix: "flink/store-\(store)")
                 try await upload(store: store, to: location, with: s3)
                 let catalog = scratch.appendingPathComponent("s3-\(server.kind.rawValue)-\(store)")
-                let created = try initS3(location, server: server, catalog: catalog)
+                // Store 2's paths are mapped onto `s3a://` URIs (as Flink's S3A client writes them), store 1's onto `s3://`.
+                let created = try initS3(location, server: server, catalog: catalog, mapScheme: store == 2 ? "s3a" : "s3")
                 XCTAssertEqual(created.status, 0, "\(server.kind): \(created.err)")
                 XCTAssertFalse(created.out.contains(S3TestServer.secretKey), "no credential is printed")
                 let list = try XCTUnwrap(try json(try ok(["list", catalog.path, "--json"], server: server)) as? [[String: Any]]).map { $0["name"] as! String }
@@ -350,6 +353,32 @@ final class S3FlinkStoreCLITests: XCTestCase {
             XCTAssertLessThan(remaining.restorable.count, before.restorable.count, "\(server.kind): prune deleted some")
             for (name, ok) in remaining.restorable { XCTAssertEqual(ok, before.restorable[name], "\(server.kind): \(name) after prune") }
             XCTAssertEqual(remaining.report["pendingRemovals"] as? Int, 0)
+        }
+    }
+
+    /// A savepoint's move on S3: its files copied server-side (CopyObject) to the new directory, the old ones
+    /// removed through the checked delete; it stays restorable under its new name, nothing else changes.
+    func testSavepointMoveIsCopyAndCheckedDelete() async throws {
+        try await onEachServer { server, s3, bucket in
+            let location = try S3Location(bucket: bucket, prefix: "store-1")
+            try await upload(store: 1, to: location, with: s3)
+            let catalog = scratch.appendingPathComponent("s3-\(server.kind.rawValue)")
+            XCTAssertEqual(try initS3(location, server: server, catalog: catalog).status, 0)
+            let before = try verify(catalog.path, server: server).restorable
+            let old = "savepoint-c4f302-a3c72ffbb47e"
+            XCTAssertEqual(before[old], true)
+            try ok(["move", catalog.path, old, "before-upgrade"], server: server)
+            let after = try verify(catalog.path, server: server)
+            var expected = before
+            expected[old] = nil
+            expected["before-upgrade"] = true
+            XCTAssertEqual(after.restorable, expected, "\(server.kind)")
+            XCTAssertEqual(after.report["pendingRemovals"] as? Int, 0)
+            XCTAssertEqual((after.report["unreferenced"] as? [String])?.count, 0, "\(server.kind): no copy left behind")
+            let moved = try await s3.head(bucket: bucket, key: location.key("savepoints/before-upgrade/_metadata"))
+            XCTAssertNotNil(moved, "\(server.kind): copied")
+            let listing = try await s3.list(bucket: bucket, prefix: location.key("savepoints/\(old)/"))
+            XCTAssertEqual(listing.objects.count, 0, "\(server.kind): the old directory's files are removed")
         }
     }
 
