@@ -7,10 +7,11 @@ import SnapStore
 /// directory, and forgets a recorded snapshot only when its `_metadata` is missing from the listing and a HEAD
 /// confirms it gone. An incremental pass lists only what can be new:
 /// - per job directory with recorded checkpoints, the keys after its newest one: `prefix = <job>/chk-`,
-///   `StartAfter = <job>/chk-N/~` (new `chk-M` of as many digits sort after it), plus a probe for the first id
-///   with one digit more (`<job>/chk-1000/` after `chk-999`, which sorts before it) and, when it is there, one
-///   listing of `<job>/chk-1…` past `chk-100/`. (Were that first id's directory removed before a pass saw it, the
-///   ones after it wait for the next full pass.)
+///   within its decade (`prefix = <job>/chk-100`, `StartAfter = <job>/chk-1003/~`: keys that sort after it
+///   there are exactly the newer ids of the decade); when that reaches the decade's end (`chk-1009`, or
+///   `chk-999`, after which `chk-1000` sorts before the newest), one `Delimiter=/` listing of `<job>/chk-` (one
+///   entry per checkpoint directory) finds the rest. Flink's ids are consecutive; a gap at a decade's end (its
+///   last directory aborted and removed) leaves the next ones to the next full pass.
 /// - the directories holding job directories and savepoints, one level deep (`Delimiter=/`), for new jobs and new
 ///   savepoints; a new one is asked for its `_metadata` (HEAD) or, for a job, listed.
 /// An incremental pass forgets nothing: Flink's subsumed checkpoints are forgotten by the next full pass, at least
@@ -35,7 +36,8 @@ extension FlinkImporter {
             found = try newRemoteDirectories()
         }
         _ = try finishPass(onDisk: found, complete: doFull, listedFiles: listed, report: &report) { _ in }
-        if doFull { try store.setMeta(Self.remoteFullPassKey, String(now)) }
+        // When it ended: the interval counts from the listing's end, however long recording took.
+        if doFull { try store.setMeta(Self.remoteFullPassKey, String(Date().timeIntervalSince1970)) }
         report.remote = RemoteRefreshCost(full: doFull, cost: store.files.cost - before)
         logger.info("flink store on \(store.files.location) refreshed", metadata: [
             "full": .stringConvertible(doFull), "added": .stringConvertible(report.added.count),
@@ -94,21 +96,22 @@ extension FlinkImporter {
                 if try hasMetadata(dir) { found.insert(dir) }
             }
         }
-        // New checkpoints of known jobs: only the keys after the newest known one.
+        // New checkpoints of known jobs: only the keys after the newest known one, within its decade.
         for (job, newest) in newestByJob.sorted(by: { $0.key < $1.key }) {
-            let after = try store.files.list(job, namePrefix: "chk-", recursive: true, startAfter: "\(job)/chk-\(newest)/~")
+            let digits = String(newest)
+            let decade = "chk-" + digits.dropLast()
+            let after = try store.files.list(job, namePrefix: decade, recursive: true, startAfter: "\(job)/chk-\(newest)/~")
+            var highest = newest
             for path in after.files.keys where path.hasSuffix("/_metadata") {
                 let dir = String(path.dropLast("/_metadata".count))
-                if PathBytes.parent(dir) == job, !known.contains(dir) { found.insert(dir) }
+                guard PathBytes.parent(dir) == job, let n = Self.checkpointNumber(PathBytes.components(dir).last ?? ""), n > newest else { continue }
+                highest = max(highest, n)
+                if !known.contains(dir) { found.insert(dir) }
             }
-            // The first id with one digit more (`chk-1000` after `chk-999`) sorts before the newest: probe for it
-            // (one small listing), and only when it is there list every such id.
-            let digits = String(newest).count
-            let first = "chk-1" + String(repeating: "0", count: digits)
-            guard !(try store.files.list(job, namePrefix: first + "/", recursive: true, startAfter: nil).files.isEmpty) else { continue }
-            let crossing = try store.files.list(job, namePrefix: "chk-1", recursive: false,
-                                                startAfter: "\(job)/chk-1\(String(repeating: "0", count: max(0, digits - 1)))/")
-            for dir in crossing.directories where !known.contains(dir) {
+            // Past the decade (`chk-1010` after `chk-1009`, `chk-1000` after `chk-999`) keys no longer sort after
+            // the newest: then one listing of the job's checkpoint directories (one entry each) finds the rest.
+            guard highest % 10 == 9 || (digits.count == 1 && highest >= 9) else { continue }
+            for dir in try store.files.list(job, namePrefix: "chk-", recursive: false, startAfter: nil).directories where !known.contains(dir) {
                 guard let n = Self.checkpointNumber(PathBytes.components(dir).last ?? ""), n > newest else { continue }
                 if try hasMetadata(dir) { found.insert(dir) }
             }

@@ -436,8 +436,10 @@ public struct FlinkImporter: Sendable {
         if !store.files.isLocal {
             // One listing for the lot, HEAD for what it lacks; a listing the pass already took is used first.
             // The optional `_metadata.before-repair` is asked for only when no listing of the whole store was taken.
-            let unlisted = (inside.map(\.path) + (listed.isEmpty ? [keptPath] : [])).filter { listed[$0] == nil }
-            var asked: [String: StoreFileStat] = [:]
+            // Files the catalog already holds (an incremental checkpoint's shared files) are not asked again.
+            let known = listed.isEmpty ? try store.knownFiles(inside.map(\.path)) : [:]
+            let unlisted = (inside.map(\.path) + (listed.isEmpty ? [keptPath] : [])).filter { listed[$0] == nil && known[$0] == nil }
+            var asked: [String: StoreFileStat] = known
             for (p, st) in zip(unlisted, try store.files.stat(unlisted)) { if let st { asked[p] = st } }
             if let kept = listed[keptPath] ?? asked[keptPath], kept.isRegularFile {
                 inside.append(NeededFile(path: keptPath, size: kept.size, rule: .exact))

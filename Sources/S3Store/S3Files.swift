@@ -66,7 +66,8 @@ public final class S3Files: StoreFiles, @unchecked Sendable {
     }
 
     public func stat(_ relatives: [String]) throws(StoreError) -> [StoreFileStat?] {
-        guard relatives.count > 4 else {
+        // A few paths are asked one by one; more are listed once (the narrowest directory holding them all).
+        guard relatives.count > 16 else {
             var out: [StoreFileStat?] = []
             for r in relatives { out.append(try stat(r)) }
             return out

@@ -110,6 +110,23 @@ extension Store {
         return report
     }
 
+    /// What the catalog already knows of files it holds as objects: size and the newest entry's mtime, by path. On an
+    /// object store a file Flink wrote is never rewritten, so a checkpoint naming files earlier ones adopted needs
+    /// no request for them: only its new files are asked for.
+    public func knownFiles(_ paths: [String]) throws(StoreError) -> [String: StoreFileStat] {
+        do {
+            return try db.read { db in
+                var out: [String: StoreFileStat] = [:]
+                let rows = try Row.fetchAll(db, sql: """
+                    SELECT o.path, o.size, MAX(e.mtime_ns) AS mtime FROM objects o LEFT JOIN entries e ON e.object_id = o.id
+                    WHERE o.path IN (SELECT value FROM json_each(?)) AND o.pending_snapshot IS NULL GROUP BY o.id
+                    """, arguments: [try Self.jsonArray(paths)])
+                for r in rows { out[r["path"]] = StoreFileStat(size: r["size"], mtimeNanos: (r["mtime"] as Int64?) ?? 0) }
+                return out
+            }
+        } catch { throw .wrap(error, "cannot read catalog") }
+    }
+
     // MARK: move
 
     /// A snapshot directory's move on an object store, which cannot rename: every file is copied server-side to the
