@@ -297,7 +297,8 @@ final class S3FlinkStoreCLITests: XCTestCase {
     }
 
     /// A second catalog on the same bucket prefix is refused through the lock object; `--break-lock` takes the
-    /// prefix over, and the first catalog is then refused when it would change anything.
+    /// prefix over, and the first catalog is then refused when it would change anything. A wrong secret is refused
+    /// by the server (403) and the command stops with a clear message.
     func testSecondCatalogOnOnePrefixIsRefused() async throws {
         try await onEachServer { server, s3, bucket in
             let location = try S3Location(bucket: bucket, prefix: "store-1")
@@ -305,6 +306,11 @@ final class S3FlinkStoreCLITests: XCTestCase {
             let first = scratch.appendingPathComponent("first-\(server.kind.rawValue)")
             let second = scratch.appendingPathComponent("second-\(server.kind.rawValue)")
             XCTAssertEqual(try initS3(location, server: server, catalog: first).status, 0)
+            // A wrong secret: the server's 403 stops the command at once with a clear message, not the secret.
+            let denied = try snapfs(["list", first.path], server: server, environment: ["AWS_SECRET_ACCESS_KEY": "wrongSECRET0"])
+            XCTAssertEqual(denied.status, 6, "\(server.kind): \(denied.err)")
+            XCTAssertTrue(denied.err.contains("403") && denied.err.contains("AWS_ACCESS_KEY_ID"), denied.err)
+            XCTAssertFalse(denied.err.contains("wrongSECRET0"), "the secret is never printed")
             let refused = try initS3(location, server: server, catalog: second)
             XCTAssertEqual(refused.status, 5, "\(server.kind): \(refused.err)")
             XCTAssertTrue(refused.err.contains("already managed by another SnapFS catalog"), refused.err)
