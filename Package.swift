@@ -50,6 +50,8 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
+        // A store's files on S3 (`StoreFiles` over S3Client): listing, HEAD, checked DeleteObjects, the owner lock object.
+        .target(name: "S3Store", dependencies: ["SnapStore", "S3Client", .product(name: "Logging", package: "swift-log")]),
         // The Flink engine: imports a Flink store into the catalog, triggers through REST.
         .target(name: "FlinkEngine", dependencies: ["SnapStore", "FlinkMetadata", "FlinkMetadataWriter", .product(name: "Logging", package: "swift-log"),
                                                    .product(name: "CoreMetrics", package: "swift-metrics")]),
@@ -71,13 +73,15 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ], resources: [.copy("openapi.yaml")], plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]),
         .executableTarget(name: "snapfs", dependencies: [
-            "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "FlinkMetadataWriter", "SnapFileOps", "SnapFUSE", "SnapAPI",
+            "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "FlinkMetadataWriter", "SnapFileOps", "SnapFUSE", "SnapAPI", "S3Store", "S3Client",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Starts real S3 servers (Ceph RGW, SeaweedFS) for the tests that need one.
         .target(name: "S3TestSupport", dependencies: ["S3Client"], path: "Tests/S3TestSupport"),
         .testTarget(name: "S3ClientTests", dependencies: ["S3Client", "S3TestSupport", "FlinkFixtures", "FlinkMetadata", .product(name: "NIOCore", package: "swift-nio")]),
+        // Flink stores on real S3 servers, driven through the built `snapfs` (init, list, verify, delete, gc, refresh, kill -9).
+        .testTarget(name: "S3StoreTests", dependencies: ["S3Client", "S3Store", "SnapStore", "S3TestSupport", "FlinkFixtures", "BuiltTools", "snapfs"]),
         .testTarget(name: "SnapStoreTests", dependencies: ["SnapStore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "LocalEngineTests", dependencies: ["LocalEngine", "SnapStore"]),
         // The real Flink stores and the truth Flink's own deserializer printed for them, for both test targets.

@@ -108,7 +108,7 @@ public final class FlinkEngine: SnapshotEngine {
     /// a running job keeps physical files open there and appends the next checkpoint's segments to one that no
     /// snapshot names yet, so its files go only once the whole directory has been idle for `grace`.
     public func gc(grace: TimeInterval) throws(StoreError) -> GCReport {
-        let report = try importer.refresh()
+        let report = try importer.refresh(full: true)
         if let first = report.unreadable.first {
             throw .busy(snapshot: first.directory, reason: "its _metadata cannot be read (\(first.error)), so the files it needs are unknown; gc removes nothing until it is repaired or removed (\(report.unreadable.count) such directories)")
         }

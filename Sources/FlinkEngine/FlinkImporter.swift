@@ -24,6 +24,16 @@ public struct FlinkImportReport: Codable, Sendable {
     public var unreadable: [UnreadableSnapshot] = []
     /// Snapshots already in the catalog and still present.
     public var unchanged: Int = 0
+    /// For a store on an object store: what the pass cost (listing requests and bytes, HEADs, GETs) and whether it
+    /// looked at everything (`full`) or only at what can have changed.
+    public var remote: RemoteRefreshCost?
+}
+
+/// What one pass over a store on an object store cost.
+public struct RemoteRefreshCost: Codable, Sendable {
+    /// A full pass lists the whole store and can forget snapshots; an incremental one lists only what can be new.
+    public var full: Bool
+    public var cost: StoreFilesCost
 }
 
 /// Keeps the catalog equal to what the Flink store holds.
@@ -68,11 +78,15 @@ public struct FlinkImporter: Sendable {
     /// One pass: record new snapshots (oldest first, so catalog order is Flink's order), then forget vanished ones.
     /// New ones go first so that a file moving from a subsumed checkpoint to its successor is never unreferenced
     /// in between.
+    ///
+    /// On an object store (`store.files` not local) the pass lists only what can have changed unless `full` (or the
+    /// last full pass is older than `FlinkScanCache.fullPassInterval`): see `remoteScan`.
     @discardableResult
-    public func refresh() throws(StoreError) -> FlinkImportReport {
+    public func refresh(full: Bool = false) throws(StoreError) -> FlinkImportReport {
         var report = FlinkImportReport()
         // A snapshot directory being renamed is neither new under its new name nor gone under its old one.
         if store.hasPendingMove() { return report }
+        if !store.files.isLocal { return try refreshRemote(full: full) }
         let generation = store.generation()
         if let unchanged = scanCache.unchanged(root: store.root.path, generation: generation) {
             activity.quickPass()
@@ -83,6 +97,17 @@ public struct FlinkImporter: Sendable {
         var walkStarted = timespec()
         clock_gettime(CLOCK_REALTIME, &walkStarted)
         let (onDisk, listed) = walk()
+        return try finishPass(onDisk: onDisk, complete: true, listedFiles: [:], report: &report) {
+            scanCache.remember(generation: generation, directories: listed, walkStarted: walkStarted,
+                               unchanged: $0.unchanged + $0.added.count, trusted: $0.unreadable.isEmpty)
+        }
+    }
+
+    /// The part of a pass after the store was looked at: `onDisk` holds the snapshot directories found (all of
+    /// them when `complete`, else only new ones, and then nothing is forgotten); `listedFiles` what a listing
+    /// already said of files, so they need not be asked again.
+    func finishPass(onDisk: [String], complete: Bool, listedFiles: [String: StoreFileStat], report: inout FlinkImportReport,
+                    remember: (FlinkImportReport) -> Void) throws(StoreError) -> FlinkImportReport {
         let known = try store.snapshots(includingWriting: true).filter { $0.engine == FlinkStoreSettings.engineName }
         if try store.meta(Self.sizeRulesKey) == nil {
             try applySizeRules(to: known.filter { $0.state == .complete })
@@ -100,7 +125,7 @@ public struct FlinkImporter: Sendable {
             }
         }
         candidates.sort { ($0.mtime, $0.metadata.checkpointId, $0.directory) < ($1.mtime, $1.metadata.checkpointId, $1.directory) }
-        let jobs = jobDirectories(onDisk)
+        let jobs = jobDirectories(complete ? onDisk : onDisk + Array(knownDirectories))
         // Across jobs the catalog follows time; within one it follows Flink's checkpoint ids, whatever the files'
         // times say (a copy made without keeping them can give every `_metadata` the same mtime, or reverse them).
         var slots: [String: [Int]] = [:]
@@ -116,7 +141,8 @@ public struct FlinkImporter: Sendable {
             : Set(try store.snapshots(includingWriting: true).compactMap(\.directory))
         for c in candidates where !recordedNow.contains(c.directory) {
             do {
-                let s = try record(directory: c.directory, metadata: c.metadata, metadataSize: c.bytes, mtime: c.mtime, name: nil, jobs: jobs)
+                let s = try record(directory: c.directory, metadata: c.metadata, metadataSize: c.bytes, mtime: c.mtime, name: nil, jobs: jobs,
+                                   listed: listedFiles)
                 report.added.append(s.name)
             } catch StoreError.alreadyExists {
                 continue  // another process recorded it meanwhile
@@ -125,7 +151,9 @@ public struct FlinkImporter: Sendable {
         let present = Set(onDisk)
         for s in known where s.state == .complete {
             guard let dir = s.directory else { continue }
-            if present.contains(dir) { report.unchanged += 1; continue }
+            if present.contains(dir) || !complete { report.unchanged += 1; continue }
+            // On an object store a listing that lacks the directory is not enough: its `_metadata` is asked for.
+            if !store.files.isLocal, try store.files.stat(dir + "/_metadata") != nil { report.unchanged += 1; continue }
             // Moved with its directory since `known` was read, or being moved: not gone.
             if store.hasPendingMove() || (try? store.snapshot(named: s.name))?.directory != dir { continue }
             do {
@@ -136,8 +164,7 @@ public struct FlinkImporter: Sendable {
             }
         }
         try updateManagedRoots(onDisk)
-        scanCache.remember(generation: generation, directories: listed, walkStarted: walkStarted,
-                           unchanged: report.unchanged + report.added.count, trusted: report.unreadable.isEmpty)
+        remember(report)
         if !report.added.isEmpty || !report.forgotten.isEmpty {
             logger.info("flink store refreshed", metadata: ["added": .stringConvertible(report.added.count),
                                                             "forgotten": .stringConvertible(report.forgotten.count)])
@@ -180,7 +207,9 @@ public struct FlinkImporter: Sendable {
     // MARK: - Scanning
 
     /// Store-relative directories that hold a `_metadata` file, sorted.
-    public func scan() -> [String] { walk().snapshots }
+    public func scan() -> [String] {
+        store.files.isLocal ? walk().snapshots : ((try? Self.snapshotDirectories(in: store.files.list("", recursive: true))) ?? [])
+    }
 
     /// The snapshot directories, and every other directory listed on the way with its stamp taken before listing
     /// it: the ones whose change can mean a snapshot came or went (see `FlinkScanCache`).
@@ -230,16 +259,16 @@ public struct FlinkImporter: Sendable {
 
     func readMetadata(_ directory: String) throws(StoreError) -> (CheckpointMetadata, Int, Double) {
         activity.readMetadata()
-        let path = store.root.path + "/" + directory + "/_metadata"
-        var st = stat()
-        guard stat(path, &st) == 0 else { throw .io(path: path, errno: errno, what: "cannot read") }
-        guard Int(st.st_size) <= Self.maximumMetadataSize else {
-            throw .corrupt("\(path) is \(st.st_size) bytes, more than the \(Self.maximumMetadataSize) a _metadata may have")
+        let relative = directory + "/_metadata"
+        let path = store.files.absolute(relative)
+        guard let st = try store.files.stat(relative) else { throw .io(path: path, errno: ENOENT, what: "cannot read") }
+        guard st.size <= Int64(Self.maximumMetadataSize) else {
+            throw .corrupt("\(path) is \(st.size) bytes, more than the \(Self.maximumMetadataSize) a _metadata may have")
         }
-        guard let data = FileManager.default.contents(atPath: path) else { throw .io(path: path, errno: EIO, what: "cannot read") }
+        let data = try store.files.read(relative, limit: Self.maximumMetadataSize)
         do {
             let metadata = try MetadataReader.read(data)
-            return (metadata, data.count, Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
+            return (metadata, data.count, st.mtime)
         } catch {
             throw .corrupt("\(directory)/_metadata: \(error)")
         }
@@ -335,12 +364,12 @@ public struct FlinkImporter: Sendable {
     /// The files a snapshot needs, as store-relative paths with the size Flink recorded and its rule, plus the ones
     /// that lie outside the store (kept as absolute paths so verify can still check them).
     func neededFiles(_ metadata: CheckpointMetadata, directory: String) -> (inside: [NeededFile], outside: [NeededFile]) {
-        let absoluteDirectory = store.root.path + "/" + directory
+        let absoluteDirectory = store.files.absolute(directory)
         var inside: [String: NeededFile] = [:]
         var outside: [String: NeededFile] = [:]
         for ref in metadata.referencedFiles(metadataDirectory: absoluteDirectory, pathMap: settings.metadataPathMap) {
             let file = NeededFile(path: ref.path, size: ref.size, rule: ref.kind.isExact ? .exact : .atLeast)
-            if let rel = PathBytes.relative(ref.path, under: store.root.path), Self.isAdoptable(rel) {
+            if let rel = store.files.relative(ofAbsolute: ref.path), Self.isAdoptable(rel) {
                 inside[rel] = Self.merged(inside[rel], NeededFile(path: rel, size: file.size, rule: file.rule))
             } else {
                 outside[ref.path] = Self.merged(outside[ref.path], file)
@@ -368,10 +397,10 @@ public struct FlinkImporter: Sendable {
 
     /// `mtime` is when Flink finished writing `_metadata`, i.e. when the snapshot completed.
     private func record(directory: String, metadata: CheckpointMetadata, metadataSize: Int, mtime: Double, name: String?,
-                        jobs: Set<String>) throws(StoreError) -> Snapshot {
+                        jobs: Set<String>, listed: [String: StoreFileStat] = [:]) throws(StoreError) -> Snapshot {
         let last = PathBytes.components(directory).last ?? directory
         let (kind, format) = Self.classify(metadata, directoryName: last)
-        let (inside, found, outside) = fileSet(directory: directory, metadata: metadata, metadataSize: metadataSize)
+        let (inside, found, outside) = try fileSet(directory: directory, metadata: metadata, metadataSize: metadataSize, listed: listed)
 
         var chosen = name ?? Self.defaultName(directory: directory, jobs: jobs)
         if name == nil, (try? store.snapshot(named: chosen)) != nil {
@@ -383,7 +412,7 @@ public struct FlinkImporter: Sendable {
         do {
             let ids = try pending.adoptObjects(zip(inside, found).map { ($0.path, $1.map { Int64($0.st_size) } ?? $0.size) })
             let entries = Self.entries(inside: inside, found: found, objects: ids, outside: outside)
-            try store.flushAdopted(inside.map(\.path))
+            if store.files.isLocal { try store.flushAdopted(inside.map(\.path)) }
             return try pending.commit(entries: entries, checksums: [:], takenAt: mtime, adoptedDirectory: directory)
         } catch {
             pending.abort("import of \(directory) failed: \(error)")
@@ -397,13 +426,26 @@ public struct FlinkImporter: Sendable {
 
     /// The files a snapshot directory's `_metadata` needs inside the store (with what each holds now, `nil` when
     /// it is not there) and outside it; `_metadata` itself and a kept `_metadata.before-repair` included.
-    func fileSet(directory: String, metadata: CheckpointMetadata, metadataSize: Int)
+    func fileSet(directory: String, metadata: CheckpointMetadata, metadataSize: Int, listed: [String: StoreFileStat] = [:]) throws(StoreError)
         -> (inside: [NeededFile], found: [stat?], outside: [NeededFile]) {
         var (inside, outside) = neededFiles(metadata, directory: directory)
         let metadataPath = directory + "/_metadata"
         let keptPath = directory + "/" + Self.metadataBeforeRepair
         inside.removeAll { $0.path == metadataPath || $0.path == keptPath }
         inside.append(NeededFile(path: metadataPath, size: Int64(metadataSize), rule: .exact))
+        if !store.files.isLocal {
+            // One listing for the lot, HEAD for what it lacks; a listing the pass already took is used first.
+            // The optional `_metadata.before-repair` is asked for only when no listing of the whole store was taken.
+            // Files the catalog already holds (an incremental checkpoint's shared files) are not asked again.
+            let known = listed.isEmpty ? try store.knownFiles(inside.map(\.path)) : [:]
+            let unlisted = (inside.map(\.path) + (listed.isEmpty ? [keptPath] : [])).filter { listed[$0] == nil && known[$0] == nil }
+            var asked: [String: StoreFileStat] = known
+            for (p, st) in zip(unlisted, try store.files.stat(unlisted)) { if let st { asked[p] = st } }
+            if let kept = listed[keptPath] ?? asked[keptPath], kept.isRegularFile {
+                inside.append(NeededFile(path: keptPath, size: kept.size, rule: .exact))
+            }
+            return (inside, inside.map { (listed[$0.path] ?? asked[$0.path])?.asStat }, outside)
+        }
         var kept = stat()
         if lstat(store.root.path + "/" + keptPath, &kept) == 0, (kept.st_mode & S_IFMT) == S_IFREG {
             inside.append(NeededFile(path: keptPath, size: Int64(kept.st_size), rule: .exact))
@@ -450,7 +492,7 @@ public struct FlinkImporter: Sendable {
     public func rerecord(_ snapshot: Snapshot, event: String, _ detail: String) throws(StoreError) {
         guard let directory = snapshot.directory else { throw .badInput("\(snapshot.name) has no directory to read") }
         let (metadata, size, _) = try readMetadata(directory)
-        let (inside, found, outside) = fileSet(directory: directory, metadata: metadata, metadataSize: size)
+        let (inside, found, outside) = try fileSet(directory: directory, metadata: metadata, metadataSize: size)
         try store.flushAdopted(inside.map(\.path))
         try store.replaceEntries(of: snapshot.name, with: Self.entries(inside: inside, found: found, objects: nil, outside: outside),
                                  event: event, detail)

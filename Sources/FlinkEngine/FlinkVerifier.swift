@@ -59,8 +59,18 @@ public struct FlinkVerifier: Sendable {
     }
 
     public func verify() throws(StoreError) -> FlinkVerifyReport {
-        let imported = try FlinkImporter(store: store, settings: settings).refresh()
+        let imported = try FlinkImporter(store: store, settings: settings).refresh(full: true)
         var results: [FlinkVerifyReport.SnapshotResult] = []
+        // On an object store every file is asked at once (one listing, HEAD for what it lacks), not one by one.
+        var remote: [String: StoreFileStat?]?
+        if !store.files.isLocal {
+            var paths = Set<String>()
+            for s in try store.snapshots() {
+                for e in try store.entries(of: s.id) where e.type == .file { paths.insert(e.objectPath ?? e.path) }
+            }
+            let ordered = paths.sorted()
+            remote = Dictionary(uniqueKeysWithValues: zip(ordered, try store.files.stat(ordered)))
+        }
         for s in try store.snapshots() {
             var problems: [FlinkVerifyReport.Problem] = []
             var files = 0
@@ -79,6 +89,17 @@ public struct FlinkVerifier: Sendable {
                     continue
                 }
                 files += 1
+                if let remote, e.type == .file {
+                    if let found = remote[shown] ?? nil {
+                        if !e.sizeRule.accepts(found.size, required: e.requiredSize) {
+                            let expected = e.sizeRule == .exact ? "\(e.requiredSize)" : "at least \(e.requiredSize)"
+                            problems.append(.init(path: shown, problem: "size \(found.size), expected \(expected)"))
+                        }
+                    } else {
+                        problems.append(.init(path: shown, problem: "missing"))
+                    }
+                    continue
+                }
                 var st = stat()
                 if stat(path, &st) != 0 {
                     problems.append(.init(path: shown, problem: errno == ENOENT ? "missing" : "unreadable: \(String(cString: strerror(errno)))"))

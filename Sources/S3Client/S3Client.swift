@@ -47,6 +47,8 @@ public struct S3Listing: Sendable {
     public var nextContinuationToken: String?
     /// Requests this listing took (one per page).
     public var requests = 0
+    /// Bytes of the listing's answers (the XML bodies), summed over its pages.
+    public var bytes: Int64 = 0
 }
 
 /// What a DeleteObjects batch did, key by key. A key that was not there counts as deleted (S3 semantics).
@@ -134,6 +136,7 @@ public final class S3Client: Sendable {
             throw S3Error.invalidResponse(operation: "ListObjectsV2", detail: "no ListBucketResult in \(response.body.count) bytes")
         }
         var page = S3Listing(requests: 1)
+        page.bytes = Int64(response.body.count)
         for item in root.all("Contents") {
             guard let key = item.value("Key") else { continue }
             page.objects.append(S3Object(key: key, size: Int64(item.value("Size") ?? "") ?? 0,
@@ -161,6 +164,7 @@ public final class S3Client: Sendable {
             all.objects += page.objects
             all.commonPrefixes += page.commonPrefixes
             all.requests += 1
+            all.bytes += page.bytes
             token = page.nextContinuationToken
         } while token != nil
         return all

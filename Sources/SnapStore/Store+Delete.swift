@@ -172,6 +172,7 @@ extension Store {
     /// plus three per batch, whatever the number of files in a batch.
     public func drainRemovals() {
         if isReadOnly { return }
+        if !files.isLocal { drainRemoteRemovals(); return }
         struct SyncFailed: Error { var error: any Error }
         do {
             let journal = try db.read { db in

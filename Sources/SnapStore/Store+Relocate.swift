@@ -35,7 +35,7 @@ extension Store {
             throw .badInput("'\(target)' is not a directory \(s.name) can be moved to")
         }
         var st = stat()
-        if lstat(root.path + "/" + target, &st) == 0 {
+        if files.isLocal ? lstat(root.path + "/" + target, &st) == 0 : !(try files.list(target, recursive: true).files.isEmpty) {
             throw .badInput("\(s.name) cannot be moved to \(newName): \(target) already exists on disk")
         }
         let move = PendingMove(snapshot: s.id, oldName: s.name, newName: newName, from: source, to: target, owner: owner.token)
@@ -62,6 +62,7 @@ extension Store {
                 try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", arguments: [Self.pendingMoveKey, journal])
             }
         } catch let e as StoreError { throw e } catch { throw .wrap(error, "cannot move \(s.name)") }
+        if !files.isLocal { try moveRemote(move); return }
 
         let sourcePath = root.path + "/" + source
         let targetPath = root.path + "/" + target
@@ -82,7 +83,7 @@ extension Store {
     }
 
     /// The catalog half of a move whose directory is already at its new name.
-    private func finishMove(_ move: PendingMove) throws(StoreError) {
+    func finishMove(_ move: PendingMove, removing old: [String] = []) throws(StoreError) {
         let fromPrefix = move.from + "/"
         let toPrefix = move.to + "/"
         do {
@@ -96,13 +97,16 @@ extension Store {
                     UPDATE objects SET path = ? || substr(path, ?) WHERE substr(path, 1, ?) = ?
                     """, arguments: [toPrefix, fromPrefix.utf8.count + 1, fromPrefix.utf8.count, fromPrefix])
                 try db.execute(sql: "DELETE FROM meta WHERE key = ?", arguments: [Self.pendingMoveKey])
+                // On an object store the old copies go through the removal journal (checked like any delete).
+                let now = Date().timeIntervalSince1970
+                for p in old { try db.execute(sql: "INSERT OR REPLACE INTO removals(path, is_directory, queued_at) VALUES (?, 0, ?)", arguments: [p, now]) }
                 try insertEvent(db, "move", move.newName, "renamed '\(move.oldName)' to '\(move.newName)'; its directory \(move.from) is now \(move.to)")
                 try db.bumpGeneration()
             }
         } catch let e as StoreError { throw e } catch { throw .wrap(error, "cannot record the move of \(move.oldName)") }
     }
 
-    private func clearPendingMove() {
+    func clearPendingMove() {
         _ = try? db.write { try $0.execute(sql: "DELETE FROM meta WHERE key = ?", arguments: [Self.pendingMoveKey]) }
     }
 
@@ -115,6 +119,7 @@ extension Store {
             return
         }
         if move.owner != owner.token && OwnerLock.isAlive(move.owner, in: runDir) { return }
+        if !files.isLocal { try recoverRemoteMove(move); return }
         var st = stat()
         let fromThere = lstat(root.path + "/" + move.from, &st) == 0
         let toThere = lstat(root.path + "/" + move.to, &st) == 0

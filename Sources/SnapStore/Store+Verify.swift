@@ -68,9 +68,23 @@ extension Store {
         var problems: [VerifyReport.Problem] = []
         let total = rows.reduce(Int64(0)) { $0 + ($1["size"] as Int64) }
         var done: Int64 = 0
+        // An object store is listed once, and asked one by one only for what the listing lacks.
+        var remote: [String: StoreFileStat?]?
+        if !files.isLocal {
+            let paths = rows.map { $0["path"] as String }
+            remote = Dictionary(zip(paths, try files.stat(paths)), uniquingKeysWith: { a, _ in a })
+        }
         for r in rows {
             let path: String = r["path"], size: Int64 = r["size"]
             let names = ((r["names"] as String?) ?? "").split(separator: ",").map(String.init).sorted()
+            if let remote {
+                guard let found = remote[path] ?? nil else {
+                    problems.append(.init(snapshots: names, path: path, problem: "missing")); continue
+                }
+                if found.size != size { problems.append(.init(snapshots: names, path: path, problem: "size \(found.size), expected \(size)")) }
+                else { done += size }
+                continue
+            }
             var st = stat()
             if PathAt.stat(root.path, path, &st) != 0 {
                 problems.append(.init(snapshots: names, path: path, problem: "missing"))
@@ -104,6 +118,14 @@ extension Store {
         } catch { throw .wrap(error, "cannot read catalog") }
         var out: [(String, TimeInterval, Int64)] = []
         let now = Date().timeIntervalSince1970
+        if !files.isLocal {
+            for top in managedRoots {
+                for (p, st) in try files.list(top, recursive: true, startAfter: nil).files where !known.contains(p) {
+                    out.append((p, now - st.mtime, st.size))
+                }
+            }
+            return out.sorted { $0.0 < $1.0 }
+        }
         // Walked by descriptor with names decoded as the catalog stores them (PathBytes): a lossy decoding would
         // make a catalogued file with a non-UTF-8 name look unreferenced.
         for top in managedRoots {
@@ -125,6 +147,7 @@ extension Store {
     public func gc(grace: TimeInterval, writtenTogether: ((String) -> String?)? = nil) throws(StoreError) -> GCReport {
         try requireWritable("remove unreferenced files")
         drainRemovals()
+        if !files.isLocal { return try remoteGC(grace: grace, writtenTogether: writtenTogether) }
         var report = GCReport(removedFiles: [], removedBytes: 0, keptYoungerThanGrace: [])
         let files = try unreferencedFiles()
         let now = Date().timeIntervalSince1970

@@ -86,6 +86,7 @@ public final class Store: Sendable {
     let owner: OwnerLock
     public let logger: Logger
     private let hooksBox: Mutex<any EngineHooks>
+    private let filesBox: Mutex<any StoreFiles>
     /// Opened without write access (a read-only mount, a directory this user may not write): listing, showing,
     /// verifying, exporting and mounting work; nothing that records anything does (see `requireWritable`).
     public let isReadOnly: Bool
@@ -97,6 +98,14 @@ public final class Store: Sendable {
     /// Only `open` binds the hooks; tests of the store's own rules replace them through `@testable`.
     func setHooks(_ h: any EngineHooks) { hooksBox.withLock { $0 = h } }
 
+    /// Where the store's files are (see `StoreFiles`): its root on this file system, unless its catalog records an
+    /// object store (`files_scheme`), bound when the store is opened.
+    public var files: any StoreFiles { filesBox.withLock { $0 } }
+    func setFiles(_ f: any StoreFiles) { filesBox.withLock { $0 = f } }
+
+    /// The catalog key naming the backend of a store whose files are not under its root (`s3`).
+    public static let filesSchemeKey = "files_scheme"
+
     var runDir: URL { root.appendingPathComponent(Store.runDirectory) }
 
     private init(root: URL, db: DatabasePool, logger: Logger, readOnly: Bool) throws {
@@ -107,6 +116,7 @@ public final class Store: Sendable {
         // A reader records nothing that a token would have to vouch for, so a read-only store needs no lock file.
         self.owner = readOnly ? OwnerLock.unheld() : try OwnerLock(directory: root.appendingPathComponent(Store.runDirectory))
         self.hooksBox = Mutex(DefaultHooks())
+        self.filesBox = Mutex(LocalStoreFiles(root: root.path))
     }
 
     /// Throws unless the store can be written: what needs writing on a read-only store is refused up front, with
@@ -120,7 +130,7 @@ public final class Store: Sendable {
     /// Creates an empty store. Refuses a directory that holds anything but an empty store; `adopting` lets an engine
     /// whose files are already there (Flink) put its catalog beside them.
     public static func create(at root: URL, engine: String, settings: [String: String] = [:], adopting: Bool = false,
-                              rules: [any EngineRules] = []) throws(StoreError) -> Store {
+                              rules: [any EngineRules] = [], backends: [any StoreFilesBackend] = []) throws(StoreError) -> Store {
         let binding = try rulesFor(engine: engine, in: rules, at: root)
         let fm = FileManager.default
         var isDir: ObjCBool = false
@@ -153,6 +163,7 @@ public final class Store: Sendable {
         } catch { throw StoreError.wrap(error, "cannot write store settings") }
         // SQLite flushes the catalog's bytes but not the names of the files it created, nor the store's own name.
         try Durability.syncDirectories([root.path, Durability.parent(root.standardizedFileURL.path)])
+        try store.bindFiles(backends)
         store.setHooks(try binding.hooks(for: store))
         return store
     }
@@ -169,8 +180,18 @@ public final class Store: Sendable {
     ///
     /// The store's engine (from its catalog) and that engine's rules are bound to the handle for its life: `rules`
     /// must hold the rules of the store's engine unless it is the built-in local one, or the open is refused.
-    public static func open(at root: URL, rules: [any EngineRules] = [], logger: Logger = Logger(label: "snapfs.store")) throws(StoreError) -> Store {
-        try open(at: root, creating: false, rules: rules, logger: logger)
+    public static func open(at root: URL, rules: [any EngineRules] = [], backends: [any StoreFilesBackend] = [],
+                            logger: Logger = Logger(label: "snapfs.store")) throws(StoreError) -> Store {
+        try open(at: root, creating: false, rules: rules, backends: backends, logger: logger)
+    }
+
+    /// Binds the files of a store whose catalog names a backend; a store without one keeps its root.
+    func bindFiles(_ backends: [any StoreFilesBackend]) throws(StoreError) {
+        guard let scheme = try meta(Self.filesSchemeKey) else { return }
+        guard let backend = backends.first(where: { $0.scheme == scheme }) else {
+            throw .badInput("the store at \(root.path) keeps its files on \(scheme), which this program was not given a way to reach: open it with the snapfs command")
+        }
+        setFiles(try backend.files(for: self))
     }
 
     /// The names a store keeps its own files under; a directory holding any of them without a catalog is a
@@ -195,8 +216,8 @@ public final class Store: Sendable {
     }
 
     /// `busyTimeout`: how long a write waits for another process's lock on the catalog before it is refused as busy.
-    static func open(at root: URL, creating: Bool, rules: [any EngineRules] = [], logger: Logger = Logger(label: "snapfs.store"),
-                     busyTimeout: TimeInterval = 30) throws(StoreError) -> Store {
+    static func open(at root: URL, creating: Bool, rules: [any EngineRules] = [], backends: [any StoreFilesBackend] = [],
+                     logger: Logger = Logger(label: "snapfs.store"), busyTimeout: TimeInterval = 30) throws(StoreError) -> Store {
         let catalogURL = root.appendingPathComponent(Catalog.fileName)
         if !creating { try checkCatalogPresent(at: root) }
         // access(2) answers for this user and for read-only mounts alike (root passes mode bits, not EROFS).
@@ -215,6 +236,7 @@ public final class Store: Sendable {
         // Refused before anything is finished or rolled back: the store stays as it was. A new store has no engine
         // recorded yet; `create` binds its rules once it has written its settings.
         let binding = creating ? nil : try rulesFor(engine: store.engineName, in: rules, at: root)
+        if !creating { try store.bindFiles(backends) }
         if readOnly {
             logger.info("store opened read-only", metadata: ["store": .string(root.path)])
         } else {

@@ -1,6 +1,8 @@
 import FlinkEngine
 import Foundation
 import LocalEngine
+import S3Client
+import S3Store
 import SnapStore
 
 /// What the daemon runs beside the mount to take system checkpoints.
@@ -17,7 +19,19 @@ extension FlinkStoreWatcher: CheckpointScheduling {}
 enum EngineRegistry {
     static var rules: [any EngineRules] { [FlinkRules()] }
 
-    static func open(_ url: URL) throws(StoreError) -> Store { try Store.open(at: url, rules: rules) }
+    /// Where stores' files may be besides the store's own directory: S3.
+    static var backends: [any StoreFilesBackend] { [S3FilesBackend()] }
+
+    static func open(_ url: URL) throws(StoreError) -> Store { try Store.open(at: url, rules: rules, backends: backends) }
+
+    /// The store directory a user named: a path, or `s3://BUCKET/PREFIX` (or `s3a://`) for the catalog of an S3
+    /// store in its default place (`S3StoreSettings.defaultLocalDirectory`).
+    static func storeURL(_ argument: String) throws(StoreError) -> URL {
+        let lower = argument.lowercased()
+        guard lower.hasPrefix("s3://") || lower.hasPrefix("s3a://") else { return URL(fileURLWithPath: argument) }
+        do { return S3StoreSettings.defaultLocalDirectory(for: try S3Location(parsing: argument)) }
+        catch { throw .badInput("\(error)") }
+    }
 }
 
 /// The engine a store was created for (`engine` in its catalog).

@@ -43,7 +43,7 @@ struct MountCommand: ParsableCommand {
         guard stageWindow >= 0 else { CLI.fail(.badInput("--stage-window must not be negative")); throw ExitCode(2) }
         if let r = retain, r < 1 { CLI.fail(.badInput("--retain must be at least 1")); throw ExitCode(2) }
         let listen = try api.validated()
-        let storeURL = URL(fileURLWithPath: store).standardizedFileURL
+        let storeURL = try CLI.run { () throws(StoreError) in try EngineRegistry.storeURL(store) }.standardizedFileURL
         try CLI.run { () throws(StoreError) in try Store.checkCatalogPresent(at: storeURL) }
         // One daemon per store (SPEC §8): checked before anything else changes. A store no one can write needs no
         // such lock (two readers cannot disturb each other), and could not hold one.

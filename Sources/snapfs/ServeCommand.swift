@@ -94,7 +94,7 @@ struct ServeCommand: ParsableCommand {
         guard api.listen != nil else { CLI.fail(.badInput("serve needs --listen HOST:PORT")); throw ExitCode(2) }
         if let r = retain, r < 1 { CLI.fail(.badInput("--retain must be at least 1")); throw ExitCode(2) }
         let listen = try api.validated()
-        let storeURL = URL(fileURLWithPath: store).standardizedFileURL
+        let storeURL = try CLI.run { () throws(StoreError) in try EngineRegistry.storeURL(store) }.standardizedFileURL
         try CLI.run { () throws(StoreError) in try Store.checkCatalogPresent(at: storeURL) }
         let lock = access(storeURL.path, W_OK) == 0 ? try CLI.run { () throws(StoreError) in try DaemonLock(store: storeURL) } : nil
         let opened = try CLI.run { () throws(StoreError) in try EngineRegistry.open(storeURL) }

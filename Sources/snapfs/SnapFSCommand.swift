@@ -26,7 +26,7 @@ struct SnapFS: ParsableCommand {
 
 /// Options every store command takes.
 struct StoreOptions: ParsableArguments {
-    @Argument(help: "The store directory.")
+    @Argument(help: "The store directory (for a store on S3: the directory its catalog is in, or s3://BUCKET/PREFIX for the default one).")
     var store: String
 
     @Flag(name: .shortAndLong, help: "Log what happens (to stderr).")
@@ -38,7 +38,7 @@ struct StoreOptions: ParsableArguments {
     func open(refresh: Bool = true) throws -> Store {
         CLI.bootstrapLogging(verbose: verbose)
         return try CLI.run { () throws(StoreError) in
-            let s = try EngineRegistry.open(URL(fileURLWithPath: store))
+            let s = try EngineRegistry.open(try EngineRegistry.storeURL(store))
             if s.engineName == FlinkStoreSettings.engineName {
                 let engine = try FlinkEngine.forStore(s)
                 if refresh && !s.isReadOnly { try engine.importer.refresh() }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import FlinkEngine
+import S3Client
+import S3Store
 import LocalEngine
 import SnapStore
 
@@ -13,6 +15,10 @@ struct InitCommand: ParsableCommand {
         flink: snapfs init FLINK_STORE_DIR --engine flink [--rest http://HOST:PORT [--job JOB_ID]] [--path-map file:/srv/flink-store=/here]
                The catalog is created inside the Flink store directory; Flink's files stay where they are and every
                checkpoint (<dir>/<job-id>/chk-N) and savepoint (savepoint-*) below it is recorded.
+        flink on S3: snapfs init s3://BUCKET/PREFIX --engine flink --endpoint URL [--region R] [--path-style] [--cache DIR]
+               The catalog is created on local disk (DIR, else the default the README names; later commands take DIR
+               or s3://BUCKET/PREFIX for the default); credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+               or ~/.aws/credentials, never from arguments.
         """)
 
     @Argument(help: "The store directory to create (for flink: the existing Flink store directory).") var store: String
@@ -26,6 +32,11 @@ struct InitCommand: ParsableCommand {
     @Option(help: "flink: FROM=TO, where Flink wrote the store and where it is now (repeatable).") var pathMap: [String] = []
     @Option(help: "flink: where triggered savepoints go, relative to the store.") var savepointDir = "savepoints"
     @Option(help: "flink: seconds a triggered snapshot may take.") var triggerTimeout: Double = 300
+    @Option(help: "flink on S3: the S3 server, e.g. https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:7480.") var endpoint: String?
+    @Option(help: "flink on S3: the region requests are signed for.") var region = "us-east-1"
+    @Flag(help: "flink on S3: path-style addressing (http://host/bucket/key), which most S3-compatible servers need.") var pathStyle = false
+    @Option(help: "flink on S3: the local directory for the catalog and the read cache (default: see README, \"S3 stores\").") var cache: String?
+    @Flag(help: "flink on S3: take the prefix over from another catalog whose lock object is still there (that catalog is gone for good).") var breakLock = false
 
     func run() throws {
         CLI.bootstrapLogging(verbose: false)
@@ -57,6 +68,8 @@ struct InitCommand: ParsableCommand {
     }
 
     private func runFlink() throws {
+        let lower = store.lowercased()
+        if lower.hasPrefix("s3://") || lower.hasPrefix("s3a://") { try runFlinkS3(); return }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: store, isDirectory: &isDir), isDir.boolValue else {
             CLI.fail(.badInput("Flink store directory \(store) does not exist")); throw ExitCode(2)
@@ -84,24 +97,71 @@ struct InitCommand: ParsableCommand {
               + (report.1.unreadable.isEmpty ? "" : ", \(report.1.unreadable.count) unreadable"))
         for u in report.1.unreadable { print("UNREADABLE \(u.directory): \(u.error)") }
     }
+
+    private func flinkSettings() throws(StoreError) -> FlinkStoreSettings {
+        guard Store.isSafeRelativePath(savepointDir) else { throw .badInput("--savepoint-dir must be a path inside the store") }
+        return FlinkStoreSettings(
+            restURL: rest, jobID: job, pathMap: try pathMap.map { r throws(StoreError) in
+                let rule = try FlinkStoreSettings.parsePathMapRule(r)
+                let absolute = rule.to.hasPrefix("/") || rule.to.contains(":")
+                return (rule.from, absolute ? rule.to : URL(fileURLWithPath: rule.to).standardizedFileURL.path)
+            },
+            savepointDirectory: savepointDir, defaultFormat: try SnapshotFormat(userInput: defaultFormat ?? "canonical"),
+            triggerTimeout: triggerTimeout)
+    }
+
+    /// A Flink store on S3: the catalog on local disk, the owner lock object under the prefix, then a full pass.
+    private func runFlinkS3() throws {
+        if job != nil && rest == nil {
+            CLI.fail(.badInput("--job needs --rest: the job is reached through that REST address")); throw ExitCode(2)
+        }
+        let (created, report) = try CLI.run { () throws(StoreError) -> (Store, FlinkImportReport) in
+            guard let endpoint, let url = URL(string: endpoint), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme), url.host != nil else {
+                throw .badInput("a store on S3 needs --endpoint URL, the S3 server's http:// or https:// address (got \(self.endpoint.map { "'\($0)'" } ?? "none"))")
+            }
+            let location: S3Location
+            do { location = try S3Location(parsing: store) } catch { throw .badInput("\(error)") }
+            var directory = try EngineRegistry.storeURL(store)
+            if let cache { directory = URL(fileURLWithPath: cache).standardizedFileURL }
+            if FileManager.default.fileExists(atPath: directory.appendingPathComponent("catalog.sqlite").path) {
+                throw .alreadyExists("store at \(directory.path) (the catalog of \(location))")
+            }
+            let flink = try flinkSettings()
+            let s3 = S3StoreSettings(location: location, endpoint: url, region: region, pathStyle: pathStyle)
+            let files = try S3FilesBackend.files(s3)
+            try S3OwnerLock(files: files).acquire(catalog: directory.path, breaking: breakLock)
+            var rows = flink.metaRows
+            for (k, v) in s3.metaRows { rows[k] = v }
+            let s = try Store.create(at: directory, engine: FlinkStoreSettings.engineName, settings: rows,
+                                     rules: EngineRegistry.rules, backends: EngineRegistry.backends)
+            return (s, try FlinkEngine.forStore(s).importer.refresh(full: true))
+        }
+        print("created Flink store on \(created.files.location) (catalog \(created.root.path)): \(report.added.count) snapshots recorded"
+              + (report.unreadable.isEmpty ? "" : ", \(report.unreadable.count) unreadable"))
+        for u in report.unreadable { print("UNREADABLE \(u.directory): \(u.error)") }
+    }
 }
 
 struct RefreshCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "refresh", abstract: "Flink stores: record new checkpoints and savepoints now, forget the ones Flink removed.")
     @OptionGroup var options: StoreOptions
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "On S3: list the whole store now (forgets what Flink removed), not only what can be new.") var full = false
 
     func run() throws {
         let store = try options.open(refresh: false)
         guard store.engineName == FlinkStoreSettings.engineName else {
             CLI.fail(.badInput("refresh applies to Flink stores; this one uses engine '\(store.engineName)'")); throw ExitCode(2)
         }
-        let r = try CLI.run { () throws(StoreError) in try FlinkEngine.forStore(store).importer.refresh() }
+        let r = try CLI.run { () throws(StoreError) in try FlinkEngine.forStore(store).importer.refresh(full: full) }
         if json { CLI.printJSON(r); return }
         for n in r.added { print("added \(n)") }
         for n in r.forgotten { print("forgotten \(n) (removed by Flink)") }
         for u in r.unreadable { print("UNREADABLE \(u.directory): \(u.error)") }
         print("\(r.added.count) added, \(r.forgotten.count) forgotten, \(r.unchanged) unchanged, \(r.unreadable.count) unreadable")
+        if let c = r.remote {
+            print("\(c.full ? "full" : "incremental") pass on \(store.files.location): \(c.cost.listRequests) listing requests (\(c.cost.listBytes) bytes), \(c.cost.headRequests) HEAD, \(c.cost.getRequests) GET (\(c.cost.getBytes) bytes)")
+        }
     }
 }
 
