@@ -31,12 +31,13 @@ extension SnapFileSystem {
         }
     }
 
-    /// Runs `body` with a descriptor of the stored object behind `ino`, so the adapter can let the kernel splice
-    /// its pages straight into the reply instead of copying them through this process. Nil for every other node.
-    public func withObjectDescriptor<R>(_ ino: UInt64, _ body: (Int32) throws(FSError) -> R) throws(FSError) -> R? {
+    /// Runs `body` with a descriptor of the stored object behind `ino` on which the bytes in `range` are present,
+    /// so the adapter can let the kernel splice its pages straight into the reply instead of copying them through
+    /// this process. Nil for every other node.
+    public func withObjectDescriptor<R>(_ ino: UInt64, range: Range<Int64>, _ body: (Int32) throws(FSError) -> R) throws(FSError) -> R? {
         // A generated file (no stored object) is read from memory, by `read`.
         guard case .file(_, let e) = try node(ino), let rel = e.objectPath else { return nil }
-        return try objects.withDescriptor(rel, body)
+        return try objects.withDescriptor(rel, covering: range, body)
     }
 
     /// `lseek` with SEEK_DATA (`whence` 3) or SEEK_HOLE (4) in a snapshot's file: where its next data or hole starts
@@ -48,7 +49,7 @@ extension SnapFileSystem {
         guard case .file(_, let e) = try node(ino).flat, e.type == .file, let rel = e.objectPath else {
             throw .invalid("SEEK_DATA and SEEK_HOLE are answered for snapshot files")
         }
-        return try objects.withDescriptor(rel) { fd throws(FSError) -> Int64 in
+        return try objects.withDescriptor(rel, covering: wholeObject) { fd throws(FSError) -> Int64 in
             let r = lseek(fd, off_t(offset), whence)
             if r < 0 {
                 if errno == ENXIO { throw .noMoreData }
@@ -68,7 +69,8 @@ extension SnapFileSystem {
                 guard let bytes = views.generated(id, e.path) else { throw .io("\(e.path) has no stored object") }
                 return Self.copy(bytes, from: offset, into: buffer)
             }
-            return try objects.withDescriptor(rel) { fd throws(FSError) -> Int in
+            let wanted = offset..<(offset + Int64(buffer.count))
+            return try objects.withDescriptor(rel, covering: wanted) { fd throws(FSError) -> Int in
                 var done = 0
                 while done < buffer.count {
                     let r = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
