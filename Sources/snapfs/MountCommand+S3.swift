@@ -50,9 +50,10 @@ struct S3MountSource {
     let cache: S3ObjectCache
     let client: S3Client
 
-    func shutdown() {
+    func shutdown() { Self.shutdown(client) }
+
+    static func shutdown(_ client: S3Client) {
         let done = DispatchSemaphore(value: 0)
-        let client = self.client
         Task.detached { try? await client.shutdown(); done.signal() }
         done.wait()
     }
@@ -87,10 +88,17 @@ enum S3MountWiring {
     /// The object source of a mount of `store`: nil for a store whose files are in its directory; for one on S3, the
     /// read cache (under `--cache-dir`, default STORE/s3-cache, bounded by `--cache-size`).
     static func objectSource(_ store: Store, _ options: S3MountOptions, logger: Logger) throws -> S3MountSource? {
-        guard let files = try storeFilesOnS3(store, options) else { return nil }
+        // Checked before a client exists: a client must be shut down, not dropped.
         let limit = try options.cacheLimit()
+        guard let files = try storeFilesOnS3(store, options) else { return nil }
         let dir = options.cacheDir.map { URL(fileURLWithPath: $0).standardizedFileURL } ?? store.root.appendingPathComponent("s3-cache")
-        let cache = try makeObjectSource(files: files, cacheDirectory: dir, limit: limit)
+        let cache: S3ObjectCache
+        do {
+            cache = try makeObjectSource(files: files, cacheDirectory: dir, limit: limit)
+        } catch {
+            S3MountSource.shutdown(files.client)
+            throw error
+        }
         logger.notice("reading stored files from S3 through a cache", metadata: [
             "location": .string(files.location.description), "endpoint": .string(files.client.endpoint.description),
             "cache": .string(dir.path), "cacheLimit": .stringConvertible(limit)])
