@@ -57,6 +57,9 @@ let package = Package(
                                                    .product(name: "CoreMetrics", package: "swift-metrics")]),
         // What every file operation means, in pure Swift: tests drive it without a kernel.
         .target(name: "SnapFileOps", dependencies: ["SnapStore", .product(name: "Logging", package: "swift-log")]),
+        // Stored objects read from S3 for the mount: an on-disk cache of immutable objects, filled by ranged GETs.
+        .target(name: "S3Mount", dependencies: ["SnapFileOps", "S3Client", .product(name: "Crypto", package: "swift-crypto"),
+                                                .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio")]),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         // The kernel-facing adapter: libfuse3's low-level API over SnapFileOps.
         .target(name: "SnapFUSE", dependencies: ["CFuse3", "SnapFileOps", "SnapStore", .product(name: "Logging", package: "swift-log")]),
@@ -73,7 +76,8 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ], resources: [.copy("openapi.yaml")], plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]),
         .executableTarget(name: "snapfs", dependencies: [
-            "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "FlinkMetadataWriter", "SnapFileOps", "SnapFUSE", "SnapAPI", "S3Store", "S3Client",
+            "SnapStore", "LocalEngine", "FlinkEngine", "FlinkMetadata", "FlinkMetadataWriter", "SnapFileOps", "SnapFUSE", "SnapAPI",
+            "S3Store", "S3Client", "S3Mount",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -92,7 +96,10 @@ let package = Package(
         // Finds the built `snapfs` for the two targets below that run it.
         .target(name: "BuiltTools", path: "Tests/BuiltTools"),
         // Mounts for real with the built `snapfs` binary; depends on `snapfs` so it is built.
-        .testTarget(name: "MountTests", dependencies: ["SnapStore", "FlinkEngine", "FlinkMetadata", "snapfs", "BuiltTools", "FlinkFixtures"]),
+        .testTarget(name: "MountTests", dependencies: ["SnapStore", "FlinkEngine", "FlinkMetadata", "snapfs", "BuiltTools", "FlinkFixtures",
+                                                      "S3Client", "S3TestSupport"]),
+        // The S3 read cache without a kernel: its range bookkeeping and LRU, and fetches from real S3 servers.
+        .testTarget(name: "S3MountTests", dependencies: ["S3Mount", "S3Client", "S3TestSupport", "SnapFileOps"]),
         // The command line driven as a user would, including SIGKILL crash tests; depends on `snapfs` so it is built.
         .testTarget(name: "CLITests", dependencies: ["SnapStore", "snapfs", "BuiltTools", "FlinkFixtures"]),
         // The REST API served for real by the built `snapfs` on a loopback port, driven with curl.

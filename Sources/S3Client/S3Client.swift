@@ -190,14 +190,20 @@ public final class S3Client: Sendable {
     }
 
     /// GET, streaming the body to `consume` chunk by chunk. A connection that breaks mid-body is an error (not
-    /// retried: `consume` has seen part of it), never a short answer taken for the whole.
-    public func get(bucket: String, key: String, range: Range<Int64>? = nil,
+    /// retried: `consume` has seen part of it), never a short answer taken for the whole. With `ifMatch`, only that
+    /// version of the object: another one is `preconditionFailed`, whether the server refuses it (412) or ignores
+    /// `If-Match` and answers with a different ETag.
+    public func get(bucket: String, key: String, range: Range<Int64>? = nil, ifMatch: String? = nil,
                     consume: (ByteBuffer) async throws -> Void) async throws {
         if let range, range.isEmpty { return }
         var headers: [(String, String)] = []
         if let range { headers.append(("range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)")) }
+        if let ifMatch { headers.append(("if-match", "\"\(ifMatch)\"")) }
         let resource = "\(bucket)/\(key)"
         let response = try await start(operation: "GetObject", method: .GET, bucket: bucket, key: key, headers: headers)
+        if let ifMatch, let etag = response.headers.first(name: "etag").map(Self.unquote), etag != ifMatch {
+            throw S3Error.preconditionFailed(operation: "GetObject", resource: resource)
+        }
         let expected = response.headers.first(name: "content-length").flatMap { Int64($0) }
         var received: Int64 = 0
         do {

@@ -236,7 +236,7 @@ private func opInit(_ userdata: UnsafeMutableRawPointer?, _ conn: UnsafeMutableP
 private func opRead(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off: off_t, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
     let fs = mount(req).fs
     do {
-        let spliced: Void? = try fs.withObjectDescriptor(ino) { fd in
+        let spliced: Void? = try fs.withObjectDescriptor(ino, range: Int64(off)..<(Int64(off) + Int64(size))) { fd in
             // A stored object: hand libfuse the descriptor and offset; it splices when the kernel allows, else reads.
             var bv = fuse_bufvec()
             bv.count = 1

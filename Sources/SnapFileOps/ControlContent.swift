@@ -43,8 +43,10 @@ enum ControlContent {
         var stageWindowSeconds: Double
         /// Nodes the mount holds for the kernel (see `InodeTable`): falls back when the kernel forgets.
         var nodes: Int
+        /// What the object source counted (requests, bytes fetched, cache use), when it counts anything.
+        var objectSource: [String: Int64]
 
-        private enum Keys: String, CodingKey { case defaultFormat, stagedEntries, stageWindowSeconds, nodes }
+        private enum Keys: String, CodingKey { case defaultFormat, stagedEntries, stageWindowSeconds, nodes, objectSource }
 
         func encode(to encoder: any Encoder) throws {
             try store.encode(to: encoder)
@@ -53,6 +55,7 @@ enum ControlContent {
             try c.encode(stagedEntries, forKey: .stagedEntries)
             try c.encode(stageWindowSeconds, forKey: .stageWindowSeconds)
             try c.encode(nodes, forKey: .nodes)
+            if !objectSource.isEmpty { try c.encode(objectSource, forKey: .objectSource) }
         }
     }
 
@@ -67,7 +70,7 @@ enum ControlContent {
                 for (id, n) in fs.stagedCounts() { staged[fs.snapshotName(id) ?? "#\(id)"] = n }
                 return json(Status(store: try store.status(), defaultFormat: fs.engine.defaultFormat.rawValue,
                                    stagedEntries: staged, stageWindowSeconds: fs.options.stageWindow,
-                                   nodes: fs.nodeCount))
+                                   nodes: fs.nodeCount, objectSource: fs.objects.counters))
             case .events:
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

@@ -10,7 +10,7 @@ import Glibc
 /// no round trip at all), so descriptors are not tied to opens: a read leases one, and idle ones beyond `idleLimit`
 /// are closed, least recently used first. A leased descriptor is never closed, so a descriptor number cannot be
 /// reused for another file while a read is splicing from it.
-final class ObjectDescriptors: Sendable {
+final class ObjectDescriptors: ObjectSource {
     private struct Slot {
         var fd: Int32
         var leases: Int
@@ -35,8 +35,10 @@ final class ObjectDescriptors: Sendable {
         state.withLock { s in for slot in s.slots.values { close(slot.fd) } }
     }
 
-    /// Runs `body` with a descriptor of the object at `relativePath` (relative to the store's root).
-    func withDescriptor<R>(_ relativePath: String, _ body: (Int32) throws(FSError) -> R) throws(FSError) -> R {
+    /// Runs `body` with a descriptor of the object at `relativePath` (relative to the store's root). Every byte of a
+    /// file on disk is there, so `range` asks nothing more.
+    func withDescriptor<R>(_ relativePath: String, covering range: Range<Int64>,
+                           _ body: (Int32) throws(FSError) -> R) throws(FSError) -> R {
         let fd = try lease(relativePath)
         defer { release(relativePath) }
         return try body(fd)

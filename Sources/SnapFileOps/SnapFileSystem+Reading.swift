@@ -31,13 +31,14 @@ extension SnapFileSystem {
         }
     }
 
-    /// Runs `body` with a descriptor of the stored object behind `ino`, so the adapter can let the kernel splice
-    /// its pages straight into the reply instead of copying them through this process. Nil for every other node.
-    public func withObjectDescriptor<R>(_ ino: UInt64, _ body: (Int32) throws(FSError) -> R) throws(FSError) -> R? {
+    /// Runs `body` with a descriptor of the stored object behind `ino` on which the bytes in `range` are present,
+    /// so the adapter can let the kernel splice its pages straight into the reply instead of copying them through
+    /// this process. Nil for every other node.
+    public func withObjectDescriptor<R>(_ ino: UInt64, range: Range<Int64>, _ body: (Int32) throws(FSError) -> R) throws(FSError) -> R? {
         // A generated file (no stored object) is read from memory, by `read`.
         // So is a part of an object (`objectOffset`), whose offsets `read` translates.
         guard case .file(_, let e) = try node(ino), let rel = e.objectPath, e.objectOffset == nil else { return nil }
-        return try objects.withDescriptor(rel, body)
+        return try objects.withDescriptor(rel, covering: range, body)
     }
 
     /// `lseek` with SEEK_DATA (`whence` 3) or SEEK_HOLE (4) in a snapshot's file: where its next data or hole starts
@@ -54,7 +55,7 @@ extension SnapFileSystem {
             guard offset < e.size else { throw .noMoreData }
             return whence == SparseSeek.data ? offset : e.size
         }
-        return try objects.withDescriptor(rel) { fd throws(FSError) -> Int64 in
+        return try objects.withDescriptor(rel, covering: wholeObject) { fd throws(FSError) -> Int64 in
             let r = lseek(fd, off_t(offset), whence)
             if r < 0 {
                 if errno == ENXIO { throw .noMoreData }
@@ -78,7 +79,8 @@ extension SnapFileSystem {
             let start = e.objectOffset ?? 0
             var wanted = buffer.count
             if e.objectOffset != nil { wanted = offset >= e.size ? 0 : Int(min(Int64(wanted), e.size - offset)) }
-            return try objects.withDescriptor(rel) { fd throws(FSError) -> Int in
+            let covering = (start + offset)..<(start + offset + Int64(wanted))
+            return try objects.withDescriptor(rel, covering: covering) { fd throws(FSError) -> Int in
                 var done = 0
                 while done < wanted {
                     let r = pread(fd, buffer.baseAddress! + done, wanted - done, off_t(start + offset) + off_t(done))

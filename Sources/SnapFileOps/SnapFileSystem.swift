@@ -17,8 +17,8 @@ public final class SnapFileSystem: Sendable {
     let logger = Logger(label: "snapfs.mount")
     let now: @Sendable () -> Date
     let state: Mutex<State>
-    /// Descriptors of stored objects, leased by reads.
-    let objects: ObjectDescriptors
+    /// Where reads get descriptors of stored objects: the store's directory, or a source given at `init`.
+    let objects: any ObjectSource
     /// How each snapshot is shown, when its engine has a layout of its own (see `setPresenter`).
     let views = SnapshotViews()
     /// Set by the kernel adapter: drops the kernel's cached attributes and listings of these inodes now.
@@ -75,14 +75,15 @@ public final class SnapFileSystem: Sendable {
         var rootListingServed: (generation: Int64, at: Date) = (-1, .distantPast)
     }
 
+    /// `objects` is where stored objects are read from; by default the store's own directory.
     public init(store: Store, engine: any SnapshotEngine, options: FileOpsOptions = FileOpsOptions(),
-                clock: @escaping @Sendable () -> Date = { Date() }) {
+                clock: @escaping @Sendable () -> Date = { Date() }, objects: (any ObjectSource)? = nil) {
         self.store = store
         self.engine = engine
         self.options = options
         self.now = clock
         self.state = Mutex(State())
-        self.objects = ObjectDescriptors(root: store.root.path)
+        self.objects = objects ?? ObjectDescriptors(root: store.root.path)
         self.mountedAtNanos = Int64(clock().timeIntervalSince1970 * 1e9)
         self.storeRootOwnership = RootOwnership.of(directory: store.root.path) ?? RootOwnership(mode: 0o700, uid: options.uid, gid: options.gid)
     }
@@ -486,7 +487,7 @@ public final class SnapFileSystem: Sendable {
     /// The length and modification time a stored file has now.
     private func currentLength(_ e: SnapshotEntry) throws(FSError) -> (Int64, Int64)? {
         guard let rel = e.objectPath else { return nil }
-        return try objects.withDescriptor(rel) { fd throws(FSError) -> (Int64, Int64)? in
+        return try objects.withDescriptor(rel, covering: 0..<0) { fd throws(FSError) -> (Int64, Int64)? in
             var st = stat()
             guard fstat(fd, &st) == 0 else { return nil }
             return (Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))

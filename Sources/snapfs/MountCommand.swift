@@ -33,6 +33,7 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Have the kernel send OPEN and RELEASE for every file and directory, as kernels before 4.19 do, instead of skipping them (slower; for tests and measurements).")
     var sendOpens = false
     @OptionGroup var api: APIOptions
+    @OptionGroup(title: "Stores on S3") var s3: S3MountOptions
     @Option(name: .customShort("o"), help: ArgumentHelp("Comma-separated mount options, as mount(8) and fstab pass them.", valueName: "options"))
     var mountOptions: [String] = []
 
@@ -53,7 +54,20 @@ struct MountCommand: ParsableCommand {
         try checkMountpoint(mnt, logger)
         let opened = try CLI.run { () throws(StoreError) in try EngineRegistry.open(storeURL) }
         let engine = try makeEngine(store: opened, stateOverride: state)
-        let fs = SnapFileSystem(store: opened, engine: engine, options: FileOpsOptions(stageWindow: stageWindow))
+        // A store whose files are in S3 is read through a local cache; every other store from its directory.
+        let s3Source: S3MountSource?
+        do {
+            s3Source = try S3MountWiring.objectSource(opened, s3, logger: logger)
+        } catch let e as StoreError {
+            CLI.fail(e)
+            throw ExitCode(e.exitCode)
+        } catch {
+            CLI.fail(.badInput("\(error)"))
+            throw ExitCode(2)
+        }
+        defer { s3Source?.shutdown() }
+        let fs = SnapFileSystem(store: opened, engine: engine, options: FileOpsOptions(stageWindow: stageWindow),
+                                objects: s3Source?.cache)
         if let flink = engine as? FlinkEngine {
             // Each snapshot's directory as Flink's relocatable savepoint layout: a copy of it restores from anywhere.
             fs.setPresenter(FlinkRelocatableView(engine: flink))

@@ -14,7 +14,7 @@ final class ObjectDescriptorTests: XCTestCase {
         XCTAssertEqual(entries.count, 40)
         let cache = ObjectDescriptors(root: f.store.root.path, idleLimit: 8)
         for e in entries {
-            let bytes = try cache.withDescriptor(try XCTUnwrap(e.objectPath)) { fd throws(FSError) -> [UInt8] in
+            let bytes = try cache.withDescriptor(try XCTUnwrap(e.objectPath), covering: wholeObject) { fd throws(FSError) -> [UInt8] in
                 var b = [UInt8](repeating: 0, count: 64)
                 let n = b.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 64, 0) }
                 return Array(b.prefix(max(n, 0)))
@@ -27,8 +27,8 @@ final class ObjectDescriptorTests: XCTestCase {
         // (Were it closed, its number would be reused by the next open, and the read would return another file.)
         let first = try XCTUnwrap(entries[0].objectPath)
         let want = try Data(contentsOf: f.store.root.appendingPathComponent(first))
-        try cache.withDescriptor(first) { fd throws(FSError) in
-            for e in entries.dropFirst() { _ = try cache.withDescriptor(e.objectPath!) { _ throws(FSError) in 0 } }
+        try cache.withDescriptor(first, covering: 0..<0) { fd throws(FSError) in
+            for e in entries.dropFirst() { _ = try cache.withDescriptor(e.objectPath!, covering: 0..<0) { _ throws(FSError) in 0 } }
             var b = [UInt8](repeating: 0, count: 64)
             let n = b.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 64, 0) }
             XCTAssertEqual(Data(b.prefix(max(n, 0))), want, "the leased descriptor still reads its own object")

@@ -59,7 +59,7 @@ final class ObjectRangeTests: XCTestCase {
 
         // Each part an inode of its own; never spliced as the whole object.
         XCTAssertNotEqual(try f.ino("s1/big.bin.head"), try f.ino("s1/big.bin.tail"))
-        XCTAssertNil(try f.fs.withObjectDescriptor(head) { _ in () })
+        XCTAssertNil(try f.fs.withObjectDescriptor(head, range: 0..<20) { _ in () })
         // All data, as far as the range goes.
         XCTAssertEqual(try f.fs.seek(tail, offset: 5, whence: 3), 5)
         XCTAssertEqual(try f.fs.seek(tail, offset: 5, whence: 4), 10_001)
