@@ -52,14 +52,14 @@ struct SparseDigest {
         var n = count
         if fill > 0, n > 0 {
             let take = Int(min(Int64(Self.block - fill), n)), at = fill
-            partial.withUnsafeMutableBytes { ($0.baseAddress! + at).initializeMemory(as: UInt8.self, repeating: 0, count: take) }
+            partial.withUnsafeMutableBytes { _ = ($0.baseAddress! + at).initializeMemory(as: UInt8.self, repeating: 0, count: take) }
             fill += take; length += Int64(take); n -= Int64(take)
             if fill == Self.block { emitPartial() }
         }
         let whole = n / Int64(Self.block) * Int64(Self.block)
         length += whole; n -= whole
         if n > 0 {
-            partial.withUnsafeMutableBytes { $0.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(n)) }
+            partial.withUnsafeMutableBytes { _ = $0.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(n)) }
             fill = Int(n); length += n
         }
     }
