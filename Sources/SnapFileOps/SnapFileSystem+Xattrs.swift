@@ -42,8 +42,12 @@ extension SnapFileSystem {
             return Array(v.utf8)
         case .file(_, let e) where name == Self.objectAttribute && e.objectPath != nil:
             return PathBytes.kernel(e.objectPath!)
-        case .file(_, let e) where name == Self.checksumAttribute && e.sha256 != nil:
-            return Array(e.sha256!.utf8)
+        case .file(_, let e) where name == Self.checksumAttribute && (e.sha256 != nil || e.sparseDigest != nil):
+            // A file stored with holes has its SHA-256 computed (and then recorded) the first time it is asked for.
+            let sha: String?
+            do { sha = try store.sha256(of: e) } catch { throw .store(error) }
+            guard let sha else { throw .noAttribute }
+            return Array(sha.utf8)
         default:
             guard let v = try recordedXattrs(n)?.value(name) else { throw .noAttribute }
             return v

@@ -276,6 +276,13 @@ enum Catalog {
             ALTER TABLE objects ADD COLUMN blocks INTEGER;
             """)
         }
+        // A file stored with holes is checksummed by its `SparseDigest` (over its data blocks and their offsets),
+        // which costs its data rather than its length: the whole-content SHA-256 of an 8 GiB file holding 10 KiB is
+        // seconds of hashing zeros. `sha256` stays NULL for such an object until something needs it (an export,
+        // `getfattr -n user.snapfs.sha256`), which computes it, checks the bytes against the digest and records it.
+        m.registerMigration("v9-sparse-digests") { db in
+            try db.execute(sql: "ALTER TABLE objects ADD COLUMN sparse_digest TEXT")
+        }
         return m
     }
 }

@@ -119,9 +119,14 @@ public struct SnapshotEntry: Codable, Sendable, Hashable {
     public var object: ObjectID?
     /// Where the object lives, relative to the store root.
     public var objectPath: String?
+    /// The SHA-256 of the file's bytes, as `sha256sum` prints it; nil when not known yet: a file stored with holes
+    /// is checked by `sparseDigest` instead, and its SHA-256 computed when something asks for it (`Store.sha256(of:)`).
     public var sha256: String?
+    /// The file's `SparseDigest` (over its non-zero blocks and their offsets), recorded for a file with holes.
+    public var sparseDigest: String?
     public var symlinkTarget: String?
-    /// How many snapshot entries hold the same stored object: the file's `st_nlink`.
+    /// The file's `st_nlink`: how many entries, in all snapshots, hold the same stored object with the same owner,
+    /// mode and attributes (the names of one inode in the mount; see `Store.entries(of:)`).
     public var links: Int
     /// Files the store keeps with a snapshot but that are not part of its logical tree (a canonical manifest).
     public var hidden: Bool
@@ -149,8 +154,9 @@ public struct SnapshotEntry: Codable, Sendable, Hashable {
                 object: ObjectID? = nil, objectPath: String? = nil, sha256: String? = nil,
                 symlinkTarget: String? = nil, links: Int = 1, hidden: Bool = false, rdev: UInt64? = nil,
                 sizeRule: SizeRule = .exact, requiredSize: Int64? = nil, uid: UInt32? = nil, gid: UInt32? = nil,
-                xattrs: ExtendedAttributes? = nil, blocks: Int64? = nil) {
+                xattrs: ExtendedAttributes? = nil, blocks: Int64? = nil, sparseDigest: String? = nil) {
         self.blocks = blocks
+        self.sparseDigest = sparseDigest
         self.path = path; self.type = type; self.size = size; self.mode = mode; self.mtimeNanos = mtimeNanos
         self.object = object; self.objectPath = objectPath; self.sha256 = sha256
         self.symlinkTarget = symlinkTarget; self.links = links; self.hidden = hidden; self.rdev = rdev

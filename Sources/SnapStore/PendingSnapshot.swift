@@ -83,7 +83,8 @@ public final class PendingSnapshot {
                 let rows = try Row.fetchCursor(db, sql: """
                     SELECT e.path, e.size, e.mtime_ns, e.object_id
                     FROM entries e JOIN objects o ON o.id = e.object_id JOIN snapshots s ON s.id = e.snapshot_id
-                    WHERE e.snapshot_id = ? AND e.type = 'file' AND e.hidden = 0 AND o.sha256 IS NOT NULL AND s.state = 'complete'
+                    WHERE e.snapshot_id = ? AND e.type = 'file' AND e.hidden = 0 AND s.state = 'complete'
+                      AND (o.sha256 IS NOT NULL OR o.sparse_digest IS NOT NULL)
                     """, arguments: [base])
                 var chosen: [String: ObjectID] = [:]
                 while let r = try rows.next() {
@@ -124,12 +125,14 @@ public final class PendingSnapshot {
     }
 
     /// Makes the snapshot complete and listed, with its entries, in one transaction.
-    /// `checksums` gives the final size and SHA-256 of objects this snapshot wrote. `takenAt` is for engines that
+    /// `checksums` gives the final size and SHA-256 of objects this snapshot wrote; `sparseDigests` the final size and
+    /// `SparseDigest` of those it wrote with holes (with or without a SHA-256 as well). `takenAt` is for engines that
     /// record snapshots someone else wrote earlier: when it was really taken, so listings show that, not the import.
     /// `adoptedDirectory` is a directory the snapshot owns from now on but that this writer did not create (a Flink
     /// `chk-N`): recorded only here, so that a rollback before the commit can never remove it.
     public func commit(entries: [NewEntry], checksums: [ObjectID: (size: Int64, sha256: String)], takenAt: Double? = nil,
-                       adoptedDirectory: String? = nil, omitted: [Omission] = [], blocks: [ObjectID: Int64] = [:]) throws(StoreError) -> Snapshot {
+                       adoptedDirectory: String? = nil, omitted: [Omission] = [], blocks: [ObjectID: Int64] = [:],
+                       sparseDigests: [ObjectID: (size: Int64, digest: String)] = [:]) throws(StoreError) -> Snapshot {
         if let d = adoptedDirectory, !Store.isSafeRelativePath(d) { throw .badInput("snapshot directory '\(d)' would leave the store") }
         var seen = Set<String>()
         for e in entries {
@@ -142,6 +145,8 @@ public final class PendingSnapshot {
             snapshot = try store.db.write { db in
                 let upd = try db.makeStatement(sql: "UPDATE objects SET size = ?, sha256 = ? WHERE id = ?")
                 for (id, c) in checksums { try upd.execute(arguments: [c.size, c.sha256, id]) }
+                let sparse = try db.makeStatement(sql: "UPDATE objects SET size = ?, sparse_digest = ? WHERE id = ?")
+                for (id, c) in sparseDigests { try sparse.execute(arguments: [c.size, c.digest, id]) }
                 // What each object this snapshot wrote occupies on disk (`st_blocks`): less than its length when sparse.
                 let alloc = try db.makeStatement(sql: "UPDATE objects SET blocks = ? WHERE id = ?")
                 for (id, b) in blocks { try alloc.execute(arguments: [b, id]) }
@@ -165,7 +170,7 @@ public final class PendingSnapshot {
                 try db.execute(sql: "UPDATE snapshots SET state = 'complete', completed_at = ?, created_at = COALESCE(?, created_at), owner = NULL WHERE id = ?",
                                arguments: [takenAt ?? now, takenAt, snapshot.id])
                 try store.insertOmissions(db, snapshot.id, omitted)
-                try store.insertEvent(db, "snapshot", snapshot.name, "\(snapshot.kind.rawValue) snapshot complete: format \(snapshot.format.rawValue), \(entries.count) entries, \(checksums.count) objects written"
+                try store.insertEvent(db, "snapshot", snapshot.name, "\(snapshot.kind.rawValue) snapshot complete: format \(snapshot.format.rawValue), \(entries.count) entries, \(Set(checksums.keys).union(sparseDigests.keys).count) objects written"
                                       + Omission.summary(omitted))
                 try db.bumpGeneration()
                 return try Snapshot.fetchOne(db, sql: "SELECT \(Snapshot.columns) FROM snapshots WHERE id = ?", arguments: [snapshot.id])!

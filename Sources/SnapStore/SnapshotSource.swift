@@ -22,6 +22,9 @@ public struct SourceEntry: Sendable, Hashable {
     public var xattrs: ExtendedAttributes?
     /// For a file that is a hard link of one listed earlier (same inode): that one's path. The two share one object.
     public var hardLinkTo: String?
+    /// The bytes a file occupies on disk (`st_blocks` × 512), when the source knows: fewer than its length means it
+    /// has holes, and its copy is checksummed by `SparseDigest` rather than by a SHA-256 of every byte.
+    public var allocated: Int64?
 
     public init(path: String, type: EntryType, size: Int64, mode: UInt32, mtimeNanos: Int64, symlinkTarget: String? = nil, sha256: String? = nil,
                 rdev: UInt64? = nil, uid: UInt32? = nil, gid: UInt32? = nil, xattrs: ExtendedAttributes? = nil) {
@@ -48,6 +51,12 @@ public struct RecordedMetadata: Sendable, Hashable {
     }
 }
 
+/// A run of a file's bytes as a source reads them: data, or a hole (zeros the source did not read).
+public enum SourceChunk {
+    case data(UnsafeRawBufferPointer)
+    case hole(Int64)
+}
+
 /// Why a copy could not use a file as it was scanned.
 public enum SourceProblem: Error, Sendable {
     /// The file was removed after the scan: the snapshot is retried from a fresh scan.
@@ -70,12 +79,18 @@ public protocol SnapshotSource: Sendable {
     func scanReporting() throws(StoreError) -> SourceScan
     /// Streams the bytes of `entry` to `sink`, returning the entry as it really was when copied.
     func read(_ entry: SourceEntry, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> SourceEntry
+    /// `read`, with holes handed on as holes rather than as zeros, so a copy of a sparse file costs its data, not
+    /// its length. By default every run is data.
+    func readExtents(_ entry: SourceEntry, into sink: (SourceChunk) throws -> Void) throws -> SourceEntry
     /// The mode and owner of the tree's root, recorded with the snapshot so the mount keeps out whom it kept out.
     func rootOwnership() -> RootOwnership?
 }
 
 extension SnapshotSource {
     public func rootOwnership() -> RootOwnership? { nil }
+    public func readExtents(_ entry: SourceEntry, into sink: (SourceChunk) throws -> Void) throws -> SourceEntry {
+        try read(entry) { try sink(.data($0)) }
+    }
 }
 
 extension SnapshotSource {
@@ -95,6 +110,8 @@ public struct FileTreeSource: SnapshotSource {
     public let root: URL
     /// Checksums the tree must match (an exported canonical snapshot), by path.
     public let expected: [String: String]
+    /// `SparseDigest`s the tree must match, by path (a stored object whose whole-content SHA-256 is not known).
+    public var expectedSparse: [String: String] = [:]
     /// What an earlier snapshot of this tree already did not hold (an exported tree's manifest says so).
     public var inherited: [Omission] = []
     /// Metadata recorded for the tree (an exported tree's manifest), by path, taken over what the files show.
@@ -108,7 +125,7 @@ public struct FileTreeSource: SnapshotSource {
     }
 
     public var description: String { root.path }
-    public var allowsReuse: Bool { expected.isEmpty }
+    public var allowsReuse: Bool { expected.isEmpty && expectedSparse.isEmpty }
     public func rootOwnership() -> RootOwnership? { recordedRoot ?? RootOwnership.of(directory: root.path) }
 
     public func scan() throws(StoreError) -> [SourceEntry] { try scanReporting().entries }
@@ -131,6 +148,7 @@ public struct FileTreeSource: SnapshotSource {
                 e = SourceEntry(path: p, type: .directory, size: 0, mode: UInt32(st.st_mode), mtimeNanos: mtime)
             case S_IFREG:
                 e = SourceEntry(path: p, type: .file, size: Int64(st.st_size), mode: UInt32(st.st_mode), mtimeNanos: mtime, sha256: expected[p])
+                e.allocated = Int64(st.st_blocks) * 512
                 if st.st_nlink > 1 {
                     let dev = UInt64(st.st_dev), ino = UInt64(st.st_ino)
                     if let first = firstNames[dev]?[ino] { e.hardLinkTo = first } else { firstNames[dev, default: [:]][ino] = p }
@@ -161,6 +179,20 @@ public struct FileTreeSource: SnapshotSource {
     }
 
     public func read(_ entry: SourceEntry, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> SourceEntry {
+        try readExtents(entry) { chunk in
+            switch chunk {
+            case .data(let bytes): try sink(bytes)
+            case .hole(var n):
+                while n > 0 {
+                    let k = Int(min(Int64(SparseWriter.zeros.count), n))
+                    try sink(UnsafeRawBufferPointer(rebasing: SparseWriter.zeros[0..<k]))
+                    n -= Int64(k)
+                }
+            }
+        }
+    }
+
+    public func readExtents(_ entry: SourceEntry, into sink: (SourceChunk) throws -> Void) throws -> SourceEntry {
         let abs = root.path + "/" + PathBytes.printable(entry.path)
         let fd = PathAt.open(root.path, entry.path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
@@ -173,14 +205,17 @@ public struct FileTreeSource: SnapshotSource {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         var total: Int64 = 0
-        var hasher = expected.isEmpty ? nil : SHA256()
-        // Holes are not read: where SEEK_DATA says the next data starts further on, zeros are handed on without a
-        // read, so a sparse file costs its data, not its length, in reads (the checksum still covers every byte).
+        var hasher = entry.sha256 != nil && !expected.isEmpty ? SHA256() : nil
+        let wantSparse = expectedSparse[entry.path]
+        var sparse = wantSparse == nil ? nil : SparseDigest()
+        // Holes are not read: where SEEK_DATA says the next data starts further on, the hole is handed on as one,
+        // so a sparse file costs its data, not its length, in reads (a SHA-256 checked here still covers every byte).
         // Asked only of a file that occupies fewer blocks than its length needs: most have no hole.
         var seekable = Int64(before.st_blocks) * 512 < Int64(before.st_size)
         func handOn(_ chunk: UnsafeRawBufferPointer) throws {
             hasher?.update(bufferPointer: chunk)
-            try sink(chunk)
+            sparse?.update(chunk)
+            try sink(.data(chunk))
             total += Int64(chunk.count)
         }
         while true {
@@ -189,9 +224,12 @@ public struct FileTreeSource: SnapshotSource {
                 // ENXIO: nothing but a hole from here to the end.
                 let holeEnd = data >= 0 ? Int64(data) : (errno == ENXIO ? Int64(before.st_size) : -1)
                 if data < 0 && errno != ENXIO { seekable = false }
-                while holeEnd > total {
-                    let n = Int(min(Int64(SparseWriter.zeros.count), holeEnd - total))
-                    try handOn(UnsafeRawBufferPointer(rebasing: SparseWriter.zeros[0..<n]))
+                if holeEnd > total {
+                    let n = holeEnd - total
+                    hasher?.updateZeros(n)
+                    sparse?.skip(n)
+                    try sink(.hole(n))
+                    total = holeEnd
                 }
             }
             let n = pread(fd, buffer.baseAddress, buffer.count, off_t(total))
@@ -212,8 +250,13 @@ public struct FileTreeSource: SnapshotSource {
             let got = h.finalize().hexString
             if got != want { throw SourceProblem.checksumMismatch(path: entry.path, expected: want, actual: got) }
         }
+        if let want = wantSparse, var s = sparse {
+            let got = s.finalize()
+            if got != want { throw SourceProblem.checksumMismatch(path: entry.path, expected: "sparse digest " + want, actual: got) }
+        }
         var e = entry
         e.size = total
+        e.allocated = Int64(after.st_blocks) * 512
         e.mode = UInt32(after.st_mode)
         e.mtimeNanos = Int64(after.st_mtim.tv_sec) * 1_000_000_000 + Int64(after.st_mtim.tv_nsec)
         e.uid = after.st_uid; e.gid = after.st_gid
@@ -262,6 +305,7 @@ public struct StoredSnapshotSource: SnapshotSource {
         return byPath.values.sorted { $0.path < $1.path }.map {
             var e = SourceEntry(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos,
                                 symlinkTarget: $0.symlinkTarget, sha256: $0.sha256, rdev: $0.rdev, uid: $0.uid, gid: $0.gid, xattrs: $0.xattrs)
+            e.allocated = $0.blocks.map { $0 * 512 }
             // Two names of one object in one snapshot are hard links of one file.
             if $0.type == .file, let o = $0.object {
                 if let f = first[o] { e.hardLinkTo = f } else { first[o] = $0.path }
@@ -271,12 +315,24 @@ public struct StoredSnapshotSource: SnapshotSource {
     }
 
     public func read(_ entry: SourceEntry, into sink: (UnsafeRawBufferPointer) throws -> Void) throws -> SourceEntry {
+        let (source, e) = try objectSource(entry)
+        return try source.read(e, into: sink).withPath(entry.path, as: entry)
+    }
+
+    public func readExtents(_ entry: SourceEntry, into sink: (SourceChunk) throws -> Void) throws -> SourceEntry {
+        let (source, e) = try objectSource(entry)
+        return try source.readExtents(e, into: sink).withPath(entry.path, as: entry)
+    }
+
+    /// The object's file as a source checked against the catalog's checksum.
+    private func objectSource(_ entry: SourceEntry) throws -> (FileTreeSource, SourceEntry) {
         guard let e = byPath[entry.path], let op = e.objectPath else {
             throw SourceProblem.vanished(entry.path)
         }
-        return try FileTreeSource(root: store.root, expected: e.sha256.map { [op: $0] } ?? [:])
-            .read(SourceEntry(path: op, type: .file, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, sha256: e.sha256), into: sink)
-            .withPath(entry.path, as: entry)
+        // The sparse digest when there is one: it checks the same bytes without hashing the holes.
+        var source = FileTreeSource(root: store.root, expected: e.sparseDigest == nil ? e.sha256.map { [op: $0] } ?? [:] : [:])
+        if let d = e.sparseDigest { source.expectedSparse = [op: d] }
+        return (source, SourceEntry(path: op, type: .file, size: e.size, mode: e.mode, mtimeNanos: e.mtimeNanos, sha256: e.sha256))
     }
 }
 

@@ -41,6 +41,9 @@ struct SparseWriter {
         offset += Int64(chunk.count)
     }
 
+    /// Appends a hole of `count` bytes: nothing is written or compared.
+    mutating func skip(_ count: Int64) { offset += count }
+
     private func put(_ p: UnsafeRawPointer, _ count: Int, at: Int64) throws {
         var done = 0
         while done < count {

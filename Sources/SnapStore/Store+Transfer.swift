@@ -1,4 +1,5 @@
 import Foundation
+import Crypto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,6 +40,8 @@ extension Store {
                 var done: Int64 = 0
                 var dirs: [SnapshotEntry] = []
                 var exported: [ObjectID: String] = [:]
+                /// SHA-256s computed by this export (files stored with holes have none until asked), for SHA256SUMS.
+                var computed: [ObjectID: String] = [:]
                 for e in entries {
                     let shown = files.path + "/" + PathBytes.printable(e.path)
                     try makeParent(e.path)
@@ -62,8 +65,13 @@ extension Store {
                             guard errno == ENAMETOOLONG else { throw StoreError.io(path: shown, errno: errno, what: "cannot create hard link") }
                         }
                         if let obj = e.object { exported[obj] = e.path }
-                        try Self.copyChecked(from: (root.path, op), sha256: e.sha256, to: (files.path, e.path), mode: e.mode, mtime: e.mtimeNanos,
-                                             owner: (e.uid, e.gid), xattrs: e.xattrs, what: e.path)
+                        let sha = try Self.copyChecked(from: (root.path, op), sha256: e.sha256, sparseDigest: e.sparseDigest,
+                                                       to: (files.path, e.path), mode: e.mode, mtime: e.mtimeNanos,
+                                                       owner: (e.uid, e.gid), xattrs: e.xattrs, what: e.path)
+                        if e.sha256 == nil, let obj = e.object {
+                            computed[obj] = sha
+                            if e.sparseDigest != nil { self.recordSHA256(sha, of: obj) }
+                        }
                         done += e.size
                         progress?(done, total, e.path)
                     }
@@ -76,7 +84,8 @@ extension Store {
                     if e != 0 { throw StoreError.io(path: files.path, errno: e, what: "cannot set owner, mode or time of") }
                 }
                 var manifest = CanonicalManifest(snapshot: s, entries: entries.map {
-                    .init(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos, sha256: $0.sha256, target: $0.symlinkTarget,
+                    .init(path: $0.path, type: $0.type, size: $0.size, mode: $0.mode, mtimeNanos: $0.mtimeNanos,
+                          sha256: $0.sha256 ?? $0.object.flatMap { computed[$0] }, target: $0.symlinkTarget,
                           rdev: $0.rdev, uid: $0.uid, gid: $0.gid, xattrs: $0.xattrs)
                 })
                 manifest.root = s.root
@@ -143,19 +152,30 @@ extension Store {
         return nil
     }
 
-    /// Copies `src` (a base directory and a path below it) to `dst`, checking `sha256` as the bytes go.
-    static func copyChecked(from src: (base: String, rel: String), sha256: String?, to dst: (base: String, rel: String),
+    /// Copies `src` (a base directory and a path below it) to `dst`, holes kept, checking the bytes as they go
+    /// against `sparseDigest` when there is one (holes cost nothing), else against `sha256`. Returns the bytes'
+    /// SHA-256: `sha256`, or computed on the way when it is not known (an export's `SHA256SUMS` needs it).
+    @discardableResult
+    static func copyChecked(from src: (base: String, rel: String), sha256: String?, sparseDigest: String? = nil,
+                            to dst: (base: String, rel: String),
                             mode: UInt32, mtime: Int64, owner: (uid: UInt32?, gid: UInt32?) = (nil, nil),
-                            xattrs: ExtendedAttributes? = nil, what: String) throws {
-        let source = FileTreeSource(root: URL(fileURLWithPath: src.base), expected: sha256.map { [src.rel: $0] } ?? [:])
+                            xattrs: ExtendedAttributes? = nil, what: String) throws -> String {
+        let checksSHA256 = sparseDigest == nil && sha256 != nil
+        var source = FileTreeSource(root: URL(fileURLWithPath: src.base), expected: checksSHA256 ? [src.rel: sha256!] : [:])
+        if let d = sparseDigest { source.expectedSparse = [src.rel: d] }
+        var hasher = sha256 == nil ? SHA256() : nil
         let fd = PathAt.open(dst.base, dst.rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         let dstShown = dst.base + "/" + PathBytes.printable(dst.rel)
         guard fd >= 0 else { throw StoreError.io(path: dstShown, errno: errno, what: "cannot create") }
         do {
             defer { close(fd) }
             var out = SparseWriter(fd: fd, shown: dstShown)
-            _ = try source.read(SourceEntry(path: src.rel, type: .file, size: 0, mode: 0, mtimeNanos: 0, sha256: sha256)) { chunk in
-                try out.write(chunk)
+            _ = try source.readExtents(SourceEntry(path: src.rel, type: .file, size: 0, mode: 0, mtimeNanos: 0,
+                                                   sha256: checksSHA256 ? sha256 : nil)) { chunk in
+                switch chunk {
+                case .data(let bytes): hasher?.update(bufferPointer: bytes); try out.write(bytes)
+                case .hole(let n): hasher?.updateZeros(n); out.skip(n)
+                }
             }
             _ = try out.finish()
             if owner.uid != nil || owner.gid != nil {
@@ -170,6 +190,7 @@ extension Store {
             }
             setTimes(fd: fd, mode, mtime)
             try Durability.sync(fd: fd, path: dstShown)
+            return sha256 ?? hasher!.finalize().hexString
         } catch SourceProblem.checksumMismatch(_, let want, let got) {
             throw StoreError.corrupt("stored bytes of '\(PathBytes.printable(what))' do not match their checksum (expected \(want), found \(got))")
         } catch SourceProblem.vanished {

@@ -48,7 +48,8 @@ extension Store {
         return [Store.objectsDirectory, Store.canonicalDirectory]
     }
 
-    /// Checks every referenced object: present, the recorded size, and (with `checksums`) the recorded SHA-256.
+    /// Checks every referenced object: present, the recorded size, and (with `checksums`) the recorded checksum: an
+    /// object's `SparseDigest` when it has one (its holes are not hashed), else its SHA-256.
     public func verify(checksums: Bool = true, progress: ProgressHandler? = nil) throws(StoreError) -> VerifyReport {
         drainRemovals()
         let rows: [Row]
@@ -57,7 +58,7 @@ extension Store {
         do {
             (rows, snapCount, pending) = try db.read { db in
                 (try Row.fetchAll(db, sql: """
-                    SELECT o.path, o.size, o.sha256, GROUP_CONCAT(DISTINCT s.name) AS names
+                    SELECT o.path, o.size, o.sha256, o.sparse_digest, GROUP_CONCAT(DISTINCT s.name) AS names
                     FROM objects o JOIN entries e ON e.object_id = o.id JOIN snapshots s ON s.id = e.snapshot_id
                     WHERE s.state = 'complete' GROUP BY o.id ORDER BY o.path
                     """),
@@ -94,7 +95,11 @@ extension Store {
                 problems.append(.init(snapshots: names, path: path, problem: "size \(st.st_size), expected \(size)"))
                 continue
             }
-            if checksums, let want = r["sha256"] as String? {
+            if checksums, let want = r["sparse_digest"] as String? {
+                if let problem = Self.sparseMismatch(root.path, path, want) {
+                    problems.append(.init(snapshots: names, path: path, problem: problem))
+                }
+            } else if checksums, let want = r["sha256"] as String? {
                 let got = Self.sha256(ofFile: root.path, path)
                 if got != want { problems.append(.init(snapshots: names, path: path, problem: "checksum \(got ?? "unreadable"), expected \(want)")) }
             }
@@ -215,6 +220,20 @@ extension Store {
         PathAt.walk(base, rel) { p, st, _, _ in if (st.st_mode & S_IFMT) == S_IFDIR { dirs.append(p) } }
         for d in dirs.reversed() where !keep.contains(d) { _ = PathAt.rmdir(base, d) }
         if !keep.contains(rel) { _ = PathAt.rmdir(base, rel) }
+    }
+
+    /// What is wrong with the object at `rel` below `base` measured against its sparse digest `want`; nil when it matches.
+    static func sparseMismatch(_ base: String, _ rel: String, _ want: String) -> String? {
+        var source = FileTreeSource(root: URL(fileURLWithPath: base))
+        source.expectedSparse = [rel: want]
+        do {
+            _ = try source.readExtents(SourceEntry(path: rel, type: .file, size: 0, mode: 0, mtimeNanos: 0)) { _ in }
+            return nil
+        } catch SourceProblem.checksumMismatch(_, let want, let got) {
+            return "checksum \(got), expected \(want)"
+        } catch {
+            return "unreadable: \(error)"
+        }
     }
 
     public static func sha256(ofFile path: String) -> String? { sha256(ofFile: path, "") }

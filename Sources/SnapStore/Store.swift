@@ -320,7 +320,12 @@ public final class Store: Sendable {
         } catch { throw .wrap(error, "cannot read catalog") }
     }
 
-    /// Every entry of a snapshot, with each file's stored object and how many entries share it.
+    /// Every entry of a snapshot, with each file's stored object and its link count: the names, in every snapshot,
+    /// that are the same inode in the mount (`InodeNumber.file`): the entries holding the same object with the same
+    /// owner, mode and attributes. A store never gives one object to two distinct files (no content is shared
+    /// between files, and a native-incremental snapshot reuses an object for one file only), so within one snapshot
+    /// these are the names of one file, its hard links; across snapshots, each snapshot holding the file unchanged
+    /// adds its names.
     public func entries(of id: SnapshotID, includeHidden: Bool = false) throws(StoreError) -> [SnapshotEntry] {
         do {
             return try db.read { db in
@@ -328,8 +333,11 @@ public final class Store: Sendable {
                     SELECT e.path, e.type, e.size, e.mode, e.mtime_ns, e.object_id, e.symlink_target, e.hidden,
                            o.path AS opath, o.sha256,
                            CASE WHEN e.object_id IS NULL THEN 1
-                                ELSE (SELECT COUNT(*) FROM entries e2 WHERE e2.object_id = e.object_id AND e2.hidden = 0) END AS links,
-                           e.rdev, e.size_rule, e.required_size, e.uid, e.gid, e.xattrs, o.blocks
+                                ELSE (SELECT COUNT(*) FROM entries e2 WHERE e2.object_id = e.object_id AND e2.hidden = 0
+                                      AND e2.uid IS e.uid AND e2.gid IS e.gid AND e2.xattrs IS e.xattrs
+                                      AND (e.uid IS NULL AND e.gid IS NULL AND e.xattrs IS NULL OR (e2.mode & 4095) = (e.mode & 4095)))
+                                END AS links,
+                           e.rdev, e.size_rule, e.required_size, e.uid, e.gid, e.xattrs, o.blocks, o.sparse_digest
                     FROM entries e LEFT JOIN objects o ON o.id = e.object_id
                     WHERE e.snapshot_id = ? \(includeHidden ? "" : "AND e.hidden = 0")
                     ORDER BY e.path
@@ -350,7 +358,8 @@ public final class Store: Sendable {
                                              sizeRule: SizeRule(rawValue: r[12] as String) ?? .exact, requiredSize: r[13],
                                              uid: (r[14] as Int64?).map { UInt32(truncatingIfNeeded: $0) },
                                              gid: (r[15] as Int64?).map { UInt32(truncatingIfNeeded: $0) },
-                                             xattrs: (r[16] as Data?).flatMap(ExtendedAttributes.init(blob:)), blocks: r[17]))
+                                             xattrs: (r[16] as Data?).flatMap(ExtendedAttributes.init(blob:)), blocks: r[17],
+                                             sparseDigest: r[18]))
                 }
                 return out
             }
