@@ -178,7 +178,9 @@ final class FidelityMountTests: MountTestCase {
         }
         let report = try String(contentsOfFile: w.m + "/.snapfs/snapshots/canonical.json", encoding: .utf8)
         XCTAssertTrue(report.contains("\"format\" : \"canonical\""), report)
-        if Command.sh("command -v restic").ok {
+        let haveRestic = Command.sh("command -v restic").ok
+        XCTAssertTrue(haveRestic, "restic is missing (Scripts/install-deps installs it): the restic round trip is part of this check")
+        if haveRestic {
             let repo = w.root.path + "/restic-repo", back = w.root.path + "/restic-restored"
             let env = "export RESTIC_PASSWORD=fidelity RESTIC_REPOSITORY=\(shellQuote(repo)) RESTIC_CACHE_DIR=\(shellQuote(w.root.path + "/restic-cache"));"
             let r = Command.sh(env + " restic init -q && cd \(shellQuote(w.m + "/native-full")) && restic backup -q . && restic restore -q latest --target \(shellQuote(back))",
