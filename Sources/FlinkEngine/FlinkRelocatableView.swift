@@ -40,10 +40,11 @@ public struct FlinkRelocatableView: SnapshotPresenter {
         do { (metadata, _, _) = try importer.readMetadata(directory) } catch {
             return .stored("its _metadata cannot be read (\(error)); shown at the store's paths")
         }
-        let root = store.root.path
+        // Handles resolve as the importer resolves them: against the store's own location, a directory on disk or
+        // an s3:// prefix.
         let plan: SelfContainedPlan
         do {
-            plan = try SelfContainedPlan.make(metadata, metadataDirectory: root + "/" + directory, pathMap: settings.metadataPathMap)
+            plan = try SelfContainedPlan.make(metadata, metadataDirectory: store.files.absolute(directory), pathMap: settings.metadataPathMap)
         } catch let error as HandleRewriteError {
             return .stored("shown at the store's paths, not relocatable: \(error.reason) (\(error.file)); a copy restores only where the store is")
         } catch {
@@ -53,7 +54,7 @@ public struct FlinkRelocatableView: SnapshotPresenter {
         var shown: [SnapshotEntry] = []
         var named = Set<String>()
         for copy in plan.copies where named.insert(copy.relativePath).inserted {
-            guard let relative = PathBytes.relative(copy.source, under: root), var entry = files[relative] else {
+            guard let relative = store.files.relative(ofAbsolute: copy.source), var entry = files[relative] else {
                 return .stored("shown at the store's paths, not relocatable: it names \(copy.source), which is not one of the store's files")
             }
             entry.path = copy.relativePath

@@ -129,8 +129,11 @@ final class S3ObjectMountTests: MountTestCase {
                     XCTAssertTrue(written.contains(digest), "\(server.kind) \(name): a file read through the mount is not one Flink wrote")
                     read += 1
                 }
-                let metadata = try Data(contentsOf: w.mnt.appendingPathComponent(name).appendingPathComponent("_metadata"))
-                XCTAssertGreaterThan(metadata.count, 0, "\(server.kind) \(name): _metadata")
+                // A restorable snapshot is shown in Flink's relocatable layout, its `_metadata` at the top.
+                if before[name] == true {
+                    let metadata = try Data(contentsOf: w.mnt.appendingPathComponent(name).appendingPathComponent("_metadata"))
+                    XCTAssertGreaterThan(metadata.count, 0, "\(server.kind) \(name): _metadata")
+                }
             }
             XCTAssertGreaterThan(read, 0, "\(server.kind): files were read")
             XCTAssertGreaterThan(try counters()["getRequests"] ?? 0, 0, "\(server.kind): the bytes came from S3")
