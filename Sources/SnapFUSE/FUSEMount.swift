@@ -46,6 +46,8 @@ public final class FUSEMount: Sendable {
     let logger = Logger(label: "snapfs.fuse")
     private let session = Mutex<SessionPointer?>(nil)
     private let poller = Mutex<PeriodicTask?>(nil)
+    /// Whether `wakeLoopIfSignalled` has sent its request (once is enough: one woken worker ends the loop).
+    private let wakeSent = Mutex(false)
     let openless = OpenlessIO()
     let readAhead = ReadAhead()
     /// False makes the kernel send OPEN and RELEASE for every file and directory, as kernels before 4.19 do: the
@@ -103,11 +105,28 @@ public final class FUSEMount: Sendable {
     /// exactly the root names that changed. Its ticks also raise the read-ahead window once `INIT` is done.
     private func startPoller() {
         let t = PeriodicTask(name: "snapfs-poller", interval: 0.25, waitsFirst: false) { [self] in
+            wakeLoopIfSignalled()
             tellKernel(fs.poll())
             readAhead.adjust(mountpoint: mountpoint, logger: logger)
         }
         poller.withLock { $0 = t }
         t.start()
+    }
+
+    /// libfuse's signal handler only marks the session exited; its workers see the mark after their next request.
+    /// When the signal lands on a thread that is not one of them (a timer's, the API's), every worker stays blocked
+    /// reading `/dev/fuse` and SIGINT or SIGTERM seems ignored. So once the mark is set, a request is sent to the
+    /// mount from a thread of its own (a `statvfs`, answered like any other), which wakes a worker to see it. Never
+    /// from the poller itself: if the loop has already ended, nothing answers until the unmount.
+    private func wakeLoopIfSignalled() {
+        guard let se = session.withLock({ $0?.raw }), fuse_session_exited(se) != 0 else { return }
+        guard wakeSent.withLock({ sent in defer { sent = true }; return !sent }) else { return }
+        logger.info("signalled: waking the FUSE loop to stop", metadata: ["mountpoint": .string(mountpoint)])
+        let path = mountpoint
+        Thread.detachNewThread {
+            var v = statvfs()
+            _ = statvfs(path, &v)
+        }
     }
 
     private func stopPoller() {
