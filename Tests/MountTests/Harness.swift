@@ -196,6 +196,14 @@ final class MountWorkspace {
 
     // MARK: checks
 
+    /// `.snapfs/status` as JSON, read with `cat`: the file is generated on each read (direct I/O), so its length can
+    /// change between `stat` and `read`; a reader that stops at `st_size`, as Foundation's does, may cut it short.
+    func status() throws -> [String: Any] {
+        let r = Command.sh("cat \(shellQuote(m + "/.snapfs/status"))")
+        guard r.ok else { XCTFail("cat .snapfs/status: \(r.summary)"); throw NSError(domain: "status", code: 1) }
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any], r.out)
+    }
+
     /// What plain `ls` shows at the root (`.snapfs` is hidden by its dot).
     func rootNames() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: m)) ?? []).filter { !$0.hasPrefix(".") }.sorted() }
 

@@ -60,9 +60,8 @@ final class FUSERequestTrace {
 final class LookupForgetMountTests: MountTestCase {
     /// `nodes` from `.snapfs/status`: what the daemon holds for the kernel.
     private func nodes() throws -> Int {
-        let data = try Data(contentsOf: URL(fileURLWithPath: w.m + "/.snapfs/status"))
-        let json = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-        return try XCTUnwrap(json?["nodes"] as? Int, "status has no nodes: \(String(decoding: data, as: UTF8.self))")
+        let json = try w.status()
+        return try XCTUnwrap(json["nodes"] as? Int, "status has no nodes: \(json)")
     }
 
     func testASecondStatOfAMissingNameInASnapshotSendsNoLookup() throws {

@@ -82,8 +82,7 @@ final class S3ObjectMountTests: MountTestCase {
 
     /// The object source's counters in `.snapfs/status`.
     func counters() throws -> [String: Int64] {
-        let data = try Data(contentsOf: w.mnt.appendingPathComponent(".snapfs/status"))
-        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let json = try w.status()
         let source = try XCTUnwrap(json["objectSource"] as? [String: Any], "status has no objectSource: \(json.keys.sorted())")
         return source.compactMapValues { ($0 as? NSNumber)?.int64Value }
     }
